@@ -1,0 +1,179 @@
+"""The agent config: the one document the operator writes and the chat service reads.
+
+It is defined here, by its consumer, and imported by the operator (and by ``ai-ops render``), so the two
+sides cannot drift. It is versioned (``apiVersion``), deterministic (lists sorted, no timestamps) and
+carries a content checksum so a writer can tell whether anything changed. Secret values never appear in
+it: only ``{name, key}`` references, which the chat service resolves from its Secrets directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+AGENT_CONFIG_API_VERSION = "ai-ops.dev/agent-config/v1"
+AGENT_CONFIG_KIND = "AgentConfig"
+# The key of the ConfigMap's data that holds the document.
+AGENT_CONFIG_DATA_KEY = "agent-config.json"
+
+ProviderTypeName = Literal["ollama", "openai", "azure_openai", "anthropic", "huggingface", "openai_compatible"]
+MiddlewareTypeName = Literal[
+    "logging",
+    "cache",
+    "model_retry",
+    "tool_retry",
+    "model_fallback",
+    "model_call_limit",
+    "tool_call_limit",
+    "pii",
+    "prompt_injection",
+    "summarization",
+    "context_editing",
+    "custom",
+]
+HealthName = Literal["Healthy", "Degraded", "Unhealthy", "Unauthenticated", "Unknown", "Maintenance", "NotProbed"]
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SecretRef(ConfigModel):
+    """Where a secret value lives: ``<secrets dir>/<name>/<key>`` in the chat pod."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class NamedValue(ConfigModel):
+    """A header or environment variable: inline value or a Secret reference, never both."""
+
+    name: str = Field(min_length=1)
+    value: str | None = None
+    secret_ref: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NamedValue:
+        if (self.value is None) == (self.secret_ref is None):
+            raise ValueError(f"{self.name}: exactly one of value and secretRef must be set")
+        return self
+
+
+class ProviderEntry(ConfigModel):
+    name: str
+    type: ProviderTypeName
+    base_url: str | None = Field(default=None, alias="baseURL")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MiddlewareEntry(ConfigModel):
+    name: str
+    type: MiddlewareTypeName
+    priority: int = Field(ge=1, le=100)
+    critical: bool = False
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelEntry(ConfigModel):
+    name: str
+    model: str
+    provider: ProviderEntry
+    api_key_secret_ref: SecretRef | None = None
+    default: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_seconds: int = 60
+    system_prompt: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+    # Sorted by priority, then name; inactive middleware is not in the config at all.
+    middleware: tuple[MiddlewareEntry, ...] = ()
+
+
+class ToolFilterEntry(ConfigModel):
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+class MCPServerEntry(ConfigModel):
+    name: str
+    transport: Literal["streamable_http", "sse", "stdio"]
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[NamedValue, ...] = ()
+    headers: tuple[NamedValue, ...] = ()
+    scope: Literal["internal", "external"] = "internal"
+    tool_filter: ToolFilterEntry = Field(default_factory=ToolFilterEntry)
+    health: HealthName = "Unknown"
+    # Tool names known from the last probe, with the tool filter applied; empty when never probed.
+    tools: tuple[str, ...] = ()
+    description: str | None = None
+
+
+class AgentConfig(ConfigModel):
+    """Everything the chat service needs to run the agent of one namespace."""
+
+    api_version: Literal["ai-ops.dev/agent-config/v1"] = Field(default=AGENT_CONFIG_API_VERSION)
+    kind: Literal["AgentConfig"] = Field(default=AGENT_CONFIG_KIND)
+    namespace: str
+    default_model: str | None = None
+    models: tuple[ModelEntry, ...] = ()
+    mcp_servers: tuple[MCPServerEntry, ...] = ()
+    # sha256 of the canonical JSON of every other field; set by ``finalize``.
+    checksum: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("model names must be unique")
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"defaultModel {self.default_model!r} is not one of the models")
+        servers = [s.name for s in self.mcp_servers]
+        if len(set(servers)) != len(servers):
+            raise ValueError("MCP server names must be unique")
+        return self
+
+    def content_checksum(self) -> str:
+        body = self.model_dump(by_alias=True, mode="json", exclude={"checksum"})
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def finalize(self) -> AgentConfig:
+        """A copy with the content checksum filled in."""
+        return self.model_copy(update={"checksum": self.content_checksum()})
+
+    def to_json(self) -> str:
+        """The canonical serialized form (stable key order, so equal configs are equal bytes)."""
+        body = self.model_dump(by_alias=True, mode="json")
+        return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def model_by_name(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+class AgentConfigError(ValueError):
+    """The document is not a valid agent config; the message says where and why."""
+
+
+def parse_agent_config(text: str | bytes) -> AgentConfig:
+    """Parse and validate a serialized agent config, checking its checksum when present."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AgentConfigError(f"agent config is not valid JSON: {exc}") from None
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise AgentConfigError(f"agent config is invalid: {problems}") from None
+    if config.checksum and config.checksum != config.content_checksum():
+        raise AgentConfigError("agent config checksum does not match its content (edited by hand?)")
+    return config

@@ -1,0 +1,187 @@
+"""Validate ai-ops resources exactly as the API server would: defaults, the CRD's schema, its CEL rules.
+
+Used by ``ai-ops validate``, by the operator (the emulator in tests and old API servers may let through
+what a real one refuses) and by the test emulator to answer 422 like an API server. The schemas come from
+``crdgen`` (that is, from the spec models), so there is one source for all three.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import celpy
+import jsonschema
+
+from ai_ops_operator.crdgen import crd_for
+from ai_ops_operator.specs import API_VERSION, NAME_PATTERN, RESOURCES, ResourceKind
+
+_NAME_RE = re.compile(NAME_PATTERN)
+_CEL_ENV = celpy.Environment()
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a resource: where (a field path such as ``spec.headers[0].name``) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def is_ai_ops_resource(obj: Any) -> bool:
+    return isinstance(obj, dict) and str(obj.get("apiVersion", "")).split("/")[0] == API_VERSION.split("/")[0]
+
+
+def schema_of(kind: str) -> dict[str, Any]:
+    return _schema_of(kind)
+
+
+@functools.cache
+def _schema_of(kind: str) -> dict[str, Any]:
+    resource: ResourceKind = RESOURCES[kind]
+    return crd_for(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+# --- defaulting ---------------------------------------------------------------------------------
+
+
+def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the resource with the schema's defaults filled in, as the API server stores it."""
+    result = copy.deepcopy(obj)
+    kind = result.get("kind")
+    if kind in RESOURCES:
+        _default(result, _schema_of(kind))
+    return result
+
+
+def _default(value: Any, schema: dict[str, Any]) -> None:
+    if isinstance(value, dict) and "properties" in schema:
+        for name, prop in schema["properties"].items():
+            if name not in value and "default" in prop:
+                value[name] = copy.deepcopy(prop["default"])
+            if name in value:
+                _default(value[name], prop)
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            _default(item, schema["items"])
+
+
+# --- JSON schema --------------------------------------------------------------------------------
+
+
+def _to_json_schema(node: Any) -> Any:
+    """OpenAPI v3 (structural) to JSON Schema: unknown fields are errors, like ``kubectl apply``'s strict mode."""
+    if isinstance(node, list):
+        return [_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "nullable"}
+    if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("uri", raises=ValueError)
+def _is_uri(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    parsed = urlparse(value)
+    if not parsed.scheme or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an absolute URL (scheme://host...)")
+    return True
+
+
+@functools.cache
+def _validator(kind: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(_to_json_schema(_schema_of(kind)), format_checker=_FORMATS)
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"unknown field(s): {', '.join(extra)}"
+    if error.validator == "enum":
+        return f"must be one of {', '.join(map(str, error.validator_value))}, not {error.instance!r}"
+    if error.validator == "required":
+        return error.message.replace(" is a required property", " is required")
+    if error.validator == "format" and error.cause is not None:
+        return str(error.cause)
+    return error.message
+
+
+# --- CEL ----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _program(rule: str) -> Any:
+    return _CEL_ENV.program(_CEL_ENV.compile(rule))
+
+
+def _cel_problems(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in schema.get("x-kubernetes-validations", ()):
+        try:
+            ok = bool(_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}))
+        except Exception as exc:  # a rule that cannot be evaluated on this value counts as failed
+            ok = False
+            message = f"{rule['message']} (rule could not be evaluated: {exc})"
+        else:
+            message = rule["message"]
+        if not ok:
+            problems.append(Problem(path + rule.get("fieldPath", ""), message))
+    if isinstance(value, dict):
+        for name, prop in schema.get("properties", {}).items():
+            if name in value:
+                problems += _cel_problems(value[name], prop, f"{path}.{name}" if path else name)
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            problems += _cel_problems(item, schema["items"], f"{path}[{index}]")
+    return problems
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def validate_resource(obj: Any) -> list[Problem]:
+    """Every problem of one ai-ops resource manifest; an empty list when the API server would accept it."""
+    if not isinstance(obj, dict):
+        return [Problem("", "a resource must be a mapping")]
+    if obj.get("apiVersion") != API_VERSION:
+        return [Problem("apiVersion", f"must be {API_VERSION}, not {obj.get('apiVersion')!r}")]
+    kind = obj.get("kind")
+    if kind not in RESOURCES:
+        return [Problem("kind", f"must be one of {', '.join(RESOURCES)}, not {kind!r}")]
+    problems: list[Problem] = []
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        problems.append(Problem("metadata.name", "is required"))
+    elif len(name) > 253 or not _NAME_RE.match(name):
+        problems.append(
+            Problem("metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-' and '.')")
+        )
+    defaulted = apply_defaults(obj)
+    schema_errors = list(_validator(kind).iter_errors(defaulted))
+    for error in schema_errors:
+        problems.append(Problem(_path(error.absolute_path), _schema_message(error)))
+    if not schema_errors:
+        # Like the API server, CEL rules run only on a value that passed the schema.
+        problems += _cel_problems(defaulted, _schema_of(kind), "")
+    return sorted(set(problems))
