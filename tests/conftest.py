@@ -1,0 +1,53 @@
+"""Shared fixtures: real servers on 127.0.0.1 (see tests/harness/README.md).
+
+Heavy imports stay inside the fixtures so test files that use none of them start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.harness.fake_llm import FakeLLM
+    from tests.harness.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (no persistence) for the whole session; killed by PID at the end."""
+    from tests.harness.redis_server import RedisServer
+
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as error:
+        server.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    """The scripted OpenAI-compatible server for the whole session (call .reset() between uses)."""
+    from tests.harness.fake_llm import FakeLLM
+
+    server = FakeLLM()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_fake_llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
+    """The session's fake LLM, reset before and after this test (empty queues, no recorded requests)."""
+    fake_llm.reset()
+    yield fake_llm
+    fake_llm.reset()
