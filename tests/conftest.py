@@ -12,6 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.harness.fake_llm import FakeLLM
+    from tests.harness.mcp_servers import McpFixtureServers
     from tests.harness.redis_server import RedisServer
 
 
@@ -51,3 +52,16 @@ def fresh_fake_llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.reset()
     yield fake_llm
     fake_llm.reset()
+
+
+@pytest.fixture(scope="session")
+def mcp_fixture_servers() -> Iterator[McpFixtureServers]:
+    """Real MCP servers (streamable HTTP), one process each: .healthy, .auth, .restartable, .hanging."""
+    from tests.harness.mcp_servers import McpFixtureServers
+
+    servers = McpFixtureServers()
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()  # kills every process, also when start() or the tests failed
