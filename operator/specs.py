@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 
@@ -27,8 +28,25 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+# Bounds of integer fields that have no natural limit (Kubernetes' int64 and int32).
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def check_absolute_url(value: str) -> str:
+    """The ``uri`` format as ai-ops reads it: an absolute URL with a scheme and a host."""
+    parsed = urlparse(value)
+    if not parsed.scheme or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an absolute URL (scheme://host...)")
+    return value
+
+
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
-URL = Annotated[str, Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})]
+URL = Annotated[
+    str,
+    Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"}),
+    AfterValidator(check_absolute_url),
+]
 ShortText = Annotated[str, Field(max_length=1024)]
 
 
@@ -41,9 +59,14 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
 
 
 class SpecModel(BaseModel):
-    """Base of every spec part: camelCase on the wire, unknown fields refused (the API server prunes them)."""
+    """Base of every spec part: camelCase on the wire, unknown fields refused (the API server prunes them).
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    Strict, like the CRD schema: ``"yes"`` is not a boolean and ``"30"`` not an integer. Parse a manifest's
+    spec with ``ResourceKind.parse_spec``, which also refuses Python field names (``base_url``) that
+    ``populate_by_name`` accepts for code that builds models by keyword.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
 
     # CEL rules of this object; they become its x-kubernetes-validations.
     cel_rules: ClassVar[list[dict[str, str]]] = []
@@ -113,8 +136,9 @@ class LLMProviderSpec(SpecModel):
     ]
 
     type: ProviderType = Field(
-        description="Kind of backend: ollama, openai, azure_openai, anthropic, huggingface or openai_compatible "
-        "(any OpenAI-compatible endpoint such as vLLM, LM Studio or LiteLLM)."
+        strict=False,
+        description="Kind of backend: ollama, openai, azure_openai, anthropic, huggingface or "
+        "openai_compatible (any OpenAI-compatible endpoint such as vLLM, LM Studio or LiteLLM).",
     )
     base_url: URL | None = Field(
         default=None,
@@ -149,20 +173,24 @@ class LLMModelSpec(SpecModel):
 
     provider_ref: LocalObjectRef = Field(description="The LLMProvider serving this model.")
     model: Annotated[str, Field(min_length=1, max_length=256)] = Field(
-        description="The provider's model id (e.g. gpt-4o, llama3.1:8b) or, for azure_openai, the deployment name."
+        description="The provider's model id (e.g. gpt-4o, llama3.1:8b) or, for azure_openai, "
+        "the deployment name."
     )
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="API key of this model; overrides the provider's apiKeySecretRef."
     )
     default: bool = Field(
         default=False,
-        description="Use this model when a request names none. With several defaults in a namespace the oldest wins.",
+        description="Use this model when a request names none. "
+        "With several defaults in a namespace the oldest wins.",
     )
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature, 0 to 2.")
     max_tokens: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Upper bound of tokens in one model response."
     )
-    timeout_seconds: int = Field(default=60, ge=1, le=600, description="Timeout of one model call, 1 to 600 s.")
+    timeout_seconds: int = Field(
+        default=60, ge=1, le=600, description="Timeout of one model call, 1 to 600 s."
+    )
     system_prompt: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="System prompt of the agent when it runs on this model."
     )
@@ -194,12 +222,18 @@ class LLMMiddlewareSpec(SpecModel):
     """One step of a model's middleware chain."""
 
     model_ref: LocalObjectRef = Field(description="The LLMModel whose chain this middleware joins.")
-    type: MiddlewareType = Field(description="What the middleware does; config holds the settings of that type.")
+    type: MiddlewareType = Field(
+        strict=False, description="What the middleware does; config holds the settings of that type."
+    )
     priority: int = Field(
-        default=50, ge=1, le=100, description="Position in the chain, 1 to 100: lower runs first, ties by name."
+        default=50,
+        ge=1,
+        le=100,
+        description="Position in the chain, 1 to 100: lower runs first, ties by name.",
     )
     config: dict[str, Any] | None = Field(
-        default=None, description="Settings of this middleware type; see docs/middleware.md for each type's fields."
+        default=None,
+        description="Settings of this middleware type; see docs/middleware.md for each type's fields.",
     )
     active: bool = Field(default=True, description="An inactive middleware is left out of the chain.")
     critical: bool = Field(
@@ -248,7 +282,9 @@ class NameValue(SpecModel):
     value: Annotated[str, Field(max_length=8192)] | None = Field(
         default=None, description="Inline value. Use valueFrom for anything secret."
     )
-    value_from: ValueSource | None = Field(default=None, description="Read the value from a Secret key instead.")
+    value_from: ValueSource | None = Field(
+        default=None, description="Read the value from a Secret key instead."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> NameValue:
@@ -285,7 +321,9 @@ class HealthCheck(SpecModel):
     ]
 
     enabled: bool = Field(default=True, description="Probe the server; when false its health is NotProbed.")
-    interval_seconds: int = Field(default=30, ge=5, le=86400, description="Seconds between probes, at least 5.")
+    interval_seconds: int = Field(
+        default=30, ge=5, le=86400, description="Seconds between probes, at least 5."
+    )
     timeout_seconds: int = Field(
         default=10, ge=1, le=300, description="Deadline of one whole probe; must be below intervalSeconds."
     )
@@ -326,7 +364,11 @@ class MCPServerSpec(SpecModel):
             "url is required for the streamable_http and sse transports",
             ".url",
         ),
-        cel("self.transport != 'stdio' || !has(self.url)", "url must not be set for the stdio transport", ".url"),
+        cel(
+            "self.transport != 'stdio' || !has(self.url)",
+            "url must not be set for the stdio transport",
+            ".url",
+        ),
         cel(
             "self.transport != 'stdio' || has(self.command)",
             "command is required for the stdio transport",
@@ -339,7 +381,9 @@ class MCPServerSpec(SpecModel):
     ]
 
     transport: MCPTransport = Field(
-        default=MCPTransport.STREAMABLE_HTTP, description="How to reach the server: streamable_http, sse or stdio."
+        strict=False,
+        default=MCPTransport.STREAMABLE_HTTP,
+        description="How to reach the server: streamable_http, sse or stdio.",
     )
     url: URL | None = Field(
         default=None, description="Endpoint of the server, e.g. http://mcp.tools:8000/mcp. Not for stdio."
@@ -350,7 +394,9 @@ class MCPServerSpec(SpecModel):
     args: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         default=None, max_length=64, description="Arguments of the stdio command."
     )
-    env: list[EnvVar] | None = Field(default=None, max_length=64, description="Environment of the stdio command.")
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=64, description="Environment of the stdio command."
+    )
     headers: list[HTTPHeader] | None = Field(
         default=None, max_length=32, description="HTTP headers sent with every request, e.g. a bearer token."
     )
@@ -364,10 +410,13 @@ class MCPServerSpec(SpecModel):
         default=False, description="A server in maintenance is left out of the agent and never probed."
     )
     scope: MCPScope = Field(
+        strict=False,
         default=MCPScope.INTERNAL,
         description="internal: in or near the cluster; external: a third-party service (shown to users).",
     )
-    tool_filter: ToolFilter | None = Field(default=None, description="Which of the server's tools the agent may use.")
+    tool_filter: ToolFilter | None = Field(
+        default=None, description="Which of the server's tools the agent may use."
+    )
     description: ShortText | None = Field(default=None, description="Free text for humans.")
 
     @model_validator(mode="after")
@@ -396,7 +445,9 @@ class ConditionStatus(enum.StrEnum):
 class Condition(SpecModel):
     """One aspect of the resource's state, following the Kubernetes API conventions."""
 
-    type: Annotated[str, Field(max_length=316)] = Field(description="Type of condition in CamelCase, e.g. Ready.")
+    type: Annotated[str, Field(max_length=316)] = Field(
+        description="Type of condition in CamelCase, e.g. Ready."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: Annotated[str, Field(max_length=1024)] = Field(description="Machine-readable CamelCase reason.")
     message: Annotated[str, Field(max_length=32768)] = Field(default="", description="Human-readable detail.")
@@ -404,7 +455,10 @@ class Condition(SpecModel):
         description="When the status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
     )
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The metadata.generation this condition was computed from."
+        default=None,
+        ge=0,
+        le=INT64_MAX,
+        description="The metadata.generation this condition was computed from.",
     )
 
 
@@ -412,9 +466,11 @@ class CommonStatus(SpecModel):
     """What the operator observed of the resource."""
 
     # Status is written by the operator only; reading it tolerates fields of other versions.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=False)
 
-    observed_generation: int | None = Field(default=None, ge=0, description="Last metadata.generation processed.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="Last metadata.generation processed."
+    )
     conditions: list[Condition] | None = Field(
         default=None,
         description="Current state: Ready and the checks behind it.",
@@ -433,21 +489,31 @@ class ServerInfo(SpecModel):
 class ToolsSummary(SpecModel):
     """The tools the server listed at the last successful probe."""
 
-    count: int = Field(default=0, ge=0, description="Number of tools the server offers.")
-    names: list[str] | None = Field(default=None, description="Tool names, sorted, at most 100.")
+    count: int = Field(default=0, ge=0, le=INT32_MAX, description="Number of tools the server offers.")
+    names: list[str] | None = Field(
+        default=None, max_length=100, description="Tool names, sorted, at most 100."
+    )
 
 
 class MCPServerStatus(CommonStatus):
     """Conditions plus the result of the latest probes."""
 
-    health: HealthState | None = Field(default=None, description="Health of the server as seen by the probes.")
+    health: HealthState | None = Field(
+        default=None, description="Health of the server as seen by the probes."
+    )
     server_info: ServerInfo | None = Field(default=None, description="The server's own description.")
     tools: ToolsSummary | None = Field(default=None, description="Tools found at the last successful probe.")
     last_probe_time: str | None = Field(
-        default=None, description="When the server was last probed.", json_schema_extra={"format": "date-time"}
+        default=None,
+        description="When the server was last probed.",
+        json_schema_extra={"format": "date-time"},
     )
-    last_probe_latency_ms: int | None = Field(default=None, ge=0, description="Duration of the last probe.")
-    consecutive_failures: int | None = Field(default=None, ge=0, description="Failed probes in a row.")
+    last_probe_latency_ms: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Duration of the last probe in milliseconds."
+    )
+    consecutive_failures: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Failed probes in a row."
+    )
 
 
 # --- the four kinds -----------------------------------------------------------------------------
@@ -495,6 +561,13 @@ class ResourceKind(BaseModel):
     def crd_name(self) -> str:
         return f"{self.plural}.{GROUP}"
 
+    def parse_spec(self, spec: Any) -> SpecModel:
+        """The ``spec`` of a manifest of this kind as its model; raises pydantic's ValidationError.
+
+        Wire names only (``baseURL``, not ``base_url``), as the CRD schema has them.
+        """
+        return self.spec_model.model_validate(spec, by_name=False)
+
 
 RESOURCES: dict[str, ResourceKind] = {
     r.kind: r
@@ -509,9 +582,14 @@ RESOURCES: dict[str, ResourceKind] = {
             spec_model=LLMProviderSpec,
             status_model=CommonStatus,
             columns=[
-                PrinterColumn(name="Type", type="string", json_path=".spec.type", description="Provider type."),
                 PrinterColumn(
-                    name="Enabled", type="boolean", json_path=".spec.enabled", description="Whether it is enabled."
+                    name="Type", type="string", json_path=".spec.type", description="Provider type."
+                ),
+                PrinterColumn(
+                    name="Enabled",
+                    type="boolean",
+                    json_path=".spec.enabled",
+                    description="Whether it is enabled.",
                 ),
                 READY_COLUMN,
                 REASON_COLUMN,
@@ -528,11 +606,17 @@ RESOURCES: dict[str, ResourceKind] = {
             status_model=CommonStatus,
             columns=[
                 PrinterColumn(
-                    name="Provider", type="string", json_path=".spec.providerRef.name", description="LLMProvider."
+                    name="Provider",
+                    type="string",
+                    json_path=".spec.providerRef.name",
+                    description="LLMProvider.",
                 ),
                 PrinterColumn(name="Model", type="string", json_path=".spec.model", description="Model id."),
                 PrinterColumn(
-                    name="Default", type="boolean", json_path=".spec.default", description="Requested as default."
+                    name="Default",
+                    type="boolean",
+                    json_path=".spec.default",
+                    description="Requested as default.",
                 ),
                 READY_COLUMN,
                 REASON_COLUMN,
@@ -544,16 +628,26 @@ RESOURCES: dict[str, ResourceKind] = {
             plural="llmmiddlewares",
             singular="llmmiddleware",
             short_names=["llmmw"],
-            description="A step in an LLMModel's middleware chain (retry, fallback, PII, limits, logging, ...).",
+            description="A step in an LLMModel's middleware chain "
+            "(retry, fallback, PII, limits, logging, ...).",
             spec_model=LLMMiddlewareSpec,
             status_model=CommonStatus,
             columns=[
-                PrinterColumn(name="Model", type="string", json_path=".spec.modelRef.name", description="LLMModel."),
-                PrinterColumn(name="Type", type="string", json_path=".spec.type", description="Middleware type."),
                 PrinterColumn(
-                    name="Priority", type="integer", json_path=".spec.priority", description="Lower runs first."
+                    name="Model", type="string", json_path=".spec.modelRef.name", description="LLMModel."
                 ),
-                PrinterColumn(name="Active", type="boolean", json_path=".spec.active", description="In the chain."),
+                PrinterColumn(
+                    name="Type", type="string", json_path=".spec.type", description="Middleware type."
+                ),
+                PrinterColumn(
+                    name="Priority",
+                    type="integer",
+                    json_path=".spec.priority",
+                    description="Lower runs first.",
+                ),
+                PrinterColumn(
+                    name="Active", type="boolean", json_path=".spec.active", description="In the chain."
+                ),
                 READY_COLUMN,
                 REASON_COLUMN,
                 AGE_COLUMN,
@@ -571,14 +665,21 @@ RESOURCES: dict[str, ResourceKind] = {
                 PrinterColumn(
                     name="Transport", type="string", json_path=".spec.transport", description="MCP transport."
                 ),
-                PrinterColumn(name="Health", type="string", json_path=".status.health", description="Probe health."),
                 PrinterColumn(
-                    name="Tools", type="integer", json_path=".status.tools.count", description="Tools offered."
+                    name="Health", type="string", json_path=".status.health", description="Probe health."
+                ),
+                PrinterColumn(
+                    name="Tools",
+                    type="integer",
+                    json_path=".status.tools.count",
+                    description="Tools offered.",
                 ),
                 READY_COLUMN,
                 REASON_COLUMN,
                 AGE_COLUMN,
-                PrinterColumn(name="URL", type="string", json_path=".spec.url", description="Endpoint.", priority=1),
+                PrinterColumn(
+                    name="URL", type="string", json_path=".spec.url", description="Endpoint.", priority=1
+                ),
             ],
         ),
     ]

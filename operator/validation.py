@@ -12,13 +12,11 @@ import functools
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import celpy
 import jsonschema
-
 from ai_ops_operator.crdgen import crd_for
-from ai_ops_operator.specs import API_VERSION, NAME_PATTERN, RESOURCES, ResourceKind
+from ai_ops_operator.specs import API_VERSION, NAME_PATTERN, RESOURCES, ResourceKind, check_absolute_url
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _CEL_ENV = celpy.Environment()
@@ -46,7 +44,7 @@ def schema_of(kind: str) -> dict[str, Any]:
 @functools.cache
 def _schema_of(kind: str) -> dict[str, Any]:
     resource: ResourceKind = RESOURCES[kind]
-    return crd_for(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+    return crd_for(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 # --- defaulting ---------------------------------------------------------------------------------
@@ -77,13 +75,24 @@ def _default(value: Any, schema: dict[str, Any]) -> None:
 
 
 def _to_json_schema(node: Any) -> Any:
-    """OpenAPI v3 (structural) to JSON Schema: unknown fields are errors, like ``kubectl apply``'s strict mode."""
+    """OpenAPI v3 (structural) to JSON Schema.
+
+    Unknown fields are errors, like ``kubectl apply``'s strict field validation.
+    """
     if isinstance(node, list):
         return [_to_json_schema(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "nullable"}
-    if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+    out = {
+        k: _to_json_schema(v)
+        for k, v in node.items()
+        if not k.startswith("x-kubernetes-") and k != "nullable"
+    }
+    if (
+        node.get("type") == "object"
+        and "properties" in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -93,11 +102,8 @@ _FORMATS = jsonschema.FormatChecker(formats=())
 
 @_FORMATS.checks("uri", raises=ValueError)
 def _is_uri(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    parsed = urlparse(value)
-    if not parsed.scheme or not parsed.netloc:
-        raise ValueError(f"{value!r} is not an absolute URL (scheme://host...)")
+    if isinstance(value, str):
+        check_absolute_url(value)  # the spec models run the same check
     return True
 
 
@@ -175,7 +181,9 @@ def validate_resource(obj: Any) -> list[Problem]:
         problems.append(Problem("metadata.name", "is required"))
     elif len(name) > 253 or not _NAME_RE.match(name):
         problems.append(
-            Problem("metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-' and '.')")
+            Problem(
+                "metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-' and '.')"
+            )
         )
     defaulted = apply_defaults(obj)
     schema_errors = list(_validator(kind).iter_errors(defaulted))
