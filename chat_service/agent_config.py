@@ -20,7 +20,9 @@ AGENT_CONFIG_KIND = "AgentConfig"
 # The key of the ConfigMap's data that holds the document.
 AGENT_CONFIG_DATA_KEY = "agent-config.json"
 
-ProviderTypeName = Literal["ollama", "openai", "azure_openai", "anthropic", "huggingface", "openai_compatible"]
+ProviderTypeName = Literal[
+    "ollama", "openai", "azure_openai", "anthropic", "huggingface", "openai_compatible"
+]
 MiddlewareTypeName = Literal[
     "logging",
     "cache",
@@ -35,7 +37,9 @@ MiddlewareTypeName = Literal[
     "context_editing",
     "custom",
 ]
-HealthName = Literal["Healthy", "Degraded", "Unhealthy", "Unauthenticated", "Unknown", "Maintenance", "NotProbed"]
+HealthName = Literal[
+    "Healthy", "Degraded", "Unhealthy", "Unauthenticated", "Unknown", "Maintenance", "NotProbed"
+]
 
 
 class ConfigModel(BaseModel):
@@ -118,8 +122,8 @@ class MCPServerEntry(ConfigModel):
 class AgentConfig(ConfigModel):
     """Everything the chat service needs to run the agent of one namespace."""
 
-    api_version: Literal["ai-ops.dev/agent-config/v1"] = Field(default=AGENT_CONFIG_API_VERSION)
-    kind: Literal["AgentConfig"] = Field(default=AGENT_CONFIG_KIND)
+    api_version: Literal["ai-ops.dev/agent-config/v1"] = "ai-ops.dev/agent-config/v1"
+    kind: Literal["AgentConfig"] = "AgentConfig"
     namespace: str
     default_model: str | None = None
     models: tuple[ModelEntry, ...] = ()

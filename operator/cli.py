@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("ai_ops_operator.validate_cmd", "validate ai-ops manifests against the CRD schemas and CEL rules"),
+    "validate": (
+        "ai_ops_operator.validate_cmd",
+        "validate ai-ops manifests against the CRD schemas and CEL rules",
+    ),
     "render": ("ai_ops_operator.render_cmd", "render manifests into the agent config the chat service reads"),
     "operator": ("ai_ops_operator.run_cmd", "run the ai-ops operator"),
     "chat": ("chat_service.cli", "run the chat service"),
@@ -23,7 +26,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ai-ops", description="ai-ops: an AI operations assistant for Kubernetes.")
+    parser = argparse.ArgumentParser(
+        prog="ai-ops", description="ai-ops: an AI operations assistant for Kubernetes."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         try:

@@ -1,0 +1,247 @@
+"""The ``config`` schema of each LLMMiddleware type.
+
+Defined once, here in the chat service (which builds the middleware from it), and used by the operator to
+set the ``ConfigValid`` condition, so a config the operator accepts is one the chat service can build.
+Field names are camelCase on the wire like every other ai-ops field. Each type maps onto a LangChain v1
+built-in agent middleware where one exists; the field names follow that middleware's parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+PositiveLimit = Annotated[int, Field(ge=1, le=100_000)]
+
+
+class MiddlewareConfig(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    def referenced_models(self) -> tuple[str, ...]:
+        """Names of other LLMModels this middleware needs (for reference validation)."""
+        return ()
+
+
+class LoggingConfig(MiddlewareConfig):
+    """One structured log line per model call and tool call."""
+
+    include_content: bool = Field(default=False, description="Also log prompts, replies and tool arguments.")
+    level: Literal["DEBUG", "INFO", "WARNING"] = "INFO"
+    max_content_chars: int = Field(default=2000, ge=1, le=100_000)
+
+
+class CacheConfig(MiddlewareConfig):
+    """Exact-match response cache (Redis when configured, else in memory)."""
+
+    ttl_seconds: int = Field(default=300, ge=1, le=7 * 86400)
+    # conversation: a hit needs the same conversation history in the same thread;
+    # global: identical histories share an answer across conversations (only for stateless prompts).
+    scope: Literal["conversation", "global"] = "conversation"
+    max_entries: int = Field(default=1000, ge=1, le=1_000_000, description="In-memory cache size.")
+
+
+class _RetryConfig(MiddlewareConfig):
+    max_retries: int = Field(default=2, ge=0, le=10)
+    backoff_factor: float = Field(default=2.0, ge=0, le=10)
+    initial_delay_seconds: float = Field(default=1.0, ge=0, le=60)
+    max_delay_seconds: float = Field(default=60.0, ge=0, le=600)
+    jitter: bool = True
+    on_failure: Literal["continue", "error"] = "continue"
+
+
+class ModelRetryConfig(_RetryConfig):
+    """Retry failed model calls with exponential backoff (LangChain ModelRetryMiddleware)."""
+
+
+class ToolRetryConfig(_RetryConfig):
+    """Retry failed tool calls (LangChain ToolRetryMiddleware)."""
+
+    tools: tuple[str, ...] | None = Field(default=None, description="Only these tools; unset retries all.")
+
+
+class ModelFallbackConfig(MiddlewareConfig):
+    """On a model error, try these other LLMModels in order (LangChain ModelFallbackMiddleware)."""
+
+    models: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1, max_length=10)
+
+    def referenced_models(self) -> tuple[str, ...]:
+        return self.models
+
+
+class ModelCallLimitConfig(MiddlewareConfig):
+    """Stop after a number of model calls (LangChain ModelCallLimitMiddleware)."""
+
+    thread_limit: PositiveLimit | None = None
+    run_limit: PositiveLimit | None = None
+    exit_behavior: Literal["end", "error"] = "end"
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> ModelCallLimitConfig:
+        if self.thread_limit is None and self.run_limit is None:
+            raise ValueError("set threadLimit, runLimit or both")
+        return self
+
+
+class ToolCallLimitConfig(MiddlewareConfig):
+    """Stop after a number of tool calls (LangChain ToolCallLimitMiddleware)."""
+
+    tool_name: str | None = Field(default=None, description="Only count this tool; unset counts all.")
+    thread_limit: PositiveLimit | None = None
+    run_limit: PositiveLimit | None = None
+    exit_behavior: Literal["continue", "error", "end"] = "continue"
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> ToolCallLimitConfig:
+        if self.thread_limit is None and self.run_limit is None:
+            raise ValueError("set threadLimit, runLimit or both")
+        return self
+
+
+BUILTIN_PII_TYPES = ("email", "credit_card", "ip", "mac_address", "url")
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+class PIIConfig(MiddlewareConfig):
+    """Detect personal data and block, redact, mask or hash it (LangChain PIIMiddleware, one per type)."""
+
+    pii_types: tuple[str, ...] = Field(
+        min_length=1, max_length=20, description="Built-in or custom type names."
+    )
+    strategy: Literal["block", "redact", "mask", "hash"] = "redact"
+    # Custom types: type name -> regular expression.
+    detectors: dict[str, str] = Field(default_factory=dict)
+    apply_to_input: bool = True
+    apply_to_output: bool = False
+    apply_to_tool_results: bool = False
+
+    @field_validator("detectors")
+    @classmethod
+    def _regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value.values():
+            _check_regex(pattern)
+        return value
+
+    @model_validator(mode="after")
+    def _known_types(self) -> PIIConfig:
+        unknown = [t for t in self.pii_types if t not in BUILTIN_PII_TYPES and t not in self.detectors]
+        if unknown:
+            raise ValueError(
+                f"unknown PII type(s) {', '.join(unknown)}: use one of {', '.join(BUILTIN_PII_TYPES)} "
+                "or give a regular expression for it in detectors"
+            )
+        return self
+
+
+class PromptInjectionConfig(MiddlewareConfig):
+    """Look for prompt-injection phrases in user input (and optionally tool results)."""
+
+    action: Literal["block", "warn", "sanitize"] = "block"
+    patterns: tuple[str, ...] = Field(default=(), description="Extra regular expressions (case-insensitive).")
+    use_default_patterns: bool = True
+    check_tool_results: bool = False
+    block_message: str = Field(
+        default="The request was blocked because it looks like a prompt-injection attempt.", max_length=2000
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            _check_regex(pattern)
+        return value
+
+    @model_validator(mode="after")
+    def _some_pattern(self) -> PromptInjectionConfig:
+        if not self.use_default_patterns and not self.patterns:
+            raise ValueError("with useDefaultPatterns false, give at least one pattern")
+        return self
+
+
+class SummarizationConfig(MiddlewareConfig):
+    """Summarize old messages when the history grows (LangChain SummarizationMiddleware)."""
+
+    model: str | None = Field(
+        default=None, description="LLMModel that summarizes; unset uses the model itself."
+    )
+    trigger_tokens: int | None = Field(default=4000, ge=100, le=10_000_000)
+    trigger_messages: int | None = Field(default=None, ge=2, le=100_000)
+    keep_messages: int = Field(default=20, ge=1, le=10_000)
+
+    def referenced_models(self) -> tuple[str, ...]:
+        return (self.model,) if self.model else ()
+
+    @model_validator(mode="after")
+    def _a_trigger(self) -> SummarizationConfig:
+        if self.trigger_tokens is None and self.trigger_messages is None:
+            raise ValueError("set triggerTokens, triggerMessages or both")
+        return self
+
+
+class ContextEditingConfig(MiddlewareConfig):
+    """Clear old tool results when the context grows (LangChain ContextEditingMiddleware + ClearToolUsesEdit)."""
+
+    trigger_tokens: int = Field(default=100_000, ge=100, le=10_000_000)
+    keep: int = Field(default=3, ge=0, le=1000)
+    clear_at_least: int = Field(default=0, ge=0, le=10_000_000)
+    clear_tool_inputs: bool = False
+    exclude_tools: tuple[str, ...] = ()
+    placeholder: str = Field(default="[cleared]", max_length=200)
+
+
+class CustomConfig(MiddlewareConfig):
+    """A middleware from an installed package, registered in the entry-point group ``ai_ops.middleware``."""
+
+    entry_point: str = Field(min_length=1, max_length=200)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+MIDDLEWARE_CONFIG_MODELS: dict[str, type[MiddlewareConfig]] = {
+    "logging": LoggingConfig,
+    "cache": CacheConfig,
+    "model_retry": ModelRetryConfig,
+    "tool_retry": ToolRetryConfig,
+    "model_fallback": ModelFallbackConfig,
+    "model_call_limit": ModelCallLimitConfig,
+    "tool_call_limit": ToolCallLimitConfig,
+    "pii": PIIConfig,
+    "prompt_injection": PromptInjectionConfig,
+    "summarization": SummarizationConfig,
+    "context_editing": ContextEditingConfig,
+    "custom": CustomConfig,
+}
+
+CUSTOM_MIDDLEWARE_GROUP = "ai_ops.middleware"
+
+
+class MiddlewareConfigError(ValueError):
+    """A middleware config that does not fit its type's schema; ``problems`` holds (field path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+def parse_middleware_config(middleware_type: str, config: dict[str, Any] | None) -> MiddlewareConfig:
+    """Validate one middleware's ``config``; field paths in errors start at ``config``."""
+    model = MIDDLEWARE_CONFIG_MODELS.get(middleware_type)
+    if model is None:
+        raise MiddlewareConfigError([("type", f"unknown middleware type {middleware_type!r}")])
+    try:
+        return model.model_validate(config or {})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = ".".join(["config", *(str(p) for p in err["loc"])])
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append((path, message))
+        raise MiddlewareConfigError(problems) from None
