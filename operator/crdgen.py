@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from ai_ops_operator.specs import CATEGORY, GROUP, RESOURCES, VERSION, ResourceKind
 
 _DROP_KEYS = {"title", "$defs"}
