@@ -1,0 +1,302 @@
+"""Build a LangChain chat model from a model entry of the agent config.
+
+A registry maps each provider type to a handler ``(entry, api_key) -> BaseChatModel``. The built-in handlers
+cover OpenAI, Azure OpenAI, Ollama and any OpenAI-compatible endpoint (vLLM, LM Studio, LiteLLM) through
+langchain-openai, and Anthropic and Hugging Face through their optional extras. Other packages add handlers
+through the entry-point group ``ai_ops.providers`` (each entry point is a handler; its name is the type).
+
+Every client is built with ``max_retries=0``: retrying is the ``model_retry`` middleware's job, and client
+retries under it would multiply the attempts and hide them from the logging middleware.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from chat_service.agent_config import ModelEntry
+from chat_service.secrets import SecretResolver, SecretUnavailable
+
+PROVIDER_ENTRY_POINT_GROUP = "ai_ops.providers"
+OLLAMA_DEFAULT_BASE_URL = "http://localhost:11434"
+# Sent to OpenAI-compatible servers that need no key: the OpenAI client insists on one, and without an
+# explicit value it would pick up OPENAI_API_KEY from the environment and send it to a third party.
+NO_API_KEY = "not-needed"
+
+ProviderHandler = Callable[[ModelEntry, str | None], BaseChatModel]
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(Exception):
+    """A model cannot be built: missing extra, missing key, unknown type. The message says what to do."""
+
+
+_handlers: dict[str, ProviderHandler] = {}
+_entry_points_loaded = False
+_entry_points_lock = threading.Lock()
+
+
+def register_provider(type_name: str, handler: ProviderHandler) -> None:
+    """Register (or replace) the handler of a provider type."""
+    _handlers[type_name] = handler
+
+
+def registered_providers() -> list[str]:
+    """The provider types that can be built (entry points included)."""
+    _load_entry_points()
+    return sorted(_handlers)
+
+
+def _load_entry_points() -> None:
+    """Load third-party handlers once, on first use (importing them at start would slow every start-up)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    with _entry_points_lock:
+        if _entry_points_loaded:
+            return
+        for entry_point in importlib.metadata.entry_points(group=PROVIDER_ENTRY_POINT_GROUP):
+            try:
+                handler = entry_point.load()
+            except Exception as exc:  # a broken plugin must not break the other providers
+                logger.warning(
+                    "provider entry point %r (%s) failed to load: %s: %s",
+                    entry_point.name, entry_point.value, type(exc).__name__, exc,
+                )
+                continue
+            if not callable(handler):
+                logger.warning("provider entry point %r is not callable; ignored", entry_point.name)
+                continue
+            if entry_point.name in _handlers:
+                # A plugin must not silently take over a built-in (or explicitly registered) type.
+                logger.warning(
+                    "provider entry point %r (%s) ignored: the type is already registered",
+                    entry_point.name, entry_point.value,
+                )
+                continue
+            register_provider(entry_point.name, handler)
+        _entry_points_loaded = True
+
+
+def reload_entry_points() -> None:
+    """Forget that entry points were loaded, so the next build looks again (after installing a plugin)."""
+    global _entry_points_loaded
+    with _entry_points_lock:
+        _entry_points_loaded = False
+
+
+def build_chat_model(entry: ModelEntry, secrets: SecretResolver) -> BaseChatModel:
+    """The chat model of ``entry``, its API key read now (so a rotated key is used from this build on)."""
+    _load_entry_points()
+    handler = _handlers.get(entry.provider.type)
+    if handler is None:
+        raise ProviderUnavailable(
+            f"model {entry.name!r}: no handler for provider type {entry.provider.type!r} "
+            f"(known: {', '.join(sorted(_handlers))}; others come from packages registering "
+            f"the entry-point group {PROVIDER_ENTRY_POINT_GROUP!r})"
+        )
+    api_key: str | None = None
+    if entry.api_key_secret_ref is not None:
+        try:
+            api_key = secrets.read(entry.api_key_secret_ref)
+        except SecretUnavailable as exc:
+            raise ProviderUnavailable(f"model {entry.name!r}: API key unavailable: {exc}") from None
+    try:
+        return handler(entry, api_key)
+    except ProviderUnavailable:
+        raise
+    except Exception as exc:
+        # The client constructors validate their settings; their messages name fields, not values. The key
+        # is scrubbed anyway in case a third-party handler echoes it.
+        message = str(exc)
+        if api_key:
+            message = message.replace(api_key, "***")
+        raise ProviderUnavailable(
+            f"model {entry.name!r} ({entry.provider.type}): cannot build the client: {type(exc).__name__}: {message}"
+        ) from None
+
+
+# --- shared settings ---------------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _provider_settings(entry: ModelEntry, *consumed: str) -> dict[str, Any]:
+    """The provider's free-form config as client keyword arguments (camelCase -> snake_case),
+    without the keys a handler maps itself."""
+    return {_snake(k): v for k, v in entry.provider.config.items() if k not in consumed}
+
+
+def _common(entry: ModelEntry) -> dict[str, Any]:
+    settings: dict[str, Any] = {"model": entry.model, "timeout": float(entry.timeout_seconds), "max_retries": 0}
+    if entry.temperature is not None:
+        settings["temperature"] = entry.temperature
+    return settings
+
+
+def _with_parameters(entry: ModelEntry, settings: dict[str, Any]) -> dict[str, Any]:
+    # The model's own parameters win over everything derived above (they are the most specific).
+    return {**settings, **entry.parameters}
+
+
+def openai_base_url(base_url: str) -> str:
+    """``<baseURL>/v1`` for an OpenAI-compatible server, accepting a base URL given with or without /v1."""
+    trimmed = base_url.rstrip("/")
+    return trimmed if trimmed.endswith("/v1") else trimmed + "/v1"
+
+
+# --- built-in handlers -------------------------------------------------------------------------------
+
+
+def _openai(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    config = entry.provider.config
+    settings = _common(entry)
+    settings.update(_provider_settings(entry, "organization", "streamUsage"))
+    if api_key is not None:
+        settings["api_key"] = api_key
+    else:
+        import os
+
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ProviderUnavailable(
+                f"model {entry.name!r} (openai) has no apiKeySecretRef and OPENAI_API_KEY is not set"
+            )
+    if entry.provider.base_url:
+        settings["base_url"] = entry.provider.base_url
+    if config.get("organization"):
+        settings["organization"] = config["organization"]
+    if entry.max_tokens is not None:
+        settings["max_tokens"] = entry.max_tokens
+    # Token usage of streamed answers (the logging middleware and the API report it).
+    settings["stream_usage"] = bool(config.get("streamUsage", True))
+    return ChatOpenAI(**_with_parameters(entry, settings))
+
+
+def _azure_openai(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    from langchain_openai import AzureChatOpenAI
+
+    config = entry.provider.config
+    api_version = config.get("apiVersion")
+    if not api_version:
+        raise ProviderUnavailable(
+            f"model {entry.name!r} (azure_openai): set config.apiVersion on its LLMProvider (e.g. 2024-10-21)"
+        )
+    if not entry.provider.base_url:
+        raise ProviderUnavailable(
+            f"model {entry.name!r} (azure_openai): its LLMProvider needs baseURL (https://NAME.openai.azure.com)"
+        )
+    if api_key is None:
+        raise ProviderUnavailable(f"model {entry.name!r} (azure_openai) needs an apiKeySecretRef")
+    settings = _common(entry)
+    settings.update(_provider_settings(entry, "apiVersion", "deployment", "streamUsage"))
+    settings.update(
+        azure_endpoint=entry.provider.base_url,
+        # For Azure the LLMModel's model is the deployment name unless config.deployment says otherwise.
+        azure_deployment=config.get("deployment") or entry.model,
+        api_version=api_version,
+        api_key=api_key,
+        stream_usage=bool(config.get("streamUsage", True)),
+    )
+    if entry.max_tokens is not None:
+        settings["max_tokens"] = entry.max_tokens
+    return AzureChatOpenAI(**_with_parameters(entry, settings))
+
+
+def _openai_compatible_client(entry: ModelEntry, api_key: str | None, base_url: str) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    config = entry.provider.config
+    settings = _common(entry)
+    settings.update(_provider_settings(entry, "streamUsage"))
+    settings.update(
+        base_url=openai_base_url(base_url),
+        api_key=api_key or NO_API_KEY,
+        stream_usage=bool(config.get("streamUsage", True)),
+    )
+    if entry.max_tokens is not None:
+        # ChatOpenAI sends max_completion_tokens, which older compatible servers ignore; max_tokens is
+        # understood by all of them (Ollama, vLLM, LM Studio, LiteLLM).
+        settings["extra_body"] = {**settings.get("extra_body", {}), "max_tokens": entry.max_tokens}
+    return ChatOpenAI(**_with_parameters(entry, settings))
+
+
+def _ollama(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    # Ollama speaks the OpenAI API at <baseURL>/v1: no extra package needed.
+    return _openai_compatible_client(entry, api_key, entry.provider.base_url or OLLAMA_DEFAULT_BASE_URL)
+
+
+def _openai_compatible(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    if not entry.provider.base_url:
+        raise ProviderUnavailable(f"model {entry.name!r} (openai_compatible): its LLMProvider needs baseURL")
+    return _openai_compatible_client(entry, api_key, entry.provider.base_url)
+
+
+def _require_extra(module: str, extra: str, provider: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ProviderUnavailable(
+            f"the {provider} provider needs the {module.replace('_', '-')} package: "
+            f"install the '{extra}' extra: pip install 'ai-ops[{extra}]'"
+        ) from None
+
+
+def _anthropic(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    langchain_anthropic = _require_extra("langchain_anthropic", "anthropic", "anthropic")
+    if api_key is None:
+        raise ProviderUnavailable(f"model {entry.name!r} (anthropic) needs an apiKeySecretRef")
+    settings = _common(entry)
+    settings.update(_provider_settings(entry))
+    settings["api_key"] = api_key
+    if entry.provider.base_url:
+        settings["base_url"] = entry.provider.base_url
+    if entry.max_tokens is not None:
+        settings["max_tokens"] = entry.max_tokens
+    settings["default_request_timeout"] = settings.pop("timeout")
+    return langchain_anthropic.ChatAnthropic(**_with_parameters(entry, settings))
+
+
+def _huggingface(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
+    langchain_huggingface = _require_extra("langchain_huggingface", "huggingface", "huggingface")
+    endpoint_settings: dict[str, Any] = {
+        "task": "text-generation",
+        "timeout": float(entry.timeout_seconds),
+        **_provider_settings(entry),
+    }
+    # A baseURL is a dedicated Inference Endpoint or a TGI server; otherwise the model is a Hub repo id.
+    if entry.provider.base_url:
+        endpoint_settings["endpoint_url"] = entry.provider.base_url
+    else:
+        endpoint_settings["repo_id"] = entry.model
+    if api_key is not None:
+        endpoint_settings["huggingfacehub_api_token"] = api_key
+    if entry.temperature is not None:
+        endpoint_settings["temperature"] = entry.temperature
+    if entry.max_tokens is not None:
+        endpoint_settings["max_new_tokens"] = entry.max_tokens
+    endpoint_settings.update(entry.parameters)
+    llm = langchain_huggingface.HuggingFaceEndpoint(**endpoint_settings)
+    return langchain_huggingface.ChatHuggingFace(llm=llm, model_id=entry.model)
+
+
+for _type_name, _handler in {
+    "openai": _openai,
+    "azure_openai": _azure_openai,
+    "ollama": _ollama,
+    "openai_compatible": _openai_compatible,
+    "anthropic": _anthropic,
+    "huggingface": _huggingface,
+}.items():
+    register_provider(_type_name, _handler)
