@@ -1,0 +1,86 @@
+"""The MCP probe against the real MCP fixture servers (streamable HTTP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ai_ops_operator.probe import SharedHttp, probe_server, resolve_refusal
+from ai_ops_operator.specs import MCPServerSpec
+
+FIXTURE_TOOLS = ("add", "echo", "fail", "get_pod_status", "slow")
+
+
+def spec(url: str, timeout: int = 2, **health_check: Any) -> MCPServerSpec:
+    return MCPServerSpec.model_validate(
+        {"url": url, "healthCheck": {"timeoutSeconds": timeout, "intervalSeconds": 10, **health_check}}
+    )
+
+
+@pytest.fixture(scope="module")
+async def http() -> AsyncIterator[SharedHttp]:
+    shared = SharedHttp()
+    yield shared
+    await shared.aclose()
+
+
+async def test_healthy_server_answers_initialize_and_tools_list(
+    mcp_fixture_servers: Any, http: SharedHttp
+) -> None:
+    result = await probe_server(spec(mcp_fixture_servers.healthy.url), {}, http, allow_loopback=True)
+    assert result.ok, result.error
+    assert result.tools == FIXTURE_TOOLS
+    assert result.server_info is not None and result.server_info.name == "ai-ops-fixture-healthy"
+    assert result.server_info.protocol_version
+
+
+async def test_health_path_must_answer_2xx(mcp_fixture_servers: Any, http: SharedHttp) -> None:
+    url = mcp_fixture_servers.healthy.url
+    assert (await probe_server(spec(url, path="/healthz"), {}, http, allow_loopback=True)).ok
+    missing = await probe_server(spec(url, path="/missing"), {}, http, allow_loopback=True)
+    assert not missing.ok and "404" in missing.error
+
+
+async def test_bearer_server_is_unauthenticated_without_or_with_a_wrong_token(
+    mcp_fixture_servers: Any, http: SharedHttp
+) -> None:
+    server = mcp_fixture_servers.auth
+    bare = await probe_server(spec(server.url), {}, http, allow_loopback=True)
+    assert bare.unauthenticated and "no headers are configured" in bare.error
+    wrong = await probe_server(spec(server.url), {"Authorization": "Bearer wrong"}, http, allow_loopback=True)
+    assert wrong.unauthenticated and "(Authorization) were not accepted" in wrong.error
+    assert "wrong" not in wrong.error and server.token not in wrong.error
+    good = await probe_server(spec(server.url), server.headers, http, allow_loopback=True)
+    assert good.ok and good.tools == FIXTURE_TOOLS
+
+
+async def test_hanging_server_fails_at_the_deadline(mcp_fixture_servers: Any, http: SharedHttp) -> None:
+    started = time.monotonic()
+    result = await probe_server(
+        spec(mcp_fixture_servers.hanging.url, timeout=1), {}, http, allow_loopback=True
+    )
+    elapsed = time.monotonic() - started
+    assert not result.ok and "within the timeout (1 s)" in result.error
+    # The deadline holds: the probe returns after about one timeout, not after the SDK's 30 s default.
+    assert elapsed < 5
+
+
+async def test_closed_port_fails_with_a_connection_error(http: SharedHttp) -> None:
+    result = await probe_server(spec("http://127.0.0.1:9/mcp"), {}, http, allow_loopback=True)
+    assert not result.ok and not result.unauthenticated and "connection failed" in result.error
+
+
+async def test_loopback_and_link_local_are_refused_at_probe_time(
+    mcp_fixture_servers: Any, http: SharedHttp
+) -> None:
+    refused = await probe_server(spec(mcp_fixture_servers.healthy.url), {}, http, allow_loopback=False)
+    assert not refused.ok and "loopback" in refused.error
+    # A name that resolves to loopback is refused too (the URL check alone only sees literal addresses).
+    assert "loopback" in (await resolve_refusal("http://localhost:1/mcp", allow_loopback=False) or "")
+    assert "metadata" in (
+        await resolve_refusal("http://metadata.google.internal/", allow_loopback=True) or ""
+    )
+    assert "link-local" in (await resolve_refusal("http://169.254.10.1/", allow_loopback=True) or "")
