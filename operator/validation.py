@@ -15,6 +15,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+
 from ai_ops_operator.crdgen import crd_for
 from ai_ops_operator.specs import API_VERSION, NAME_PATTERN, RESOURCES, ResourceKind, check_absolute_url
 
@@ -119,17 +120,52 @@ def _path(parts: Any) -> str:
     return out
 
 
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"unknown field(s): {', '.join(extra)}"
-    if error.validator == "enum":
-        return f"must be one of {', '.join(map(str, error.validator_value))}, not {error.instance!r}"
-    if error.validator == "required":
-        return error.message.replace(" is a required property", " is required")
-    if error.validator == "format" and error.cause is not None:
-        return str(error.cause)
-    return error.message
+_REQUIRED_RE = re.compile(r"^'(?P<name>[^']+)' is a required property$")
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def _short(value: Any) -> str:
+    """A value for a message: short (a long prompt or a list is not repeated whole)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _schema_problems(error: jsonschema.ValidationError) -> list[Problem]:
+    """The problems of one schema error, with the path pointing at the field at fault (as kubectl does)."""
+    path = list(error.absolute_path)
+    where = _path(path)
+    validator, limit, instance = error.validator, error.validator_value, error.instance
+    if validator == "additionalProperties":
+        extra = sorted(set(instance) - set(error.schema.get("properties", {})))
+        return [Problem(_path([*path, name]), "unknown field") for name in extra]
+    if validator == "required":
+        match = _REQUIRED_RE.match(error.message)
+        return (
+            [Problem(_path([*path, match["name"]]), "is required")]
+            if match
+            else [Problem(where, error.message)]
+        )
+    if validator == "enum":
+        message = f"must be one of {', '.join(map(str, limit))}, not {_short(instance)}"
+    elif validator == "type":
+        message = f"must be of type {limit}, not {_JSON_TYPES.get(type(instance), 'null')} {_short(instance)}"
+    elif validator == "format" and error.cause is not None:
+        message = str(error.cause)
+    elif validator == "minLength":
+        message = "must not be empty" if limit == 1 else f"must be at least {limit} characters long"
+    elif validator == "maxLength":
+        message = f"must be at most {limit} characters long, not {len(instance)}"
+    elif validator == "minItems":
+        message = f"must have at least {limit} items, not {len(instance)}"
+    elif validator == "maxItems":
+        message = f"must have at most {limit} items, not {len(instance)}"
+    elif validator == "pattern":
+        message = f"{_short(instance)} does not match {limit}"
+    else:
+        message = error.message
+    return [Problem(where, message)]
 
 
 # --- CEL ----------------------------------------------------------------------------------------
@@ -179,7 +215,9 @@ def validate_resource(obj: Any) -> list[Problem]:
     name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(name, str) or not name:
         problems.append(Problem("metadata.name", "is required"))
-    elif len(name) > 253 or not _NAME_RE.match(name):
+    elif len(name) > 253:
+        problems.append(Problem("metadata.name", f"must be at most 253 characters long, not {len(name)}"))
+    elif not _NAME_RE.match(name):
         problems.append(
             Problem(
                 "metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-' and '.')"
@@ -188,7 +226,7 @@ def validate_resource(obj: Any) -> list[Problem]:
     defaulted = apply_defaults(obj)
     schema_errors = list(_validator(kind).iter_errors(defaulted))
     for error in schema_errors:
-        problems.append(Problem(_path(error.absolute_path), _schema_message(error)))
+        problems += _schema_problems(error)
     if not schema_errors:
         # Like the API server, CEL rules run only on a value that passed the schema.
         problems += _cel_problems(defaulted, _schema_of(kind), "")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import re
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +54,12 @@ EXPECTED_COLUMNS = {
         AGE,
     ],
 }
-EXPECTED_SHORT_NAMES = {"LLMProvider": ["llmp"], "LLMModel": ["llmm"], "LLMMiddleware": ["llmmw"], "MCPServer": ["mcps"]}
+EXPECTED_SHORT_NAMES = {
+    "LLMProvider": ["llmp"],
+    "LLMModel": ["llmm"],
+    "LLMMiddleware": ["llmmw"],
+    "MCPServer": ["mcps"],
+}
 # Formats the API server knows for CRD schemas (k8s.io/apiextensions-apiserver supported formats).
 K8S_FORMATS = {
     "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "uuid3", "uuid4",
@@ -63,15 +67,26 @@ K8S_FORMATS = {
     "date", "duration", "datetime", "date-time",
 }  # fmt: skip
 # Keys a structural schema may not contain (or that pydantic leaves and the API server refuses).
-FORBIDDEN_KEYS = {"$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "not", "title", "const", "discriminator"}
+FORBIDDEN_KEYS = {
+    "$ref",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "title",
+    "const",
+    "discriminator",
+}
 
 
 def committed(kind: str) -> dict[str, Any]:
-    return yaml.safe_load((CRD_DIR / f"{RESOURCES[kind].plural}.yaml").read_text())  # type: ignore[no-any-return]
+    return yaml.safe_load((CRD_DIR / f"{RESOURCES[kind].plural}.yaml").read_text())
 
 
 def root_schema(kind: str) -> dict[str, Any]:
-    return committed(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+    return committed(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -107,7 +122,9 @@ def test_committed_crds_are_generated_from_the_spec_models() -> None:
 
 
 def test_crd_folder_holds_exactly_the_four_kinds() -> None:
-    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(f"{r.plural}.yaml" for r in RESOURCES.values())
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(
+        f"{r.plural}.yaml" for r in RESOURCES.values()
+    )
 
 
 def _model_fields(model: type[BaseModel], path: str = "") -> Iterator[str]:
@@ -229,7 +246,9 @@ def test_every_node_has_a_type(kind: str) -> None:
         assert node.get("type") or node.get("x-kubernetes-preserve-unknown-fields"), path
         if node.get("type") == "object":
             # Free-form objects say so; typed ones list their properties.
-            assert path == "metadata" or "properties" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+            assert (
+                path == "metadata" or "properties" in node or node.get("x-kubernetes-preserve-unknown-fields")
+            ), path
 
 
 @pytest.mark.parametrize("kind", KINDS)
