@@ -1,0 +1,154 @@
+"""Where conversations live: LangGraph checkpoints in Redis (plain Redis 6+/Valkey) or in memory.
+
+Both expire a conversation after ``AI_OPS_SESSION_TTL_SECONDS`` without a turn (a sliding TTL). Thread
+ids are scoped by the caller's identity, so one caller cannot read or delete another's conversation
+even when it guesses the id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph_checkpoint_plainredis import AsyncRedisSaver
+
+log = logging.getLogger(__name__)
+
+REDIS_KEY_PREFIX = "ai-ops:lg"
+
+
+class SlidingTTLRedisSaver(AsyncRedisSaver):
+    """AsyncRedisSaver whose TTL slides: every checkpoint write also refreshes the blobs it still uses.
+
+    The base saver sets the TTL only on keys it writes, so a channel unchanged since the first turn would
+    expire under a conversation that is still going on.
+    """
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        result = await super().aput(config, checkpoint, metadata, new_versions)
+        if self.ttl:
+            unchanged = {
+                channel: version
+                for channel, version in (checkpoint.get("channel_versions") or {}).items()
+                if channel not in new_versions
+            }
+            if unchanged:
+                thread_id = config["configurable"]["thread_id"]
+                ns = config["configurable"].get("checkpoint_ns", "")
+                pipe = self.client.pipeline(transaction=False)
+                for key in self._blob_keys(thread_id, ns, unchanged):
+                    pipe.expire(key, self.ttl)
+                await pipe.execute()
+        return result
+
+
+class ExpiringMemorySaver(InMemorySaver):
+    """InMemorySaver that forgets a thread after ``ttl`` seconds without a write (checked lazily)."""
+
+    def __init__(self, ttl: int):
+        super().__init__()
+        self.ttl = ttl
+        self._last_write: dict[str, float] = {}
+        self._last_sweep = time.monotonic()
+
+    def _expired(self, thread_id: str) -> bool:
+        last = self._last_write.get(thread_id)
+        return last is not None and time.monotonic() - last > self.ttl
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep < min(60.0, self.ttl):
+            return
+        self._last_sweep = now
+        for thread_id in [t for t, last in self._last_write.items() if now - last > self.ttl]:
+            self._forget(thread_id)
+
+    def _forget(self, thread_id: str) -> None:
+        self._last_write.pop(thread_id, None)
+        super().delete_thread(thread_id)
+
+    def get_tuple(self, config: RunnableConfig) -> Any:
+        thread_id = config["configurable"]["thread_id"]
+        if self._expired(thread_id):
+            self._forget(thread_id)
+        return super().get_tuple(config)
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        self._sweep()
+        self._last_write[config["configurable"]["thread_id"]] = time.monotonic()
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._last_write.pop(thread_id, None)
+        super().delete_thread(thread_id)
+
+
+def scoped_thread_id(identity: str, thread_id: str) -> str:
+    """The stored thread id: caller identity + the client's id (neither can contain ':')."""
+    return f"{identity}:{thread_id}"
+
+
+class ConversationStore:
+    """The checkpointer shared by every compiled graph, plus thread lookups for the API."""
+
+    def __init__(self, redis_url: str | None, ttl_seconds: int, *, prefix: str = REDIS_KEY_PREFIX):
+        self.ttl_seconds = ttl_seconds
+        self.redis_url = redis_url
+        self.checkpointer: BaseCheckpointSaver[Any]
+        if redis_url:
+            self.backend = "redis"
+            self.checkpointer = SlidingTTLRedisSaver(url=redis_url, ttl=ttl_seconds, prefix=prefix,
+                                                     socket_timeout=5.0, socket_connect_timeout=2.0)
+        else:
+            self.backend = "memory"
+            self.checkpointer = ExpiringMemorySaver(ttl_seconds)
+
+    @property
+    def redis_client(self) -> Any:
+        """The Redis client (for the cache middleware), or None with in-memory conversations."""
+        return self.checkpointer.client if isinstance(self.checkpointer, AsyncRedisSaver) else None
+
+    async def ping(self) -> str | None:
+        """None when the store answers, else the reason."""
+        if not isinstance(self.checkpointer, AsyncRedisSaver):
+            return None
+        try:
+            await self.checkpointer.client.ping()
+        except Exception as exc:
+            return f"Redis does not answer: {type(exc).__name__}"
+        return None
+
+    @staticmethod
+    def _config(scoped: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": scoped, "checkpoint_ns": ""}}
+
+    async def messages(self, scoped: str) -> list[Any] | None:
+        """The thread's messages, or None when the thread does not exist (or expired)."""
+        found = await self.checkpointer.aget_tuple(self._config(scoped))
+        if found is None:
+            return None
+        return list(found.checkpoint.get("channel_values", {}).get("messages", []))
+
+    async def exists(self, scoped: str) -> bool:
+        return await self.checkpointer.aget_tuple(self._config(scoped)) is not None
+
+    async def delete(self, scoped: str) -> bool:
+        if not await self.exists(scoped):
+            return False
+        await self.checkpointer.adelete_thread(scoped)
+        return True
+
+    async def aclose(self) -> None:
+        if isinstance(self.checkpointer, AsyncRedisSaver):
+            await self.checkpointer.aclose()

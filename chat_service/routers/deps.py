@@ -1,0 +1,34 @@
+"""Dependencies shared by the routers: the app's services and the caller's identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chat_service.app import ChatServices
+from chat_service.engine import ChatEngine
+
+# auto_error=False: our own 401 body; the scheme still shows an "Authorize" button in /docs.
+_bearer = HTTPBearer(auto_error=False, description="A token from the tokens file (AI_OPS_AUTH_TOKENS_FILE).")
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+
+
+def services(request: Request) -> ChatServices:
+    found: ChatServices = request.app.state.services
+    return found
+
+
+def engine(request: Request) -> ChatEngine:
+    return services(request).engine
+
+
+def caller(request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The caller's identity: the token's name (``anonymous`` when auth is off); 401 otherwise."""
+    return services(request).auth.identify(request.headers.get("authorization"))
+
+
+Caller = Annotated[str, Depends(caller)]
+Engine = Annotated[ChatEngine, Depends(engine)]

@@ -1,0 +1,113 @@
+"""Settings of the chat service: command-line flags first, then ``AI_OPS_*`` environment variables.
+
+One frozen object built once at start; a wrong value stops the service with a message naming the flag or
+variable and what is expected, before anything else starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/ai-ops"
+DEFAULT_CONFIGMAP_NAME = "ai-ops-agent-config"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong value; the message names the flag or environment variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    config_path: Path = Field(description="Path of the agent config (--config / AI_OPS_CONFIG).")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secrets_dir: Path = Path(DEFAULT_SECRETS_DIR)
+    redis_url: str | None = None
+    session_ttl_seconds: int = Field(default=3600, ge=1, le=365 * 86400)
+    auth_tokens_file: Path | None = None
+    request_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    recursion_limit: int = Field(default=50, ge=2, le=10_000)
+    mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    mcp_tool_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Retry a server that was down at tool-loading time at most this often.
+    mcp_retry_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
+    # The ConfigMap watched through the Kubernetes API when the pod has in-cluster credentials.
+    configmap_name: str = DEFAULT_CONFIGMAP_NAME
+    namespace: str | None = None
+    kubernetes_watch: bool = True
+    log_level: str = "INFO"
+
+
+# field -> (environment variable, flag shown in errors)
+_SOURCES: dict[str, tuple[str, str | None]] = {
+    "config_path": ("AI_OPS_CONFIG", "--config"),
+    "host": ("AI_OPS_HOST", "--host"),
+    "port": ("AI_OPS_PORT", "--port"),
+    "secrets_dir": ("AI_OPS_SECRETS_DIR", None),
+    "redis_url": ("AI_OPS_REDIS_URL", None),
+    "session_ttl_seconds": ("AI_OPS_SESSION_TTL_SECONDS", None),
+    "auth_tokens_file": ("AI_OPS_AUTH_TOKENS_FILE", None),
+    "request_timeout_seconds": ("AI_OPS_REQUEST_TIMEOUT_SECONDS", None),
+    "recursion_limit": ("AI_OPS_RECURSION_LIMIT", None),
+    "mcp_connect_timeout_seconds": ("AI_OPS_MCP_CONNECT_TIMEOUT_SECONDS", None),
+    "mcp_tool_timeout_seconds": ("AI_OPS_MCP_TOOL_TIMEOUT_SECONDS", None),
+    "mcp_retry_interval_seconds": ("AI_OPS_MCP_RETRY_INTERVAL_SECONDS", None),
+    "configmap_name": ("AI_OPS_CONFIGMAP_NAME", None),
+    "namespace": ("AI_OPS_NAMESPACE", None),
+    "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
+    "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
+}
+
+
+def environment_variable(field: str) -> str:
+    return _SOURCES[field][0]
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from explicit values (flags; None means unset) over environment variables over defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field, (variable, _flag) in _SOURCES.items():
+        raw = env.get(variable)
+        if raw is not None and raw.strip() != "":
+            values[field] = raw.strip()
+    for field, value in (overrides or {}).items():
+        if value is not None:
+            values[field] = value
+    if "config_path" not in values:
+        raise SettingsError(
+            "no agent config given: pass --config PATH or set AI_OPS_CONFIG "
+            "(render one from manifests with `ai-ops render`)"
+        )
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(err) for err in exc.errors())) from None
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"{_name('log_level')}: expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    if settings.redis_url is not None and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{_name('redis_url')}: expected a redis://, rediss:// or unix:// URL")
+    return settings.model_copy(update={"log_level": settings.log_level.upper()})
+
+
+def _name(field: str) -> str:
+    variable, flag = _SOURCES[field]
+    return f"{flag} / {variable}" if flag else variable
+
+
+def _describe(err: Any) -> str:
+    field = str(err["loc"][0]) if err["loc"] else ""
+    where = _name(field) if field in _SOURCES else field
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+
+
+def in_cluster() -> bool:
+    """True when the pod has Kubernetes service-account credentials."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").is_file()
