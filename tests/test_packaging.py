@@ -1,0 +1,107 @@
+"""Packaging: every source package is in the distribution, the ``ai-ops`` console script works."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ai_ops_operator.cli import SUBCOMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+AI_OPS = Path(sys.executable).with_name("ai-ops")
+# Imports that must not happen just to print help (they cost seconds on a small machine).
+HEAVY = (
+    "kopf",
+    "kmock",
+    "langchain",
+    "langchain_core",
+    "langgraph",
+    "uvicorn",
+    "fastapi",
+    "kubernetes",
+    "mcp",
+)
+
+
+def import_name(folder: Path) -> str:
+    """The import name of a source folder, through package-dir (operator/ is ai_ops_operator)."""
+    top, *rest = folder.relative_to(ROOT).parts
+    to_import = {src: name for name, src in SETUPTOOLS["package-dir"].items()}
+    return ".".join([to_import[top], *rest])
+
+
+def test_every_source_package_is_listed_in_pyproject() -> None:
+    sources = [ROOT / src for src in SETUPTOOLS["package-dir"].values()]
+    assert {p.name for p in sources} == {"operator", "chat_service", "mcp_servers"}
+    found = {import_name(init.parent) for top in sources for init in top.rglob("__init__.py")}
+    assert found == set(SETUPTOOLS["packages"]), "add new subpackages to [tool.setuptools] packages"
+
+
+def test_operator_folder_is_imported_as_ai_ops_operator_without_shadowing_the_stdlib() -> None:
+    import operator
+
+    package = importlib.import_module("ai_ops_operator")
+    assert Path(package.__file__ or "").parent == ROOT / "operator"
+    assert hasattr(operator, "itemgetter"), "the standard library's operator module"
+
+
+def test_distribution_metadata() -> None:
+    project = PYPROJECT["project"]
+    assert project["name"] == "ai-ops"
+    assert project["requires-python"] == ">=3.11"
+    assert project["scripts"] == {"ai-ops": "ai_ops_operator.cli:main"}
+    assert {"anthropic", "huggingface", "test"} <= set(project["optional-dependencies"])
+    # Runtime dependencies carry lower bounds.
+    assert all(">=" in dep or "==" in dep for dep in project["dependencies"]), project["dependencies"]
+
+
+def test_ai_ops_help_lists_the_subcommands() -> None:
+    result = subprocess.run([str(AI_OPS), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ai-ops")
+    for name in ("validate", "render", "crds"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "render", "crds"])
+def test_subcommand_help(command: str) -> None:
+    result = subprocess.run([str(AI_OPS), command, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: ai-ops {command}")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = subprocess.run([str(AI_OPS)], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "usage: ai-ops" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_subcommand_modules_follow_the_contract() -> None:
+    for name, (module_name, _) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that part is not built yet
+            raise
+        assert callable(module.add_arguments) and callable(module.run), name
+
+
+def test_help_does_not_import_the_heavy_stacks() -> None:
+    probe = (
+        "import sys\n"
+        "from ai_ops_operator.cli import build_parser\n"
+        "build_parser()\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", "keep heavy imports inside the subcommand's run()"
