@@ -12,6 +12,7 @@ A Redis failure never fails the turn: the model is called as if the cache were e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 KEY_PREFIX = "ai-ops:cache:"
+# A cache lookup must never cost more than it saves: the client's own retries on a dead Redis take seconds.
+REDIS_TIMEOUT_SECONDS = 1.0
+REDIS_BACKOFF_SECONDS = 10.0
 # The marker our middleware puts in response_metadata of messages that did not come from the model.
 AI_OPS_METADATA_KEY = "ai_ops"
 
@@ -145,6 +149,7 @@ class ResponseCacheMiddleware(AgentMiddleware):
         self.redis = redis
         self.logger = logger
         self.memory = MemoryCacheStore(config.max_entries)
+        self._redis_retry_at = 0.0
 
     def cache_key(self, request: ModelRequest[Any]) -> str | None:
         """The key of this request, or None when it must not be cached (no thread id in conversation scope)."""
@@ -196,13 +201,26 @@ class ResponseCacheMiddleware(AgentMiddleware):
             await self._set(key, json.dumps(message_to_dict(message)))
         return response
 
+    def _redis_usable(self) -> bool:
+        # After a failure, leave Redis alone for a while instead of paying its timeout on every call.
+        return self.redis is not None and time.monotonic() >= self._redis_retry_at
+
+    def _redis_failed(self, operation: str, exc: BaseException) -> None:
+        self._redis_retry_at = time.monotonic() + REDIS_BACKOFF_SECONDS
+        self.logger.warning(
+            "cache: Redis %s failed (%s); calling the model without the cache for %.0f s",
+            operation, type(exc).__name__, REDIS_BACKOFF_SECONDS,
+        )
+
     async def _get(self, key: str) -> str | None:
         if self.redis is None:
             return self.memory.get(key)
+        if not self._redis_usable():
+            return None
         try:
-            value = await self.redis.get(key)
+            value = await asyncio.wait_for(self.redis.get(key), REDIS_TIMEOUT_SECONDS)
         except Exception as exc:  # the cache is an optimisation: never fail the turn for it
-            self.logger.warning("cache: Redis get failed, calling the model: %s", type(exc).__name__)
+            self._redis_failed("get", exc)
             return None
         if isinstance(value, bytes):
             return value.decode("utf-8", errors="replace")
@@ -212,7 +230,9 @@ class ResponseCacheMiddleware(AgentMiddleware):
         if self.redis is None:
             self.memory.set(key, value, self.config.ttl_seconds)
             return
+        if not self._redis_usable():
+            return
         try:
-            await self.redis.set(key, value, ex=self.config.ttl_seconds)
+            await asyncio.wait_for(self.redis.set(key, value, ex=self.config.ttl_seconds), REDIS_TIMEOUT_SECONDS)
         except Exception as exc:
-            self.logger.warning("cache: Redis set failed, answer not cached: %s", type(exc).__name__)
+            self._redis_failed("set", exc)
