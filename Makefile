@@ -41,5 +41,9 @@ lint: install
 crds: install
 	$(BIN)/ai-ops crds crds
 
+# Copy crds/*.yaml into the chart as templates (one source; tests/test_chart_crds.py checks they match).
+chart: crds
+	$(BIN)/python charts/ai-ops/hack/sync-crds.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
