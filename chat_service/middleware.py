@@ -171,6 +171,11 @@ def _model_retry(
     entry: MiddlewareEntry, cfg: ModelRetryConfig, model: ModelEntry, ctx: MiddlewareContext
 ) -> _Built:
     on_failure: Any = "error" if cfg.on_failure == "error" else _retry_failure_message
+    # Inside a fallback (a model_fallback earlier in the chain wraps this retry), giving up must raise, or
+    # the fallback would take the failure notice for an answer and never try its models.
+    position = (entry.priority, entry.name)
+    if any(e.type == "model_fallback" and (e.priority, e.name) < position for e in model.middleware):
+        on_failure = "error"
     return _Built(
         [ModelRetryMiddleware(retry_on=is_transient_model_error, on_failure=on_failure, **_retry_settings(cfg))]
     )

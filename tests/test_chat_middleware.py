@@ -306,3 +306,15 @@ def test_built_in_chains_share_no_per_instance_state(fresh_fake_llm: FakeLLM) ->
         mw("cache", "cache"),
     )
     assert chain.stateful is False
+
+
+async def test_retry_inside_a_fallback_hands_over_to_the_fallback(fresh_fake_llm: FakeLLM) -> None:
+    chain, ctx = build_chain(
+        fresh_fake_llm.base_url,
+        mw("fallback", "model_fallback", priority=10, models=["backup"]),
+        mw("retry", "model_retry", priority=20, maxRetries=1, **NO_WAIT),
+    )
+    fresh_fake_llm.enqueue(Reply.error(500), Reply.error(500), model=MAIN)
+    fresh_fake_llm.enqueue(Reply.text("from backup"), model=BACKUP)
+    assert reply_of(await ask(make_agent(ctx, chain), "hello")) == "from backup"
+    assert [r["json"]["model"] for r in fresh_fake_llm.chat_requests] == [MAIN, MAIN, BACKUP]
