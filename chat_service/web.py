@@ -1,0 +1,78 @@
+"""The web chat page: ``GET /`` and its assets under ``/static/``, from the package's ``static/`` folder.
+
+The page and its assets hold no data, so they are served without auth (a browser cannot send a bearer
+token when it navigates); the page asks for a token itself when the API answers 401. Only the files that
+ship in ``static/`` are served, by exact name, so no path can reach anything else. The strict
+Content-Security-Policy allows only our own scripts and styles and connections to this origin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+_COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Revalidate every time (cheap, with ETag) so an upgraded service never runs a stale script.
+    "Cache-Control": "no-cache",
+}
+_PAGE_HEADERS = {
+    **_COMMON_HEADERS,
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+}
+
+
+def _asset_names() -> frozenset[str]:
+    """The servable assets: regular files directly in ``static/`` with a known type."""
+    if not STATIC_DIR.is_dir():
+        return frozenset()
+    return frozenset(
+        p.name
+        for p in STATIC_DIR.iterdir()
+        if p.is_file() and p.suffix in _MEDIA_TYPES and p.name != "index.html"
+    )
+
+
+ASSETS = _asset_names()
+
+router = APIRouter(include_in_schema=False)
+
+
+def _not_found(what: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "not_found", "message": f"{what} not found"}}, status_code=404)
+
+
+@router.get("/")
+async def chat_page() -> Response:
+    """The chat page."""
+    page = STATIC_DIR / "index.html"
+    if not page.is_file():
+        return _not_found("the chat page (chat_service/static/index.html is not installed)")
+    return FileResponse(page, media_type=_MEDIA_TYPES[".html"], headers=_PAGE_HEADERS)
+
+
+@router.get("/static/{name}")
+async def static_asset(name: str) -> Response:
+    """One asset of the page, by exact file name."""
+    if name not in ASSETS:
+        return _not_found(f"static file {name!r}")
+    path = STATIC_DIR / name
+    return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=_COMMON_HEADERS)
