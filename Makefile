@@ -41,9 +41,11 @@ lint: install
 crds: install
 	$(BIN)/ai-ops crds crds
 
-# Copy crds/*.yaml into the chart as templates (one source; tests/test_chart_crds.py checks they match).
+# Copy crds/*.yaml into the chart as templates (one source; tests/test_chart_crds.py checks they match)
+# and regenerate the values table in docs/helm.md from values.schema.json.
 chart: crds
 	$(BIN)/python charts/ai-ops/hack/sync-crds.py
+	$(BIN)/python charts/ai-ops/hack/values-table.py --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info
