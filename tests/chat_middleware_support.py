@@ -19,7 +19,7 @@ from chat_service.providers import build_chat_model
 from chat_service.secrets import SecretResolver
 
 MAIN, BACKUP, SUMMARIZER = "main-llm", "backup-llm", "sum-llm"
-LOGGER_NAME = "ai_ops.test.middleware"
+LOGGER_NAME = "chat_middleware_test"
 tool_calls: list[str] = []
 
 
@@ -60,9 +60,10 @@ def make_context(config: AgentConfig, redis: Any = None, secrets_dir: Path | Non
             raise KeyError(name)
         return build_chat_model(entry, secrets)
 
-    return MiddlewareContext(
-        config=config, secrets=secrets, redis=redis, build_model=build_model, logger=logging.getLogger(LOGGER_NAME)
-    )
+    logger = logging.getLogger(LOGGER_NAME)
+    # Another test may have run logging.config.dictConfig (which disables existing loggers): caplog must see ours.
+    logger.disabled, logger.propagate = False, True
+    return MiddlewareContext(config=config, secrets=secrets, redis=redis, build_model=build_model, logger=logger)
 
 
 def build_chain(base_url: str, *middleware: MiddlewareEntry, redis: Any = None) -> tuple[ChainBuild, MiddlewareContext]:

@@ -18,6 +18,7 @@ from langchain_core.tools import tool
 from chat_service.middleware import MIDDLEWARE_ENTRY_POINT_GROUP, is_transient_model_error
 from tests.chat_middleware_support import (
     BACKUP,
+    LOGGER_NAME,
     MAIN,
     SUMMARIZER,
     ask,
@@ -192,7 +193,7 @@ async def test_ordering_by_priority_then_name_decides_what_wraps_what(
         )
         fresh_fake_llm.enqueue(Reply.error(500), Reply.text("ok"), model=MAIN)
         caplog.clear()
-        with caplog.at_level("INFO", logger="ai_ops.test.middleware"):
+        with caplog.at_level("INFO", logger=LOGGER_NAME):
             await ask(make_agent(ctx, chain), "hi")
         return [r.outcome for r in caplog.records if getattr(r, "event", None) == "model_call"]  # type: ignore[attr-defined]
 
