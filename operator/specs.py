@@ -442,7 +442,14 @@ class ConditionStatus(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
-class Condition(SpecModel):
+class StatusModel(SpecModel):
+    """Base of the status parts: written by the operator only, so reading is tolerant (lax types, fields
+    of other versions ignored), unlike the strict spec models."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=False)
+
+
+class Condition(StatusModel):
     """One aspect of the resource's state, following the Kubernetes API conventions."""
 
     type: Annotated[str, Field(max_length=316)] = Field(
@@ -462,11 +469,8 @@ class Condition(SpecModel):
     )
 
 
-class CommonStatus(SpecModel):
+class CommonStatus(StatusModel):
     """What the operator observed of the resource."""
-
-    # Status is written by the operator only; reading it tolerates fields of other versions.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=False)
 
     observed_generation: int | None = Field(
         default=None, ge=0, le=INT64_MAX, description="Last metadata.generation processed."
@@ -478,7 +482,7 @@ class CommonStatus(SpecModel):
     )
 
 
-class ServerInfo(SpecModel):
+class ServerInfo(StatusModel):
     """What the server said of itself in its MCP initialize answer."""
 
     name: str | None = Field(default=None, description="Server name.")
@@ -486,7 +490,7 @@ class ServerInfo(SpecModel):
     protocol_version: str | None = Field(default=None, description="Negotiated MCP protocol version.")
 
 
-class ToolsSummary(SpecModel):
+class ToolsSummary(StatusModel):
     """The tools the server listed at the last successful probe."""
 
     count: int = Field(default=0, ge=0, le=INT32_MAX, description="Number of tools the server offers.")

@@ -383,3 +383,69 @@ def test_cel_rules_on_optional_fields_guard_with_has(kind: str) -> None:
         }
         for name in re.findall(r"(?<!has\()\bself\.([A-Za-z_]\w*)", rule["rule"]):
             assert name in required_or_defaulted, f"{path}: {rule['rule']}: {name} may be absent; use has()"
+
+
+# --- status: what the operator writes, the CRD accepts and the status models read back -------------
+
+FULL_STATUS: dict[str, Any] = {
+    "observedGeneration": 3,
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Healthy",
+            "message": "",
+            "lastTransitionTime": "2024-05-01T10:00:05Z",
+            "observedGeneration": 3,
+        },
+        {
+            "type": "ConfigValid",
+            "status": "False",
+            "reason": "BadConfig",
+            "message": "config.maxRetries: must be at most 10",
+            "lastTransitionTime": "2024-05-01T10:00:05Z",
+        },
+    ],
+}
+MCP_STATUS: dict[str, Any] = {
+    "health": "Degraded",
+    "serverInfo": {"name": "tools", "version": "1.2", "protocolVersion": "2025-06-18"},
+    "tools": {"count": 2, "names": ["get_pods", "list_nodes"]},
+    "lastProbeTime": "2024-05-01T10:00:05Z",
+    "lastProbeLatencyMs": 42,
+    "consecutiveFailures": 0,
+}
+MINIMAL_SPECS: dict[str, dict[str, Any]] = {
+    "LLMProvider": {"type": "ollama"},
+    "LLMModel": {"providerRef": {"name": "p"}, "model": "m"},
+    "LLMMiddleware": {"modelRef": {"name": "m"}, "type": "logging"},
+    "MCPServer": {"url": "http://mcp:8000/mcp"},
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_full_status_is_valid_and_reads_back(kind: str) -> None:
+    status = {**FULL_STATUS, **(MCP_STATUS if kind == "MCPServer" else {})}
+    obj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": "x"},
+        "spec": MINIMAL_SPECS[kind],
+    }
+    assert validation.validate_resource({**obj, "status": status}) == []
+    parsed = RESOURCES[kind].status_model.model_validate(status)
+    assert parsed.wire() == status
+    # Reading tolerates fields a newer operator version may have written.
+    RESOURCES[kind].status_model.model_validate({**status, "fieldOfTheFuture": 1})
+
+
+def test_spec_models_are_strict_where_the_schema_is() -> None:
+    provider = RESOURCES["LLMProvider"]
+    with pytest.raises(ValueError, match="valid boolean"):
+        provider.parse_spec({"type": "ollama", "enabled": "yes"})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        provider.parse_spec({"type": "ollama", "base_url": "http://ollama:11434"})
+    assert provider.parse_spec({"type": "ollama", "enabled": False}).wire() == {
+        "type": "ollama",
+        "enabled": False,
+    }
