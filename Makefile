@@ -47,5 +47,12 @@ chart: crds
 	$(BIN)/python charts/ai-ops/hack/sync-crds.py
 	$(BIN)/python charts/ai-ops/hack/values-table.py --write
 
+# The local demo (scripts/run_demo.py): renders examples/local/ (Ollama at localhost:11434; OpenAI instead
+# when OPENAI_API_KEY is set) into .run/ and starts `ai-ops chat` with the web page on RUN_HOST:RUN_PORT.
+RUN_HOST ?= 127.0.0.1
+RUN_PORT ?= 8080
+run: install
+	$(BIN)/python scripts/run_demo.py --host $(RUN_HOST) --port $(RUN_PORT)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
