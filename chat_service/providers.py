@@ -145,8 +145,12 @@ def _common(entry: ModelEntry) -> dict[str, Any]:
 
 
 def _with_parameters(entry: ModelEntry, settings: dict[str, Any]) -> dict[str, Any]:
-    # The model's own parameters win over everything derived above (they are the most specific).
-    return {**settings, **entry.parameters}
+    # The model's own parameters win over everything derived above (they are the most specific); an
+    # extra_body of theirs is merged into ours rather than replacing it.
+    merged = {**settings, **entry.parameters}
+    if isinstance(settings.get("extra_body"), dict) and isinstance(entry.parameters.get("extra_body"), dict):
+        merged["extra_body"] = {**settings["extra_body"], **entry.parameters["extra_body"]}
+    return merged
 
 
 def openai_base_url(base_url: str) -> str:

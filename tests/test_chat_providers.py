@@ -99,7 +99,11 @@ async def test_ollama_accepts_a_base_url_with_or_without_v1(
     fresh_fake_llm: FakeLLM, secrets: SecretResolver, suffix: str
 ) -> None:
     base = without_v1(fresh_fake_llm.base_url) + suffix
-    model = build_chat_model(entry("ollama", base, key=False, model="llama3.1:8b", max_tokens=50), secrets)
+    model = build_chat_model(
+        entry("ollama", base, key=False, model="llama3.1:8b", max_tokens=50,
+              parameters={"extra_body": {"keep_alive": "5m"}}),
+        secrets,
+    )
     assert isinstance(model, ChatOpenAI)
     await model.ainvoke([HumanMessage("ping")])
     (request,) = fresh_fake_llm.chat_requests
@@ -107,6 +111,7 @@ async def test_ollama_accepts_a_base_url_with_or_without_v1(
     assert request["json"]["model"] == "llama3.1:8b"
     # Compatible servers get max_tokens (older ones ignore max_completion_tokens).
     assert request["json"]["max_tokens"] == 50
+    assert request["json"]["keep_alive"] == "5m"
     # No key configured: a placeholder, never a key picked up from the environment.
     assert request["headers"]["authorization"] == f"Bearer {providers.NO_API_KEY}"
 
