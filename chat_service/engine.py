@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
@@ -192,11 +193,28 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+_PROVIDER_MODULES = ("openai", "anthropic", "httpx", "httpcore", "huggingface_hub", "ollama", "langchain_openai",
+                     "langchain_anthropic", "langchain_huggingface")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> ChatError:
     """The ChatError a client sees for an exception raised while running a turn."""
     exc = _unwrap(exc)
     if isinstance(exc, ChatError):
         return exc
+    # Provider clients wrap their errors (langchain-openai re-raises openai's): judge by the whole chain.
+    provider = next((e for e in _chain(exc) if type(e).__module__.split(".")[0] in _PROVIDER_MODULES), None)
+    if provider is not None and not isinstance(exc, TimeoutError):
+        exc = next((e for e in _chain(exc) if type(e).__module__.split(".")[0] == "openai"), provider)
     if isinstance(exc, TimeoutError):
         return RequestTimeout("the request timed out")
     kind = type(exc).__name__
@@ -211,7 +229,7 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
         return ModelUnavailable(sanitize(str(exc), secret_values))
     if kind in ("APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException"):
         return RequestTimeout("the model provider did not answer in time")
-    if module.split(".")[0] in ("openai", "anthropic", "httpx", "httpcore", "huggingface_hub", "ollama"):
+    if module.split(".")[0] in _PROVIDER_MODULES:
         status = getattr(exc, "status_code", None)
         body = getattr(exc, "body", None)
         detail = ""
@@ -223,9 +241,10 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
         return ProviderError(f"{prefix}: {sanitize(detail, secret_values)}")
     if kind == "ModelError" or module.startswith("langchain_core.exceptions"):
         return ProviderError(f"the model failed: {sanitize(str(exc), secret_values)}")
-    log.error("unexpected error in a turn", exc_info=exc)
-    error = ChatError(f"internal error ({kind}); see the service log")
-    return error
+    # No exc_info: an exception message may carry a provider's echo of a key; frames are enough to debug.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected error in a turn: %s: %s\n%s", kind, sanitize(str(exc), secret_values), frames)
+    return ChatError(f"internal error ({kind}); see the service log")
 
 
 # -- the engine -------------------------------------------------------------------------------------

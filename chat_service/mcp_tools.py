@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from langchain_core.tools import BaseTool
@@ -41,10 +41,15 @@ if TYPE_CHECKING:
     from chat_service.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MCPUnavailable(Exception):
     """A server could not be reached or initialized; the message is safe to show (no header values)."""
+
+
+class SessionLost(Exception):
+    """The session's connection ended while a request was waiting for its answer."""
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -157,6 +162,28 @@ class PersistentSession:
                 reason = describe_exception(error) if error else "connection closed"
                 raise MCPUnavailable(f"MCP server {self.server.name!r} is unreachable: {reason}")
             return self._session
+
+    async def request(self, call: Callable[[ClientSession], Awaitable[T]], timeout: float) -> T:
+        """Run ``call`` on the session; SessionLost when the connection ends first, TimeoutError after
+        ``timeout``. (The SDK leaves a pending request waiting forever when its transport dies.)"""
+        client = await self.get()
+        runner = self._task
+        assert runner is not None
+        pending = asyncio.ensure_future(call(client))
+        try:
+            done, _ = await asyncio.wait({pending, runner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            pending.cancel()
+            raise
+        if pending in done:
+            return pending.result()
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        if runner in done:
+            reason = describe_exception(self._error) if self._error else "connection closed"
+            raise SessionLost(f"the session to {self.server.name!r} ended: {reason}")
+        raise TimeoutError
 
     async def _run(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
         try:
@@ -355,16 +382,17 @@ class MCPToolbox:
 
     async def _list_tools(self, session: PersistentSession) -> list[MCPTool]:
         for attempt in (1, 2):
-            client = await session.get()
             try:
                 listed: list[MCPTool] = []
                 cursor: str | None = None
                 while True:
-                    page = await asyncio.wait_for(client.list_tools(cursor=cursor), self.connect_timeout)
+                    page = await session.request(lambda c, cur=cursor: c.list_tools(cursor=cur), self.connect_timeout)
                     listed.extend(page.tools)
                     cursor = page.nextCursor
                     if not cursor:
                         return listed
+            except MCPUnavailable:
+                raise
             except Exception as exc:
                 await session.reset()  # a stale session (server restarted): reconnect once
                 if attempt == 2:
@@ -405,16 +433,14 @@ class MCPToolbox:
         session = self._sessions.get(server)
         if session is None:
             return _error_result(f"MCP server {server!r} is not connected.")
+        read_timeout = timedelta(seconds=self.tool_timeout)
         for attempt in (1, 2):
             try:
-                client = await session.get()
+                return await session.request(
+                    lambda c: c.call_tool(tool, args, read_timeout_seconds=read_timeout), self.tool_timeout + 1.0
+                )
             except MCPUnavailable as exc:
                 return _error_result(f"Tool {tool!r} is unavailable: {exc}")
-            try:
-                return await asyncio.wait_for(
-                    client.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=self.tool_timeout)),
-                    self.tool_timeout + 1.0,
-                )
             except TimeoutError:
                 return _error_result(f"Tool {tool!r} on {server!r} timed out after {self.tool_timeout:g} s.")
             except Exception as exc:
