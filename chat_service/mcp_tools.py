@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from langchain_mcp_adapters.interceptors import MCPToolCallRequest, MCPToolCallR
 from langchain_mcp_adapters.sessions import create_session
 from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from mcp import ClientSession
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ListToolsResult, TextContent
 from mcp.types import Tool as MCPTool
 
 from chat_service.agent_config import AgentConfig, MCPServerEntry, NamedValue
@@ -237,6 +238,10 @@ def filter_tools(names: list[str], server: MCPServerEntry) -> list[str]:
     return [n for n in selected if not _matches(n, server.tool_filter.exclude)]
 
 
+async def _list_page(client: ClientSession, cursor: str | None) -> ListToolsResult:
+    return await client.list_tools(cursor=cursor)
+
+
 def _error_result(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
 
@@ -386,7 +391,7 @@ class MCPToolbox:
                 listed: list[MCPTool] = []
                 cursor: str | None = None
                 while True:
-                    page = await session.request(lambda c, cur=cursor: c.list_tools(cursor=cur), self.connect_timeout)
+                    page = await session.request(functools.partial(_list_page, cursor=cursor), self.connect_timeout)
                     listed.extend(page.tools)
                     cursor = page.nextCursor
                     if not cursor:
