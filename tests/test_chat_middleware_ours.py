@@ -261,3 +261,29 @@ async def test_injection_in_a_tool_result_is_blocked(fresh_fake_llm: FakeLLM) ->
     fresh_fake_llm.enqueue(Reply.tool_call("read_ticket", {"ticket": "T-1"}), Reply.text("summary"), model=MAIN)
     result = await ask(make_agent(ctx, chain, tools=[read_ticket]), "summarize ticket T-1", thread="t2")
     assert reply_of(result) == "summary"
+
+
+async def test_a_full_chain_still_streams_tokens(fresh_fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture) -> None:
+    chain, ctx = build_chain(
+        fresh_fake_llm.base_url,
+        mw("log", "logging", priority=1),
+        injection(priority=5),
+        mw("cache", "cache", priority=10),
+        mw("retry", "model_retry", priority=20, initialDelaySeconds=0),
+        mw("pii", "pii", priority=30, piiTypes=["email"]),
+    )
+    fresh_fake_llm.enqueue(Reply.error(500), Reply.text("interfaces eth0 and eth1 are up", usage=(9, 6)), model=MAIN)
+    config = {"configurable": {"thread_id": "stream-1"}}
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        chunks = [
+            str(chunk.content)
+            async for chunk, _meta in make_agent(ctx, chain).astream(
+                {"messages": [("user", "interfaces of sw1? mail ops@example.com")]}, config, stream_mode="messages"
+            )
+            if isinstance(chunk, AIMessage) and chunk.content
+        ]
+    assert len(chunks) > 1
+    assert "".join(chunks) == "interfaces eth0 and eth1 are up"
+    (record,) = model_records(caplog, "model_call")
+    assert (record.outcome, record.output_tokens) == ("ok", 6)  # type: ignore[attr-defined]
+    assert "ops@example.com" not in str(fresh_fake_llm.chat_requests[-1]["json"]["messages"])
