@@ -105,6 +105,9 @@ _renamed_classes: dict[type, type] = {}
 def _named(middleware: AnyMiddleware, name: str) -> AnyMiddleware:
     """Give ``middleware`` the name ``name`` (``name`` is a class property in LangChain, hence a subclass)."""
     base = type(middleware)
+    if base in _renamed_classes.values():  # renamed before: only the name changes
+        middleware.__dict__["_ai_ops_name"] = name
+        return middleware
     renamed = _renamed_classes.get(base)
     if renamed is None:
         renamed = type(
