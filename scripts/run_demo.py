@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""``make run``: the local demo of the chat service and its web page.
+
+1. Picks the LLM: OpenAI when ``OPENAI_API_KEY`` is set (``examples/openai/``), else Ollama
+   (``examples/local/``, http://localhost:11434 by default).
+2. Writes those example manifests, with the overrides below applied, to ``.run/demo-manifests.yaml`` and
+   renders them with ``ai-ops render`` into ``.run/agent-config.json`` (``.run/`` ignores itself in git).
+3. Says whether the LLM answers (and for Ollama, whether the model is pulled); the chat page shows the
+   same problem in plain words when a message cannot be answered.
+4. Starts the demo's MCP servers (``DEMO_MCP_SERVERS``), then ``ai-ops chat`` on 127.0.0.1:8080, prints
+   the URL once the service answers, and stops everything on Ctrl-C.
+
+Overrides (environment): ``OLLAMA_BASE_URL`` or ``OLLAMA_HOST`` (Ollama's address), ``OLLAMA_MODEL``,
+``OPENAI_MODEL``, ``OPENAI_BASE_URL`` (an OpenAI-compatible endpoint instead of api.openai.com).
+The OpenAI key goes to the chat service only through its environment (``AI_OPS_SECRET_<SECRET>_<KEY>``),
+never into a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LOCAL_EXAMPLE = REPO / "examples" / "local"
+OPENAI_EXAMPLE = REPO / "examples" / "openai" / "openai.yaml"  # not secret.yaml: the key comes from the env
+DEFAULT_OLLAMA_URL = "http://localhost:11434"
+DEFAULT_WORKDIR = REPO / ".run"
+MANIFESTS_FILE = "demo-manifests.yaml"
+CONFIG_FILE = "agent-config.json"
+
+
+@dataclass(frozen=True)
+class DemoMcpServer:
+    """An MCP server the demo starts next to the chat service; the agent gets its tools.
+
+    ``argv`` is the command line, with ``{port}`` replaced by ``port``; it must serve streamable HTTP on
+    ``http://127.0.0.1:{port}{path}``.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    port: int
+    path: str = "/mcp"
+    description: str = ""
+    tool_include: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def command(self) -> list[str]:
+        return [part.replace("{port}", str(self.port)) for part in self.argv]
+
+    def manifest(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"transport": "streamable_http", "url": self.url}
+        if self.description:
+            spec["description"] = self.description
+        if self.tool_include:
+            spec["toolFilter"] = {"include": list(self.tool_include)}
+        return {
+            "apiVersion": "ai-ops.dev/v1alpha1",
+            "kind": "MCPServer",
+            "metadata": {"name": self.name},
+            "spec": spec,
+        }
+
+
+def ai_ops_command(*args: str) -> list[str]:
+    """``ai-ops ARGS`` with the interpreter running this script (the project's venv under ``make run``)."""
+    return [sys.executable, "-m", "ai_ops_operator.cli", *args]
+
+
+# HOOK for the bundled MCP servers: each entry here is started by `make run` and its tools are given to
+# the demo agent. The bundled-MCP-servers work adds the netops server, for example:
+#   DemoMcpServer("netops", tuple(ai_ops_command("mcp", "netops", "--port", "{port}")), port=8092,
+#                 description="DNS, TCP, HTTP(S) and TLS checks"),
+DEMO_MCP_SERVERS: tuple[DemoMcpServer, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo runs: the manifests to render, the LLM it talks to, and the chat service's extra env."""
+
+    provider: str  # "ollama" or "openai"
+    manifests: list[dict[str, Any]]
+    llm_base_url: str  # OpenAI-compatible base, ending in /v1
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        where = "OpenAI" if self.provider == "openai" else "Ollama"
+        return f"{where} model {self.model} at {self.llm_base_url}"
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+    docs: list[dict[str, Any]] = []
+    for file in files:
+        docs.extend(doc for doc in yaml.safe_load_all(file.read_text()) if isinstance(doc, dict))
+    return docs
+
+
+def _default_model(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    models = [d for d in docs if d.get("kind") == "LLMModel"]
+    return next((m for m in models if m["spec"].get("default")), models[0])
+
+
+def _with_v1(url: str) -> str:
+    url = url.rstrip("/")
+    if "://" not in url:
+        url = "http://" + url  # OLLAMA_HOST is often host:port
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def plan_demo(environ: Mapping[str, str]) -> DemoPlan:
+    """The demo for this environment: OpenAI when OPENAI_API_KEY is set, else Ollama."""
+    from chat_service.agent_config import SecretRef
+    from chat_service.secrets import secret_env_var
+
+    api_key = environ.get("OPENAI_API_KEY", "").strip()
+    if api_key:
+        docs = copy.deepcopy(load_documents(OPENAI_EXAMPLE))
+        provider = next(d for d in docs if d.get("kind") == "LLMProvider")
+        base_url = environ.get("OPENAI_BASE_URL", "").strip()
+        if base_url:
+            provider["spec"]["baseURL"] = base_url.rstrip("/")
+        model = _default_model(docs)
+        if environ.get("OPENAI_MODEL", "").strip():
+            model["spec"]["model"] = environ["OPENAI_MODEL"].strip()
+        ref = provider["spec"]["apiKeySecretRef"]
+        env_var = secret_env_var(SecretRef(name=ref["name"], key=ref["key"]))
+        return DemoPlan(
+            provider="openai",
+            manifests=docs,
+            llm_base_url=(base_url or "https://api.openai.com/v1").rstrip("/"),
+            model=model["spec"]["model"],
+            api_key=api_key,
+            env={env_var: api_key},
+        )
+    docs = copy.deepcopy(load_documents(LOCAL_EXAMPLE))
+    provider = next(d for d in docs if d.get("kind") == "LLMProvider")
+    ollama = environ.get("OLLAMA_BASE_URL", "").strip() or environ.get("OLLAMA_HOST", "").strip()
+    base_url = _with_v1(ollama or DEFAULT_OLLAMA_URL)
+    provider["spec"]["baseURL"] = base_url
+    model = _default_model(docs)
+    if environ.get("OLLAMA_MODEL", "").strip():
+        model["spec"]["model"] = environ["OLLAMA_MODEL"].strip()
+    return DemoPlan(provider="ollama", manifests=docs, llm_base_url=base_url, model=model["spec"]["model"])
+
+
+def render(plan: DemoPlan, workdir: Path, mcp_servers: Sequence[DemoMcpServer] = ()) -> Path:
+    """Write the demo manifests and render them with ``ai-ops render``; returns the agent config's path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The folder keeps itself out of git, whoever's checkout it is in.
+    (workdir / ".gitignore").write_text("*\n")
+    manifests = workdir / MANIFESTS_FILE
+    docs = [*plan.manifests, *(server.manifest() for server in mcp_servers)]
+    manifests.write_text(
+        "# Written by scripts/run_demo.py (make run) from the examples; edits are overwritten.\n"
+        + yaml.safe_dump_all(docs, sort_keys=False)
+    )
+    config = workdir / CONFIG_FILE
+    # Loopback MCP servers are fine here: they are the demo's own, on this machine.
+    command = ai_ops_command("render", str(manifests), "--allow-loopback", "-o", str(config))
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"make run: ai-ops render failed:\n{done.stderr.strip()}")
+    for line in done.stderr.strip().splitlines():
+        print(f"make run: render: {line}", file=sys.stderr)
+    return config
+
+
+def check_llm(plan: DemoPlan, timeout: float = 3.0) -> str | None:
+    """A warning when the LLM does not answer or (Ollama) lacks the model; None when all is well."""
+    request = urllib.request.Request(plan.llm_base_url + "/models")
+    if plan.api_key:
+        request.add_header("Authorization", f"Bearer {plan.api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            listing = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        if plan.provider == "openai" and exc.code == 401:
+            return (
+                "OpenAI refused the API key in OPENAI_API_KEY (HTTP 401); the chat page will show the error."
+            )
+        return f"{plan.llm_base_url}/models answered HTTP {exc.code}; replies may fail."
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if plan.provider == "ollama":
+            return (
+                f"no Ollama answers at {plan.llm_base_url} ({reason}). The chat page will say the model cannot "
+                f"be reached. Start Ollama (`ollama serve`, then `ollama pull {plan.model}`), set OLLAMA_HOST "
+                "to where it runs, or set OPENAI_API_KEY to use OpenAI instead."
+            )
+        return f"the LLM at {plan.llm_base_url} does not answer ({reason}); the chat page will say so."
+    if plan.provider == "ollama":
+        names = {str(item.get("id")) for item in listing.get("data") or [] if isinstance(item, dict)}
+        if plan.model not in names:
+            pulled = ", ".join(sorted(names)) or "none"
+            return (
+                f"Ollama has no model {plan.model} (pulled: {pulled}). Run `ollama pull {plan.model}`, or set "
+                "OLLAMA_MODEL to one you have."
+            )
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Polls ``url`` until it answers 200; False when the process exited or the time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stop(process: subprocess.Popen[bytes], name: str) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            print(f"make run: {name} did not stop in 10 s; killing it", file=sys.stderr)
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def mcp_servers_running(servers: Sequence[DemoMcpServer]) -> Iterator[None]:
+    """Starts each demo MCP server, waits until its port accepts, and stops them all on exit."""
+    started: list[tuple[subprocess.Popen[bytes], DemoMcpServer]] = []
+    try:
+        for server in servers:
+            if port_in_use("127.0.0.1", server.port):
+                raise SystemExit(f"make run: port {server.port} for the MCP server {server.name} is in use")
+            started.append((subprocess.Popen(server.command()), server))
+        for process, server in started:
+            deadline = time.monotonic() + 30
+            while not port_in_use("127.0.0.1", server.port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"make run: the MCP server {server.name} did not start ({server.command()})"
+                    )
+                time.sleep(0.1)
+            print(f"make run: MCP server {server.name} at {server.url}", file=sys.stderr)
+        yield
+    finally:
+        for process, server in reversed(started):
+            stop(process, f"MCP server {server.name}")
+
+
+def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the ai-ops chat demo (make run).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the rendered files go")
+    parser.add_argument("--render-only", action="store_true", help="render the config, check the LLM, stop")
+    args = parser.parse_args(argv)
+
+    plan = plan_demo(os.environ)
+    config = render(plan, args.workdir, DEMO_MCP_SERVERS)
+    print(f"make run: {plan.describe()}; agent config {config}", file=sys.stderr)
+    warning = check_llm(plan)
+    if warning:
+        print(f"make run: WARNING: {warning}", file=sys.stderr)
+    if args.render_only:
+        return 0
+    if port_in_use(args.host, args.port):
+        print(
+            f"make run: port {args.port} is in use; choose another: make run RUN_PORT=8081", file=sys.stderr
+        )
+        return 1
+
+    # A `kill` of this script (not only Ctrl-C) also stops the service and the MCP servers.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    url = f"http://{args.host}:{args.port}/"
+    chat: subprocess.Popen[bytes] | None = None
+    try:
+        with mcp_servers_running(DEMO_MCP_SERVERS):
+            command = ai_ops_command(
+                "chat", "--config", str(config), "--host", args.host, "--port", str(args.port)
+            )
+            chat = subprocess.Popen(command, env={**os.environ, **plan.env})
+            if wait_until_up(url + "healthz", chat, timeout=120):
+                print(f"\nmake run: the ai-ops chat is ready: open {url}  (Ctrl-C stops it)\n", flush=True)
+            return chat.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if chat is not None:
+            stop(chat, "ai-ops chat")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
