@@ -5,12 +5,14 @@ Heavy imports stay inside the fixtures so test files that use none of them start
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.harness.emulator import EmulatorHandle
     from tests.harness.fake_llm import FakeLLM
     from tests.harness.mcp_servers import McpFixtureServers
     from tests.harness.redis_server import RedisServer
@@ -65,3 +67,22 @@ def mcp_fixture_servers() -> Iterator[McpFixtureServers]:
         yield servers
     finally:
         servers.stop()  # kills every process, also when start() or the tests failed
+
+
+@pytest.fixture
+async def k8s_emulator(tmp_path: Path) -> AsyncIterator[EmulatorHandle]:
+    """A fresh Kubernetes API emulator per test (kmock + API-server semantics), namespace `default` seeded."""
+    import kmock
+
+    from tests.harness import kopf_runner
+    from tests.harness.emulator import EmulatorHandle, KubernetesApiEmulator, write_kubeconfig
+
+    async with KubernetesApiEmulator() as emulator, kmock.Server(emulator) as server:
+        url = str(server.url).rstrip("/")
+        handle = EmulatorHandle(emulator, url, write_kubeconfig(url, tmp_path))
+        emulator.seed_namespace("default")
+        kopf_runner.current_emulator = handle
+        try:
+            yield handle
+        finally:
+            kopf_runner.current_emulator = None
