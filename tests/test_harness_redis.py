@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -40,3 +41,11 @@ def test_stop_kills_the_process_and_frees_the_port() -> None:
         pass
     else:
         raise AssertionError(f"redis-server {pid} still runs after stop()")
+
+
+def test_missing_redis_server_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    server = RedisServer()
+    with pytest.raises(RuntimeError, match="redis-server is not installed"):
+        server.start()
+    server.stop()
