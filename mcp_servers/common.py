@@ -43,6 +43,17 @@ def cap_text(text: str, max_bytes: int, hint: str = "") -> str:
     return head + note
 
 
+def cap_text_keep_end(text: str, max_bytes: int, hint: str = "") -> str:
+    """Like `cap_text` but keeps the end (the newest log lines matter most), the note first."""
+    size = byte_size(text)
+    if size <= max_bytes:
+        return text
+    note = f"[truncated: {size} bytes, limit {max_bytes}, earliest part cut{'; ' + hint if hint else ''}]\n"
+    keep = max(0, max_bytes - byte_size(note))
+    tail = text.encode("utf-8")[size - keep :].decode("utf-8", errors="ignore") if keep else ""
+    return note + tail
+
+
 def fit_items(
     envelope: dict[str, Any],
     items_key: str,

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -97,3 +98,32 @@ async def mcp_client(url: str) -> AsyncIterator[McpClient]:
     async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
         await session.initialize()
         yield McpClient(session)
+
+
+class ThreadedMcpServer:
+    """A FastMCP server's streamable HTTP app under uvicorn in a background thread with its own loop.
+
+    For servers whose backend lives in the test's own event loop (the Kubernetes emulator): the test
+    awaits the MCP client while this thread's server calls the backend, so neither loop blocks the other.
+    """
+
+    def __init__(self, server: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            server.streamable_http_app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, name="mcp-server", daemon=True)
+
+    def __enter__(self) -> ThreadedMcpServer:
+        self._thread.start()
+        wait_until(lambda: self._uvicorn.started, 15.0, "threaded MCP server")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._uvicorn.should_exit = True
+        self._thread.join(timeout=10)
