@@ -15,6 +15,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -119,6 +120,12 @@ def all_nodes() -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_committed_crds_are_generated_from_the_spec_models() -> None:
     assert crdgen.stale_crds(CRD_DIR) == [], "run `make crds` and commit crds/"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_crd_is_a_valid_custom_resource_definition_object(kind: str) -> None:
+    """The CRD manifest itself against the Kubernetes API's schema (what `kubectl apply --validate=strict` does)."""
+    kubernetes_validate.validate(committed(kind), "1.33", strict=True)
 
 
 def test_crd_folder_holds_exactly_the_four_kinds() -> None:
