@@ -1,5 +1,9 @@
 # ai-ops developer entry points. `make test` does all of its own setup on a fresh Debian machine.
 SHELL := /bin/bash
+# operator/ (imported as ai_ops_operator) would shadow the standard library's `operator` for any
+# `python -m ...` run from this folder, because Python puts the current folder first on sys.path.
+# Python 3.11's safe-path mode leaves it out.
+export PYTHONSAFEPATH := 1
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
