@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pydantic
 import pytest
 import yaml
@@ -132,6 +133,13 @@ def test_secrets_in_examples_are_marked_placeholders() -> None:
         assert "data" not in doc.obj, "placeholders are readable stringData"
         for value in doc.obj["stringData"].values():
             assert "REPLACE-ME" in value, doc.location
+
+
+def test_other_kinds_in_examples_are_valid_kubernetes_objects() -> None:
+    others = [d for d in documents(EXAMPLES) if d.obj.get("kind") not in RESOURCES]
+    assert others
+    for doc in others:
+        kubernetes_validate.validate(doc.obj, "1.33", strict=True)
 
 
 def test_local_example_is_ollama_on_localhost_with_a_default_model() -> None:
