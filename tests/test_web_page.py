@@ -188,8 +188,9 @@ def page(browser: Browser, fresh_fake_llm: FakeLLM) -> Iterator[Page]:
 
 
 def send(page: Page, text: str) -> None:
-    page.fill("#message-input", text)
-    page.press("#message-input", "Enter")
+    box = page.get_by_label("Message", exact=True)  # found by its accessible name
+    box.fill(text)
+    box.press("Enter")
 
 
 def wait_for_reply(page: Page, count: int = 1) -> Any:
@@ -346,11 +347,6 @@ def test_model_picker(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> Non
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    reason="chat engine answers 500 for langchain_openai's OpenAIConnectionError instead of 502 provider_error "
-    "(chat_service.engine.map_exception matches class names, not ModelError subclasses); remove when fixed",
-    strict=False,
-)
 def test_unreachable_llm_is_explained(page: Page, chat_url: str) -> None:
     page.goto(chat_url)
     page.wait_for_function("!document.getElementById('model-select').disabled")
@@ -370,6 +366,21 @@ def test_unreachable_llm_is_explained(page: Page, chat_url: str) -> None:
     send(page, "and now?")
     wait_for_reply(page, 2)
     assert banner.is_hidden()
+
+
+@pytest.mark.browser
+def test_stop_ends_a_reply_in_progress(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> None:
+    fresh_fake_llm.enqueue(Reply.hang())  # the model never answers (released when the fixture resets)
+    page.goto(chat_url)
+    send(page, "a question nobody answers")
+    stop = page.get_by_role("button", name="Stop")
+    stop.wait_for()
+    assert page.locator("#send-button").is_hidden()
+    assert page.locator("article.message.assistant").get_attribute("aria-busy") == "true"
+    stop.click()
+    turn = wait_for_reply(page)
+    assert turn.locator(".error").inner_text() == "Stopped."
+    assert page.locator("#send-button").is_visible() and stop.is_hidden()
 
 
 @pytest.mark.browser
