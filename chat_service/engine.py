@@ -46,6 +46,7 @@ from chat_service.errors import (
     ModelNotFound,
     ModelUnavailable,
     NoModelConfigured,
+    NotReady,
     ProviderError,
     RequestTimeout,
     StepLimit,
@@ -225,6 +226,8 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
         return ContentBlocked(f"the message was blocked: it contains {getattr(exc, 'pii_type', 'personal data')}")
     if kind == "GraphRecursionError":
         return StepLimit("the agent did not finish within its step limit (too many tool calls in one turn)")
+    if module.split(".")[0] == "redis":
+        return NotReady(f"the conversation store (Redis) does not answer: {kind}")
     if isinstance(exc, ProviderUnavailable | SecretUnavailable):
         return ModelUnavailable(sanitize(str(exc), secret_values))
     if kind in ("APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException"):
@@ -549,14 +552,21 @@ class ChatEngine:
     # -- threads -------------------------------------------------------------------------------------
 
     async def read_thread(self, identity: str, thread_id: str) -> list[dict[str, Any]]:
-        messages = await self.conversations.messages(scoped_thread_id(identity, thread_id))
+        try:
+            messages = await self.conversations.messages(scoped_thread_id(identity, thread_id))
+        except Exception as exc:
+            raise map_exception(exc) from None
         if messages is None:
             raise ThreadNotFound(f"no conversation {thread_id!r} (it may have expired)")
         return public_messages(messages)
 
     async def delete_thread(self, identity: str, thread_id: str) -> None:
         scoped = scoped_thread_id(identity, thread_id)
-        if not await self.conversations.delete(scoped):
+        try:
+            deleted = await self.conversations.delete(scoped)
+        except Exception as exc:
+            raise map_exception(exc) from None
+        if not deleted:
             raise ThreadNotFound(f"no conversation {thread_id!r} (it may have expired)")
         self._last_activity.pop(scoped, None)
         for key in [k for k in self._conversation_graphs if k[-1] == scoped]:
