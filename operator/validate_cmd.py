@@ -70,9 +70,10 @@ def _label(obj: dict[str, Any]) -> str:
 
 
 def _looks_like_ai_ops(obj: dict[str, Any]) -> bool:
-    # A misspelt apiVersion on an ai-ops kind must be reported, not skipped as "another kind".
+    # A misspelt apiVersion on an ai-ops kind (or a misspelt kind in our group) must be reported,
+    # not skipped as "another kind".
     group = str(obj.get("apiVersion") or "").split("/")[0]
-    return group == GROUP or (not obj.get("apiVersion") and obj.get("kind") in RESOURCES)
+    return group == GROUP or obj.get("kind") in RESOURCES
 
 
 def middleware_config_problems(obj: dict[str, Any]) -> list[Problem]:
