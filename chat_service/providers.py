@@ -3,7 +3,8 @@
 A registry maps each provider type to a handler ``(entry, api_key) -> BaseChatModel``. The built-in handlers
 cover OpenAI, Azure OpenAI, Ollama and any OpenAI-compatible endpoint (vLLM, LM Studio, LiteLLM) through
 langchain-openai, and Anthropic and Hugging Face through their optional extras. Other packages add handlers
-through the entry-point group ``ai_ops.providers`` (each entry point is a handler; its name is the type).
+through the entry-point group ``ai_ops.providers`` (each entry point is a handler); an LLMProvider picks one
+with ``config.handler: <entry-point name>``.
 
 Every client is built with ``max_retries=0``: retrying is the ``model_retry`` middleware's job, and client
 retries under it would multiply the attempts and hide them from the logging middleware.
@@ -29,6 +30,8 @@ OLLAMA_DEFAULT_BASE_URL = "http://localhost:11434"
 # Sent to OpenAI-compatible servers that need no key: the OpenAI client insists on one, and without an
 # explicit value it would pick up OPENAI_API_KEY from the environment and send it to a third party.
 NO_API_KEY = "not-needed"
+# Provider config key naming a third-party handler (an entry point of PROVIDER_ENTRY_POINT_GROUP).
+HANDLER_KEY = "handler"
 
 ProviderHandler = Callable[[ModelEntry, str | None], BaseChatModel]
 
@@ -96,10 +99,13 @@ def reload_entry_points() -> None:
 def build_chat_model(entry: ModelEntry, secrets: SecretResolver) -> BaseChatModel:
     """The chat model of ``entry``, its API key read now (so a rotated key is used from this build on)."""
     _load_entry_points()
-    handler = _handlers.get(entry.provider.type)
+    # The CRD's provider types are a closed enum; a third-party handler is chosen with the provider's
+    # ``config.handler`` (its entry-point name), on top of the closest built-in type.
+    handler_name = str(entry.provider.config.get(HANDLER_KEY) or entry.provider.type)
+    handler = _handlers.get(handler_name)
     if handler is None:
         raise ProviderUnavailable(
-            f"model {entry.name!r}: no handler for provider type {entry.provider.type!r} "
+            f"model {entry.name!r}: no handler {handler_name!r} for provider type {entry.provider.type!r} "
             f"(known: {', '.join(sorted(_handlers))}; others come from packages registering "
             f"the entry-point group {PROVIDER_ENTRY_POINT_GROUP!r})"
         )
@@ -134,7 +140,7 @@ def _snake(name: str) -> str:
 def _provider_settings(entry: ModelEntry, *consumed: str) -> dict[str, Any]:
     """The provider's free-form config as client keyword arguments (camelCase -> snake_case),
     without the keys a handler maps itself."""
-    return {_snake(k): v for k, v in entry.provider.config.items() if k not in consumed}
+    return {_snake(k): v for k, v in entry.provider.config.items() if k not in consumed and k != HANDLER_KEY}
 
 
 def _common(entry: ModelEntry) -> dict[str, Any]:

@@ -270,9 +270,21 @@ async def test_third_party_handler_through_an_entry_point(
         assert request["headers"]["x-acme"] == "1"
         assert request["headers"]["authorization"] == f"Bearer {KEY}"
         assert isinstance(build_chat_model(entry("openai", fresh_fake_llm.base_url), secrets), ChatOpenAI)
+        # A valid agent config reaches the plugin through the provider's config.handler.
+        fresh_fake_llm.reset()
+        chosen = entry("openai_compatible", fresh_fake_llm.base_url, model="jet", provider_config={"handler": "acme"})
+        await build_chat_model(chosen, secrets).ainvoke([HumanMessage("hello")])
+        (request,) = fresh_fake_llm.chat_requests
+        assert request["json"]["model"] == "acme-jet"
     finally:
         sys.modules.pop("acme_llm_plugin", None)
         providers.reload_entry_points()
+
+
+def test_unknown_handler_is_a_clear_error(secrets: SecretResolver) -> None:
+    chosen = entry("openai_compatible", "http://127.0.0.1:9/v1", provider_config={"handler": "missing"})
+    with pytest.raises(ProviderUnavailable, match=r"no handler 'missing'"):
+        build_chat_model(chosen, secrets)
 
 
 def test_unknown_type_lists_the_known_ones(secrets: SecretResolver) -> None:
