@@ -67,3 +67,15 @@ def test_every_kind_has_a_valid_example() -> None:
 def test_quoted_validate_summary_of_the_examples_is_true() -> None:
     summary = validate_documents(load_manifests([ROOT / "examples"])).summary()
     assert f"$ ai-ops validate examples/\n{summary}\n" in DOC.read_text()
+
+
+def test_readme_examples_are_valid() -> None:
+    text = (ROOT / "README.md").read_text()
+    docs = [
+        d
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+        for d in yaml.safe_load_all(block)
+        if d
+    ]
+    for doc in docs:
+        assert document_problems(doc) in ([], None), doc
