@@ -110,11 +110,21 @@ def _is_list(obj: Any) -> bool:
 
 
 def manifest_files(path: Path) -> list[Path]:
-    """The manifest files a path names: the file itself, or every manifest file under a folder, sorted."""
+    """The manifest files a path names: the file itself, or every manifest file under a folder, sorted.
+
+    Inside a folder, hidden files and folders (names starting with a dot) are left out.
+    """
     if not path.exists():
         raise ManifestError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in MANIFEST_SUFFIXES
+            and p.is_file()
+            # Hidden files and folders (.git, .venv, editor backups) are not manifests.
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
             raise ManifestError(f"{path}: folder holds no {', '.join(MANIFEST_SUFFIXES)} files")
         return files

@@ -42,6 +42,15 @@ def test_folder_is_searched_recursively_in_sorted_order_for_manifest_suffixes(tm
     ]
 
 
+def test_hidden_files_and_folders_inside_a_folder_are_left_out(tmp_path: Path) -> None:
+    write(tmp_path / ".venv" / "lib" / "x.yaml", "kind: Hidden\n")
+    write(tmp_path / ".backup.yaml", "kind: Hidden\n")
+    write(tmp_path / "app" / "a.yaml", "kind: A\n")
+    assert [d.obj["kind"] for d in load_manifests([tmp_path])] == ["A"]
+    # Named explicitly, a hidden file is read.
+    assert [d.obj["kind"] for d in load_manifests([tmp_path / ".backup.yaml"])] == ["Hidden"]
+
+
 def test_a_named_file_is_read_whatever_its_suffix(tmp_path: Path) -> None:
     file = write(tmp_path / "manifest.txt", "kind: A\n")
     assert [d.obj for d in load_manifests([file])] == [{"kind": "A"}]
