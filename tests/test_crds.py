@@ -456,3 +456,12 @@ def test_spec_models_are_strict_where_the_schema_is() -> None:
         "type": "ollama",
         "enabled": False,
     }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_patterns_compile_and_use_no_constructs_go_re2_lacks(kind: str) -> None:
+    """The API server matches `pattern` with Go's RE2: no lookaround, no backreferences."""
+    for path, node in nodes(root_schema(kind)):
+        if "pattern" in node:
+            re.compile(node["pattern"])
+            assert not re.search(r"\(\?[=!<]|\\[1-9]", node["pattern"]), path
