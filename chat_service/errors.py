@@ -107,7 +107,10 @@ NO_MODEL_MESSAGE = (
 # Shapes of credentials that providers sometimes echo back in error messages.
 _CREDENTIAL_PATTERNS = (
     re.compile(r"\b(sk|pk|rk|hf|gsk|xai)[-_][A-Za-z0-9_\-*]{6,}"),
-    re.compile(r"(?i)(bearer|api[-_ ]?key|authorization|token|password|secret)(\s*[:=]\s*|\s+)['\"]?[^\s'\",}]{4,}"),
+    re.compile(
+        r"(?i)(bearer|api[-_ ]?key|authorization|token|password|secret)(\s*[:=]\s*|\s+)((?:bearer|basic)\s+)?"
+        r"['\"]?[^\s'\",}]{4,}"
+    ),
 )
 MAX_PROVIDER_MESSAGE = 500
 
@@ -119,7 +122,7 @@ def sanitize(message: str, secret_values: Iterable[str] = ()) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     text = _CREDENTIAL_PATTERNS[0].sub("***", text)
-    text = _CREDENTIAL_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = _CREDENTIAL_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}***", text)
     if len(text) > MAX_PROVIDER_MESSAGE:
         text = text[:MAX_PROVIDER_MESSAGE] + "..."
     return text
