@@ -354,11 +354,12 @@ def test_unreachable_llm_is_explained(page: Page, chat_url: str) -> None:
     send(page, "anyone there?")
     turn = wait_for_reply(page)
     error = turn.locator(".error").inner_text()
-    assert error.startswith("The language model could not be reached or failed")
-    assert "Check that the LLM provider is running" in error
+    assert error.startswith("No reply: the language model could not be reached or failed")
     banner = page.locator("#banner")
     assert banner.is_visible() and banner.get_attribute("role") == "alert"
-    assert "could not be reached" in banner.inner_text()
+    advice = banner.inner_text()
+    assert advice.startswith("The language model could not be reached or failed")
+    assert "Check that the LLM provider is running and reachable" in advice
     assert "Traceback" not in page.content()
 
     # A working model afterwards clears the banner.
@@ -391,8 +392,8 @@ def test_service_unreachable_is_explained(page: Page, chat_url: str) -> None:
     page.route("**/api/chat/stream", lambda route: route.abort("connectionrefused"))
     send(page, "hello?")
     turn = wait_for_reply(page)
-    assert turn.locator(".error").inner_text().startswith("Cannot reach the ai-ops chat service")
-    assert page.locator("#banner").is_visible()
+    assert turn.locator(".error").inner_text().startswith("No reply: the chat service cannot be reached")
+    assert page.locator("#banner-text").inner_text().startswith("Cannot reach the ai-ops chat service. Check")
 
 
 @pytest.mark.browser
@@ -418,7 +419,9 @@ def test_token_prompt_and_no_model(page: Page, locked_chat_url: str) -> None:
 
     send(page, "hello")
     turn = wait_for_reply(page)
-    assert turn.locator(".error").inner_text().startswith("No language model is configured")
+    assert turn.locator(".error").inner_text().startswith("No reply: no language model is configured")
+    # The service's message, which says how to configure a model.
+    assert "Create an LLMProvider and an LLMModel" in page.locator("#banner-text").inner_text()
 
     # The token survives a reload: no prompt the second time.
     page.reload()

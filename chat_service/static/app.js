@@ -163,8 +163,12 @@
 
   // ---------------------------------------------------------------- plain-words errors
 
-  /** {text, banner} for an error: what happened and what to do about it. */
-  function explain(err, context) {
+  /**
+   * An error in plain words: `text` says what happened and what to do; `banner` when it concerns the whole
+   * service (shown at the top, where it stays until a reply succeeds), and then `short` is what the failed
+   * reply itself says, so the advice is not repeated twice on screen.
+   */
+  function explain(err) {
     if (!(err instanceof ApiError)) {
       return { text: "Something went wrong in this page: " + (err && err.message ? err.message : err), banner: false };
     }
@@ -175,10 +179,16 @@
           text:
             "Cannot reach the ai-ops chat service. Check that it is still running and that this computer is " +
             "connected, then try again.",
+          short: "the chat service cannot be reached",
           banner: true,
         };
       case 401:
-        return { text: "This chat service needs a valid access token." + detail, banner: true, auth: true };
+        return {
+          text: "This chat service needs a valid access token." + detail,
+          short: "an access token is needed",
+          banner: true,
+          auth: true,
+        };
       case 404:
         if (err.code === "model_not_found") {
           return { text: "The selected model no longer exists. Pick another one in the Model list." + detail, banner: false };
@@ -198,22 +208,33 @@
             "The language model could not be reached or failed" + detail + ". Check that the LLM provider is " +
             "running and reachable from the chat service (for the local demo: start Ollama and pull the model, " +
             "or set OPENAI_API_KEY and run make run again).",
+          short: "the language model could not be reached or failed" + detail,
           banner: true,
         };
       case 503:
         if (err.code === "no_model") {
           return {
+            // The service's own message says how to configure one.
             text:
-              "No language model is configured, so the assistant cannot answer. " +
-              (err.message ||
-                "Create an LLMProvider and an LLMModel in the service's namespace, or render a local config with ai-ops render."),
+              err.message ||
+              "No language model is configured. Create an LLMProvider and an LLMModel in the service's namespace, " +
+                "or render a local config with ai-ops render.",
+            short: "no language model is configured",
             banner: true,
           };
         }
         if (err.code === "model_unavailable") {
-          return { text: "The selected model cannot be used right now" + detail + ".", banner: true };
+          return {
+            text: "The selected model cannot be used right now" + detail + ". See Service status at the bottom.",
+            short: "the selected model cannot be used right now",
+            banner: true,
+          };
         }
-        return { text: "The chat service is not ready yet" + detail + ". Try again in a moment.", banner: true };
+        return {
+          text: "The chat service is not ready yet" + detail + ". Try again in a moment.",
+          short: "the chat service is not ready yet",
+          banner: true,
+        };
       case 504:
         return {
           text: "The model took too long to answer and the request timed out. Try again, or ask a smaller question.",
@@ -221,10 +242,15 @@
         };
       default:
         return {
-          text: "The chat service answered with an error (HTTP " + err.status + ")" + detail + (context ? " " + context : "") + ".",
+          text: "The chat service answered with an error (HTTP " + err.status + ")" + detail + ".",
           banner: err.status >= 500,
         };
     }
+  }
+
+  /** What a failed reply says: the short form when the banner at the top has the details. */
+  function replyFailure(info) {
+    return info.banner && info.short ? "No reply: " + info.short + ". See the notice at the top." : info.text;
   }
 
   function showBanner(text, action) {
@@ -291,8 +317,8 @@
   ui.tokenButton.addEventListener("click", () => askForToken("Enter a new access token, or forget the saved one."));
 
   /** Handles an error of any call: token prompt for 401, banner for service-wide trouble. */
-  function report(err, context) {
-    const info = explain(err, context);
+  function report(err) {
+    const info = explain(err);
     if (info.auth) askForToken();
     else if (info.banner) showBanner(info.text);
     return info;
@@ -770,7 +796,7 @@
             const err = new ApiError(data.status || statusForCode(data.code), data.code || "error", data.message || "");
             const info = report(err);
             turn.abandonTools("interrupted");
-            turn.fail(info.text);
+            turn.fail(replyFailure(info));
             finished = true;
             announce("The reply failed: " + info.text);
             break;
@@ -794,7 +820,7 @@
         const info = report(err instanceof ApiError ? err : new ApiError(0, "network", String(err)));
         if (err instanceof ApiError && err.code === "thread_not_found") setThread(null);
         if (err instanceof ApiError && err.code === "model_not_found") loadModels();
-        turn.fail(info.text);
+        turn.fail(replyFailure(info));
         announce("The reply failed: " + info.text);
       }
     } finally {
