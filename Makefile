@@ -42,8 +42,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy operator chat_service mcp_servers
 
+# Also rewrites the field tables of docs/resources.md, generated from the same spec models.
 crds: install
 	$(BIN)/ai-ops crds crds
+	$(BIN)/python docs/gen_resources.py
 
 # Copy crds/*.yaml into the chart as templates (one source; tests/test_chart_crds.py checks they match)
 # and regenerate the values table in docs/helm.md from values.schema.json.
