@@ -1,9 +1,8 @@
 """Regenerate the field tables of docs/resources.md from the CRD schemas (that is, from the spec models).
 
 The prose and examples of the document are written by hand; only the parts between
-``<!-- BEGIN generated: KIND PART -->`` and ``<!-- END generated -->`` are rewritten. Run
-``.venv/bin/python docs/gen_resources.py`` after changing ``operator/specs.py``; tests/test_docs.py
-fails while the document is out of date.
+``<!-- BEGIN generated: KIND PART -->`` and ``<!-- END generated -->`` are rewritten. ``make crds`` runs
+it after changing ``operator/specs.py``; tests/test_docs.py fails while the document is out of date.
 """
 
 from __future__ import annotations
@@ -122,7 +121,7 @@ def main() -> int:
     updated = render(text)
     if "--check" in sys.argv[1:]:
         if updated != text:
-            print(f"{DOC}: out of date; run python docs/gen_resources.py", file=sys.stderr)
+            print(f"{DOC}: out of date; run make crds", file=sys.stderr)
             return 1
         return 0
     DOC.write_text(updated)

@@ -29,7 +29,7 @@ def load_generator() -> ModuleType:
 
 def test_generated_tables_are_current() -> None:
     text = DOC.read_text()
-    assert load_generator().render(text) == text, "run: .venv/bin/python docs/gen_resources.py"
+    assert load_generator().render(text) == text, "run: make crds"
 
 
 def _field_paths(schema: dict, path: str) -> list[str]:
