@@ -8,6 +8,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import kmock
@@ -685,3 +686,49 @@ async def test_cli_serves_the_kubernetes_server(k8s_emulator: Any) -> None:
     finally:
         await asyncio.to_thread(server.stop)
     assert [row["name"] for row in pods["items"]] == ["cache-0"]
+
+
+# --------------------------------------------------------------------------------------------- in an agent turn
+
+
+async def test_chat_agent_turn_uses_kubernetes(
+    kube_mcp: ThreadedMcpServer, fresh_fake_llm: Any, tmp_path: Path
+) -> None:
+    """The scripted model asks describe_workload why a pod crash-loops; the finding reaches the model and
+    the API answer, and the Secret's value reaches neither."""
+    from chat_service.app import create_app
+    from tests.chat_support import agent_config, mcp_server, model_entry, running, settings_for, write_config
+    from tests.harness.fake_llm import Reply
+
+    config_path = tmp_path / "agent-config.json"
+    write_config(
+        config_path,
+        agent_config(
+            models=[model_entry("main", fresh_fake_llm.base_url, default=True)],
+            servers=[mcp_server("kubernetes", kube_mcp.url, include=["describe_workload", "get_resource"])],
+        ),
+    )
+    fresh_fake_llm.enqueue(
+        Reply.tool_calls(
+            [
+                ("describe_workload", {"kind": "pod", "name": "web-def34", "namespace": "shop"}),
+                ("get_resource", {"kind": "deployments", "name": "web", "namespace": "shop"}),
+            ]
+        ),
+        Reply.text("web-def34 crash-loops: its app container exits with code 1."),
+    )
+    async with running(create_app(settings_for(config_path))) as app, app.client() as client:
+        response = await client.post("/api/chat", json={"message": "Why is web-def34 in shop crash-looping?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reply"] == "web-def34 crash-loops: its app container exits with code 1."
+    calls = {call["name"]: call for call in body["tool_calls"]}
+    assert calls["describe_workload"]["error"] is None
+    described = json.loads(calls["describe_workload"]["output"])
+    assert described["findings"][0].startswith("container app is crash-looping (7 restarts)")
+    offered = {tool["function"]["name"] for tool in fresh_fake_llm.chat_requests[0]["json"]["tools"]}
+    assert offered == {"describe_workload", "get_resource"}
+    everything_sent = json.dumps(fresh_fake_llm.chat_requests) + response.text
+    assert "crash-looping (7 restarts)" in everything_sent
+    for forbidden in (SECRET_VALUE, base64.b64encode(SECRET_VALUE.encode()).decode(), LITERAL_TOKEN):
+        assert forbidden not in everything_sent

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rdata
@@ -496,3 +498,43 @@ async def test_dns_lookup_without_a_nameserver_fails_with_an_error(netops_server
         ).json()
     assert answer["ok"] is False
     assert answer["error"]
+
+
+# --------------------------------------------------------------------------------------------- in an agent turn
+
+
+async def test_chat_agent_turn_uses_netops(
+    netops_server: McpServerProcess, tcp_listener: int, fresh_fake_llm: Any, tmp_path: Path
+) -> None:
+    """The chat service loads the netops tools, the scripted model calls tcp_check, the real result
+    goes back to the model and into the API answer."""
+    from chat_service.app import create_app
+    from tests.chat_support import agent_config, mcp_server, model_entry, running, settings_for, write_config
+    from tests.harness.fake_llm import Reply
+
+    config_path = tmp_path / "agent-config.json"
+    write_config(
+        config_path,
+        agent_config(
+            models=[model_entry("main", fresh_fake_llm.base_url, default=True)],
+            servers=[mcp_server("netops", netops_server.url)],
+        ),
+    )
+    fresh_fake_llm.enqueue(
+        Reply.tool_call("tcp_check", {"host": "127.0.0.1", "port": tcp_listener}),
+        Reply.text("The port accepts connections."),
+    )
+    async with running(create_app(settings_for(config_path))) as app, app.client() as client:
+        response = await client.post("/api/chat", json={"message": f"Is 127.0.0.1:{tcp_listener} open?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reply"] == "The port accepts connections."
+    [call] = body["tool_calls"]
+    assert call["name"] == "tcp_check" and call["error"] is None
+    assert json.loads(call["output"])["reachable"] is True
+    offered = {tool["function"]["name"] for tool in fresh_fake_llm.chat_requests[0]["json"]["tools"]}
+    assert offered == {"dns_lookup", "tcp_check", "http_check", "tls_certificate"}
+    tool_message = next(m for m in fresh_fake_llm.chat_requests[1]["json"]["messages"] if m["role"] == "tool")
+    content = tool_message["content"]
+    text = content if isinstance(content, str) else "".join(block.get("text", "") for block in content)
+    assert json.loads(text)["address"] == "127.0.0.1"  # the model saw the real check result
