@@ -174,12 +174,17 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, fresh_fake_llm: FakeLLM) -> Iterator[Page]:
-    """A fresh browser context (empty localStorage) per test; JavaScript errors fail the test."""
+    """A fresh browser context (empty localStorage) per test; JavaScript errors and CSP violations fail it."""
     context = browser.new_context()
     context.set_default_timeout(WAIT_MS)
     new_page = context.new_page()
     errors: list[str] = []
     new_page.on("pageerror", lambda error: errors.append(str(error)))
+    # A Content-Security-Policy violation means some part of the page silently does not work.
+    new_page.on(
+        "console",
+        lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     try:
         yield new_page
     finally:
