@@ -265,6 +265,37 @@ def test_a_stopped_mcp_server_goes_unhealthy_and_leaves_the_config(cluster: Clus
     )
 
 
+def test_a_rotated_key_is_used_without_a_restart(cluster: Cluster):
+    """kubelet refreshes the projected Secret volume; the chat reads the key per request."""
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=chat"
+    pods_before = cluster.kubectl("get", "pods", "-l", selector, "-o", "name").stdout.split()
+    new_key = "e2e-key-rotated"
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "e2e-llm-key"},
+            "stringData": {"api-key": new_key},
+        }
+    )
+    cluster.kubectl("set", "env", "deployment/e2e-llm", f"E2E_LLM_API_KEY={new_key}")
+    cluster.kubectl("rollout", "status", "deployment/e2e-llm", "--timeout=120s")
+    token = _chat_token(cluster)
+    with (
+        cluster.port_forward(f"svc/{CHAT}", 8080) as port,
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"Authorization": f"Bearer {token}"}
+        ) as client,
+    ):
+
+        def answers() -> bool:
+            return client.post("/api/chat", json={"message": "rotated"}).status_code == 200
+
+        # kubelet syncs projected volumes about once a minute.
+        cluster.wait_for("a chat turn with the rotated key", answers, timeout=180, interval=5)
+    assert cluster.kubectl("get", "pods", "-l", selector, "-o", "name").stdout.split() == pods_before
+
+
 def test_upgrade_keeps_secrets_and_the_operator_wiring(cluster: Cluster):
     tokens_before = _secret_data(cluster, f"{CHAT}-auth")
     redis_before = _secret_data(cluster, f"{RELEASE}-redis")
@@ -281,8 +312,19 @@ def test_upgrade_keeps_secrets_and_the_operator_wiring(cluster: Cluster):
     # The CRDs and the resources survived; the hooks re-created the bundled MCPServers.
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "mcpserver/e2e-echo",
                     f"mcpserver/{RELEASE}-mcp-netops")  # fmt: skip
-    # Two operator replicas: peering lets one work; the ConfigMap still converges.
+    # Two operator replicas: both join the peering object (kopf lets one of them work).
     cluster.kubectl("rollout", "status", f"deployment/{RELEASE}-operator", "--timeout=180s")
+    operator_selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
+
+    def both_peered() -> bool:
+        pods = {
+            p.split("/", 1)[1]
+            for p in cluster.kubectl("get", "pods", "-l", operator_selector, "-o", "name").stdout.split()
+        }
+        peering = cluster.get("clusterkopfpeerings.kopf.dev", RELEASE, namespaced=False)
+        return len(pods) == 2 and pods <= set(peering.get("status") or {})  # kopf's identity is POD_ID
+
+    cluster.wait_for("both operator pods in the peering object", both_peered, timeout=120)
     assert "e2e-echo" in {s.name for s in _agent_config(cluster).mcp_servers}
 
 
