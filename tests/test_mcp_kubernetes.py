@@ -732,3 +732,15 @@ async def test_chat_agent_turn_uses_kubernetes(
     assert "crash-looping (7 restarts)" in everything_sent
     for forbidden in (SECRET_VALUE, base64.b64encode(SECRET_VALUE.encode()).decode(), LITERAL_TOKEN):
         assert forbidden not in everything_sent
+
+
+async def test_docs_list_every_tool_with_its_arguments() -> None:
+    from mcp_servers.kubernetes.cluster import Cluster
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "mcp-servers.md").read_text()
+    section = doc.split("\n## kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    server = build_server(Cluster(api_client=None, host="", source=""), KubernetesSettings())
+    for tool in await server.list_tools():
+        [row] = [line for line in section.splitlines() if line.startswith(f"| `{tool.name}` |")]
+        for argument in tool.inputSchema["properties"]:
+            assert f"`{argument}`" in row, f"{tool.name}({argument}) is not documented"

@@ -538,3 +538,14 @@ async def test_chat_agent_turn_uses_netops(
     content = tool_message["content"]
     text = content if isinstance(content, str) else "".join(block.get("text", "") for block in content)
     assert json.loads(text)["address"] == "127.0.0.1"  # the model saw the real check result
+
+
+async def test_docs_list_every_tool_with_its_arguments() -> None:
+    from mcp_servers.netops.server import NetopsSettings, build_server
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "mcp-servers.md").read_text()
+    section = doc.split("\n## netops\n", 1)[1].split("\n## ", 1)[0]
+    for tool in await build_server(NetopsSettings()).list_tools():
+        [row] = [line for line in section.splitlines() if line.startswith(f"| `{tool.name}` |")]
+        for argument in tool.inputSchema["properties"]:
+            assert f"`{argument}`" in row, f"{tool.name}({argument}) is not documented"
