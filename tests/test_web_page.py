@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
     from tests.harness.fake_llm import FakeLLM
     from tests.harness.mcp_servers import McpFixtureServers
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium (Playwright's own browser download does not work here).
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -161,7 +163,7 @@ def locked_chat_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make system-deps installs Debian's chromium)")
+        pytest.skip("chromium is not installed (make system-deps installs Debian's chromium with apt)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -407,6 +409,7 @@ def test_token_prompt_and_no_model(page: Page, locked_chat_url: str) -> None:
     dialog = page.locator("#token-dialog")
     dialog.wait_for(state="visible")
     assert page.locator("label[for=token-input]").inner_text() == "Access token"
+    assert page.locator("#model-select").inner_text() == "Token needed"
 
     page.fill("#token-input", "wrong-token")
     page.click("#token-save")

@@ -332,7 +332,8 @@
     try {
       body = await getJson("api/models");
     } catch (err) {
-      ui.modelSelect.replaceChildren(new Option("Models unavailable", ""));
+      const needsToken = err instanceof ApiError && err.status === 401;
+      ui.modelSelect.replaceChildren(new Option(needsToken ? "Token needed" : "Models unavailable", ""));
       report(err);
       return false;
     }
@@ -660,7 +661,8 @@
     let last = 0;
     let match;
     while ((match = fence.exec(text)) !== null) {
-      if (match.index > last) nodes.push(...inline(text.slice(last, match.index)));
+      // The line breaks around a fence belong to the fence, not to the text beside it.
+      if (match.index > last) nodes.push(...inline(text.slice(last, match.index).replace(/\n$/, "")));
       const pre = document.createElement("pre");
       const code = document.createElement("code");
       code.textContent = match[1].replace(/\n$/, "");
@@ -668,7 +670,7 @@
       nodes.push(pre);
       last = fence.lastIndex;
     }
-    if (last < text.length) nodes.push(...inline(text.slice(last)));
+    if (last < text.length) nodes.push(...inline(last > 0 ? text.slice(last).replace(/^\n/, "") : text));
     container.replaceChildren(...nodes);
   }
 
