@@ -63,8 +63,9 @@ class ConfigStore:
     def __post_init__(self) -> None:
         self._current: ConfigSnapshot | None = None
         self.last_error: ReloadError | None = None
-        # Checksums that came from the Kubernetes API: the lagging file must not bring them back later.
-        self._from_api: set[str] = set()
+        # Versions the Kubernetes API has moved past (or delivered): the lagging volume file may still show
+        # them later, and must not bring them back.
+        self._superseded: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- loading -------------------------------------------------------------------------------------
@@ -106,8 +107,10 @@ class ConfigStore:
             return False
         old = self._current
         if from_api:
-            self._from_api.add(snapshot.checksum)
-        elif snapshot.checksum in self._from_api and old is not None and old.checksum != snapshot.checksum:
+            self._superseded.add(snapshot.checksum)
+            if old is not None:
+                self._superseded.add(old.checksum)
+        elif snapshot.checksum in self._superseded and old is not None and old.checksum != snapshot.checksum:
             # An older ConfigMap version reaching the volume after a newer one came through the API.
             return False
         if old is not None and old.checksum == snapshot.checksum:
