@@ -634,3 +634,12 @@ def test_helm_binary_renders_the_same_objects(renders: dict[str, Rendered]):
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(result.stdout) if d)
     expected = sorted((o["kind"], o["metadata"]["name"]) for _, o in renders["defaults"].objects)
     assert kinds == expected
+
+
+def test_notes_warn_when_the_release_namespace_is_not_watched(
+    chart: helm.Chart, renders: dict[str, Rendered]
+):
+    rendered = render(chart, {"rbac": {"scope": "namespace"}, "watchNamespaces": ["team-a"]})
+    assert f'does not watch "{NAMESPACE}"' in rendered.notes
+    for name in ("defaults", "namespace-scope"):
+        assert "WARNING" not in renders[name].notes
