@@ -400,6 +400,7 @@ def test_service_unreachable_is_explained(page: Page, chat_url: str) -> None:
     send(page, "hello?")
     turn = wait_for_reply(page)
     assert turn.locator(".error").inner_text().startswith("No reply: the chat service cannot be reached")
+    assert page.get_by_label("Message", exact=True).input_value() == "hello?"  # given back to send again
     assert page.locator("#banner-text").inner_text().startswith("Cannot reach the ai-ops chat service. Check")
 
 

@@ -199,10 +199,20 @@
         return { text: "Not found" + detail, banner: false };
       case 413:
       case 422:
+        if (err.code === "content_blocked") {
+          return { text: "The message was blocked by a safety rule of this service" + detail + ".", banner: false };
+        }
         return { text: "The service did not accept the message" + detail + ".", banner: false };
       case 429:
         return { text: "A configured limit stopped this reply" + detail + ".", banner: false };
       case 502:
+        if (err.code === "step_limit") {
+          return {
+            text: "The assistant stopped before finishing: it took too many steps for one reply" + detail +
+              ". Try a narrower question.",
+            banner: false,
+          };
+        }
         return {
           text:
             "The language model could not be reached or failed" + detail + ". Check that the LLM provider is " +
@@ -766,6 +776,7 @@
     const controller = new AbortController();
     setStreaming(controller);
     let finished = false;
+    let started = false;
     try {
       const response = await request("api/chat/stream", {
         method: "POST",
@@ -776,6 +787,7 @@
       for await (const { event, data } of readEvents(response)) {
         switch (event) {
           case "start":
+            started = true;
             if (data.thread_id) setThread(data.thread_id);
             turn.setModel(data.model);
             break;
@@ -824,6 +836,8 @@
         if (err instanceof ApiError && err.code === "model_not_found") loadModels();
         turn.fail(replyFailure(info));
         announce("The reply failed: " + info.text);
+        // Nothing was answered: give the text back so it can be sent again without retyping.
+        if (!started && !ui.input.value) ui.input.value = text;
       }
     } finally {
       turn.setBusy(false);
@@ -839,8 +853,10 @@
         unauthorized: 401,
         model_not_found: 404,
         thread_not_found: 404,
+        content_blocked: 422,
         limit_exceeded: 429,
         provider_error: 502,
+        step_limit: 502,
         no_model: 503,
         model_unavailable: 503,
         not_ready: 503,
