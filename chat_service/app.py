@@ -51,8 +51,13 @@ class ChatServices:
     kube_source: KubeConfigMapSource | None = None
 
     @classmethod
-    def build(cls, settings: Settings, *, environ: Mapping[str, str] | None = None,
-              kube_source: KubeConfigMapSource | None = None) -> ChatServices:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        kube_source: KubeConfigMapSource | None = None,
+    ) -> ChatServices:
         """Raises AgentConfigError (bad config) or TokensFileError (bad tokens file) with a clear message."""
         metrics = ChatMetrics()
         config_store = ConfigStore(settings.config_path)
@@ -62,21 +67,32 @@ class ChatServices:
         auth = TokenAuth(settings.auth_tokens_file)
         secrets = SecretResolver(settings.secrets_dir, environ)
         conversations = ConversationStore(settings.redis_url, settings.session_ttl_seconds)
-        toolbox = MCPToolbox(secrets, connect_timeout=settings.mcp_connect_timeout_seconds,
-                             tool_timeout=settings.mcp_tool_timeout_seconds,
-                             retry_interval=settings.mcp_retry_interval_seconds, metrics=metrics)
+        toolbox = MCPToolbox(
+            secrets,
+            connect_timeout=settings.mcp_connect_timeout_seconds,
+            tool_timeout=settings.mcp_tool_timeout_seconds,
+            retry_interval=settings.mcp_retry_interval_seconds,
+            metrics=metrics,
+        )
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)
         if kube_source is None and settings.kubernetes_watch and in_cluster():
-            kube_source = KubeConfigMapSource.from_service_account(settings.configmap_name, settings.namespace)
-        return cls(settings, config_store, conversations, secrets, toolbox, engine, auth, metrics, kube_source)
+            kube_source = KubeConfigMapSource.from_service_account(
+                settings.configmap_name, settings.namespace
+            )
+        return cls(
+            settings, config_store, conversations, secrets, toolbox, engine, auth, metrics, kube_source
+        )
 
     async def start(self) -> None:
         self.config_store.start_watching(self.kube_source)
         self.engine.prepare_in_background()
         if not self.auth.enabled:
             log.warning("AI_OPS_AUTH_TOKENS_FILE is not set: the API is open to anyone who can reach it")
-        log.info("chat service ready: config %s, conversations in %s", self.config_store.current.checksum,
-                 self.conversations.backend)
+        log.info(
+            "chat service ready: config %s, conversations in %s",
+            self.config_store.current.checksum,
+            self.conversations.backend,
+        )
 
     async def stop(self) -> None:
         await self.config_store.stop_watching()
@@ -109,7 +125,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or ("static" if scope["path"].startswith("/static") else "other")
+            template = getattr(route, "path", None) or (
+                "static" if scope["path"].startswith("/static") else "other"
+            )
             self.metrics.requests.labels(route=template, status=str(status)).inc()
             self.metrics.request_duration.labels(route=template).observe(time.perf_counter() - started)
 
@@ -134,17 +152,26 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("internal_error", "internal error; see the service log"), status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "internal error; see the service log"), status_code=500
+        )
 
 
-def create_app(settings: Settings, *, environ: Mapping[str, str] | None = None,
-               kube_source: KubeConfigMapSource | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    kube_source: KubeConfigMapSource | None = None,
+) -> FastAPI:
     from chat_service.routers import chat, health, info, openai_compat, threads
 
     services = ChatServices.build(settings, environ=environ, kube_source=kube_source)
@@ -182,5 +209,6 @@ def _mount_page(app: FastAPI) -> None:
     async def page() -> Any:
         if index.is_file():
             return FileResponse(index, headers={"Cache-Control": "no-cache"})
-        return HTMLResponse("<!doctype html><title>ai-ops</title><p>ai-ops chat: the API is at <a href='/docs'>"
-                            "/docs</a>.</p>")
+        return HTMLResponse(
+            "<!doctype html><title>ai-ops</title><p>ai-ops chat: the API is at <a href='/docs'>/docs</a>.</p>"
+        )

@@ -45,7 +45,9 @@ def parse_tokens(text: str) -> tuple[tuple[str, bytes], ...]:
         if not sep or not token:
             raise TokensFileError(f"line {number}: expected name:token")
         if not _NAME.match(name):
-            raise TokensFileError(f"line {number}: the name may use letters, digits, '.', '_', '@', '-' (1-64)")
+            raise TokensFileError(
+                f"line {number}: the name may use letters, digits, '.', '_', '@', '-' (1-64)"
+            )
         entries.append((name, token.encode()))
     return tuple(entries)
 
@@ -70,7 +72,9 @@ class TokenAuth:
             st = os.stat(self.path)
         except OSError as exc:
             if self._snapshot is not None and not force:
-                log.error("tokens file %s unreadable (%s); keeping the previous tokens", self.path, exc.strerror)
+                log.error(
+                    "tokens file %s unreadable (%s); keeping the previous tokens", self.path, exc.strerror
+                )
                 return self._snapshot
             raise TokensFileError(f"tokens file {self.path} cannot be read: {exc.strerror}") from None
         stamp = (st.st_mtime_ns, st.st_size)

@@ -14,21 +14,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="agent config file (env AI_OPS_CONFIG)")
     parser.add_argument("--host", help="address to listen on (env AI_OPS_HOST; default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (env AI_OPS_PORT; default 8080)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level (env AI_OPS_LOG_LEVEL; default INFO)")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (env AI_OPS_LOG_LEVEL; default INFO)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from chat_service.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings({"config_path": args.config, "host": args.host, "port": args.port,
-                                  "log_level": args.log_level})
+        settings = load_settings(
+            {"config_path": args.config, "host": args.host, "port": args.port, "log_level": args.log_level}
+        )
     except SettingsError as exc:
         print(f"ai-ops chat: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
     import uvicorn
 
@@ -42,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"ai-ops chat: {exc}", file=sys.stderr)
         return 1
     print(f"ai-ops chat: listening on http://{settings.host}:{settings.port}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                proxy_headers=True, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        timeout_graceful_shutdown=5,
+    )
     return 0

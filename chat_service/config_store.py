@@ -100,8 +100,12 @@ class ConfigStore:
             snapshot = parse_snapshot(text, source)
         except AgentConfigError as exc:
             self.last_error = ReloadError(str(exc), source, datetime.now(UTC))
-            log.error("agent config from %s rejected, keeping checksum %s: %s",
-                      source, self._current.checksum if self._current else None, exc)
+            log.error(
+                "agent config from %s rejected, keeping checksum %s: %s",
+                source,
+                self._current.checksum if self._current else None,
+                exc,
+            )
             for listener in self.on_reload:
                 listener("rejected")
             return False
@@ -118,8 +122,13 @@ class ConfigStore:
             return False
         self._current = snapshot  # one reference assignment: the swap is atomic for readers
         self.last_error = None
-        log.info("agent config %s applied from %s (%d models, %d MCP servers)", snapshot.checksum, source,
-                 len(snapshot.config.models), len(snapshot.config.mcp_servers))
+        log.info(
+            "agent config %s applied from %s (%d models, %d MCP servers)",
+            snapshot.checksum,
+            source,
+            len(snapshot.config.models),
+            len(snapshot.config.mcp_servers),
+        )
         for listener in self.on_reload:
             listener("applied")
         if old is not None:
@@ -135,7 +144,9 @@ class ConfigStore:
     def start_watching(self, kube_source: KubeConfigMapSource | None = None) -> None:
         self._tasks.append(asyncio.create_task(self._watch_file(), name="ai-ops-config-file-watch"))
         if kube_source is not None:
-            self._tasks.append(asyncio.create_task(self._watch_kube(kube_source), name="ai-ops-configmap-watch"))
+            self._tasks.append(
+                asyncio.create_task(self._watch_kube(kube_source), name="ai-ops-configmap-watch")
+            )
 
     async def stop_watching(self) -> None:
         for task in self._tasks:
@@ -161,8 +172,9 @@ class ConfigStore:
         while True:
             try:
                 # The whole directory: a ConfigMap volume changes through its ..data symlink, not the file.
-                async for _changes in awatch(directory, debounce=50, step=20, recursive=False,
-                                             ignore_permission_denied=True):
+                async for _changes in awatch(
+                    directory, debounce=50, step=20, recursive=False, ignore_permission_denied=True
+                ):
                     self.reload_file()
             except asyncio.CancelledError:
                 raise
@@ -182,8 +194,17 @@ class KubeConfigMapSource:
     lets RBAC restrict the service account to that single ConfigMap (``resourceNames``).
     """
 
-    def __init__(self, api_url: str, namespace: str, name: str, *, token_path: Path | None = None,
-                 ca_path: Path | None = None, retry_seconds: float = 2.0, watch_timeout_seconds: int = 300):
+    def __init__(
+        self,
+        api_url: str,
+        namespace: str,
+        name: str,
+        *,
+        token_path: Path | None = None,
+        ca_path: Path | None = None,
+        retry_seconds: float = 2.0,
+        watch_timeout_seconds: int = 300,
+    ):
         self.api_url = api_url.rstrip("/")
         self.namespace = namespace
         self.name = name
@@ -199,8 +220,13 @@ class KubeConfigMapSource:
         if ":" in host:  # IPv6
             host = f"[{host}]"
         ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-        return cls(f"https://{host}:{port}", ns, name, token_path=SERVICE_ACCOUNT_DIR / "token",
-                   ca_path=SERVICE_ACCOUNT_DIR / "ca.crt")
+        return cls(
+            f"https://{host}:{port}",
+            ns,
+            name,
+            token_path=SERVICE_ACCOUNT_DIR / "token",
+            ca_path=SERVICE_ACCOUNT_DIR / "ca.crt",
+        )
 
     def _client(self) -> httpx.AsyncClient:
         headers = {"Accept": "application/json"}
@@ -242,8 +268,11 @@ class KubeConfigMapSource:
                         if text is not None and text != last_text:
                             last_text = text
                             yield text, item.get("metadata", {}).get("resourceVersion", version)
-                    params = self._params(watch="true", allowWatchBookmarks="true",
-                                          timeoutSeconds=str(self.watch_timeout_seconds))
+                    params = self._params(
+                        watch="true",
+                        allowWatchBookmarks="true",
+                        timeoutSeconds=str(self.watch_timeout_seconds),
+                    )
                     if version:
                         params["resourceVersion"] = version
                     started = time.monotonic()
@@ -263,16 +292,25 @@ class KubeConfigMapSource:
                                     last_text = text
                                     yield text, obj.get("metadata", {}).get("resourceVersion", "")
                             elif kind == "DELETED" and obj.get("metadata", {}).get("name") == self.name:
-                                log.warning("ConfigMap %s/%s was deleted; keeping the last config",
-                                            self.namespace, self.name)
+                                log.warning(
+                                    "ConfigMap %s/%s was deleted; keeping the last config",
+                                    self.namespace,
+                                    self.name,
+                                )
                 # A watch that ends normally (timeoutSeconds) is re-listed at once, unless it ends at once.
                 if time.monotonic() - started > 1.0:
                     continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("ConfigMap %s/%s watch failed (%s: %s); retrying in %.0f s", self.namespace, self.name,
-                            type(exc).__name__, exc, self.retry_seconds)
+                log.warning(
+                    "ConfigMap %s/%s watch failed (%s: %s); retrying in %.0f s",
+                    self.namespace,
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    self.retry_seconds,
+                )
             await asyncio.sleep(self.retry_seconds)
 
 

@@ -83,8 +83,13 @@ class ExpiringMemorySaver(InMemorySaver):
             self._forget(thread_id)
         return super().get_tuple(config)
 
-    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
-            new_versions: ChannelVersions) -> RunnableConfig:
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         self._sweep()
         self._last_write[config["configurable"]["thread_id"]] = time.monotonic()
         return super().put(config, checkpoint, metadata, new_versions)
@@ -108,8 +113,9 @@ class ConversationStore:
         self.checkpointer: BaseCheckpointSaver[Any]
         if redis_url:
             self.backend = "redis"
-            self.checkpointer = SlidingTTLRedisSaver(url=redis_url, ttl=ttl_seconds, prefix=prefix,
-                                                     socket_timeout=5.0, socket_connect_timeout=2.0)
+            self.checkpointer = SlidingTTLRedisSaver(
+                url=redis_url, ttl=ttl_seconds, prefix=prefix, socket_timeout=5.0, socket_connect_timeout=2.0
+            )
         else:
             self.backend = "memory"
             self.checkpointer = ExpiringMemorySaver(ttl_seconds)

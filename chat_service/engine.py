@@ -176,7 +176,11 @@ def public_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
         role = _role(message)
         if role is None:
             continue
-        item: dict[str, Any] = {"role": role, "content": message_text(message), "name": getattr(message, "name", None)}
+        item: dict[str, Any] = {
+            "role": role,
+            "content": message_text(message),
+            "name": getattr(message, "name", None),
+        }
         if isinstance(message, AIMessage) and message.tool_calls:
             item["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
         if isinstance(message, ToolMessage):
@@ -194,8 +198,17 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-_PROVIDER_MODULES = ("openai", "anthropic", "httpx", "httpcore", "huggingface_hub", "ollama", "langchain_openai",
-                     "langchain_anthropic", "langchain_huggingface")
+_PROVIDER_MODULES = (
+    "openai",
+    "anthropic",
+    "httpx",
+    "httpcore",
+    "huggingface_hub",
+    "ollama",
+    "langchain_openai",
+    "langchain_anthropic",
+    "langchain_huggingface",
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -223,7 +236,9 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
     if kind in ("ModelCallLimitExceededError", "ToolCallLimitExceededError"):
         return LimitExceeded(str(exc))
     if kind == "PIIDetectionError":
-        return ContentBlocked(f"the message was blocked: it contains {getattr(exc, 'pii_type', 'personal data')}")
+        return ContentBlocked(
+            f"the message was blocked: it contains {getattr(exc, 'pii_type', 'personal data')}"
+        )
     if kind == "GraphRecursionError":
         return StepLimit("the agent did not finish within its step limit (too many tool calls in one turn)")
     if module.split(".")[0] == "redis":
@@ -237,8 +252,11 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
         body = getattr(exc, "body", None)
         detail = ""
         if isinstance(body, dict):
-            detail = str((body.get("error") or body).get("message", "") if isinstance(body.get("error", body), dict)
-                         else body)
+            detail = str(
+                (body.get("error") or body).get("message", "")
+                if isinstance(body.get("error", body), dict)
+                else body
+            )
         detail = detail or str(exc)
         prefix = f"the model provider answered HTTP {status}" if status else "the model provider failed"
         return ProviderError(f"{prefix}: {sanitize(detail, secret_values)}")
@@ -254,8 +272,15 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
 
 
 class ChatEngine:
-    def __init__(self, settings: Settings, config_store: ConfigStore, conversations: ConversationStore,
-                 secrets: SecretResolver, toolbox: MCPToolbox, metrics: ChatMetrics):
+    def __init__(
+        self,
+        settings: Settings,
+        config_store: ConfigStore,
+        conversations: ConversationStore,
+        secrets: SecretResolver,
+        toolbox: MCPToolbox,
+        metrics: ChatMetrics,
+    ):
         self.settings = settings
         self.config_store = config_store
         self.conversations = conversations
@@ -303,8 +328,13 @@ class ChatEngine:
         config = self.snapshot.config
         default = self.default_model(config)
         return [
-            {"name": m.name, "provider": m.provider.type, "model": m.model,
-             "default": default is not None and m.name == default.name, "description": m.description}
+            {
+                "name": m.name,
+                "provider": m.provider.type,
+                "model": m.model,
+                "default": default is not None and m.name == default.name,
+                "description": m.description,
+            }
             for m in config.models
         ]
 
@@ -332,19 +362,30 @@ class ChatEngine:
                 raise ProviderUnavailable(f"model {name!r} is not in the config")
             return build_chat_model(entry, self.secrets)
 
-        return MiddlewareContext(config=config, secrets=self.secrets, redis=self.conversations.redis_client,
-                                 build_model=build_other, logger=logging.getLogger("ai_ops.middleware"))
+        return MiddlewareContext(
+            config=config,
+            secrets=self.secrets,
+            redis=self.conversations.redis_client,
+            build_model=build_other,
+            logger=logging.getLogger("ai_ops.middleware"),
+        )
 
-    def _build_agent(self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset,
-                     checkpointed: bool) -> CompiledAgent:
+    def _build_agent(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
+    ) -> CompiledAgent:
         try:
             model = build_chat_model(entry, self.secrets)
         except ProviderUnavailable as exc:
             self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
             raise ModelUnavailable(str(exc)) from None
         chain = build_middleware_chain(entry, self._middleware_context(snapshot.config))
-        self._report(snapshot.checksum, entry.name, available=chain.unavailable is None, reason=chain.unavailable,
-                     warnings=chain.warnings)
+        self._report(
+            snapshot.checksum,
+            entry.name,
+            available=chain.unavailable is None,
+            reason=chain.unavailable,
+            warnings=chain.warnings,
+        )
         if chain.unavailable:
             raise ModelUnavailable(chain.unavailable)
         graph = create_agent(
@@ -357,20 +398,34 @@ class ChatEngine:
         )
         return CompiledAgent(graph=graph, chain=chain, toolset=toolset)
 
-    def _report(self, checksum: str, model: str, *, available: bool, reason: str | None = None,
-                warnings: list[str] | None = None) -> None:
-        self._reports.setdefault(checksum, {})[model] = ModelReport(model, available, reason, list(warnings or []))
+    def _report(
+        self,
+        checksum: str,
+        model: str,
+        *,
+        available: bool,
+        reason: str | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self._reports.setdefault(checksum, {})[model] = ModelReport(
+            model, available, reason, list(warnings or [])
+        )
 
     @staticmethod
-    def _cache_put(cache: OrderedDict[tuple[Any, ...], CompiledAgent], key: tuple[Any, ...],
-                   value: CompiledAgent, size: int) -> None:
+    def _cache_put(
+        cache: OrderedDict[tuple[Any, ...], CompiledAgent],
+        key: tuple[Any, ...],
+        value: CompiledAgent,
+        size: int,
+    ) -> None:
         cache[key] = value
         cache.move_to_end(key)
         while len(cache) > size:
             cache.popitem(last=False)
 
-    async def _agent_for(self, snapshot: ConfigSnapshot, entry: ModelEntry, scoped_thread: str | None,
-                         checkpointed: bool) -> tuple[CompiledAgent, list[str]]:
+    async def _agent_for(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry, scoped_thread: str | None, checkpointed: bool
+    ) -> tuple[CompiledAgent, list[str]]:
         toolset = await self.toolbox.toolset(snapshot.config, snapshot.checksum)
         secrets_digest, secret_values = self._secret_fingerprint(snapshot.config)
         key = (snapshot.checksum, entry.name, toolset.version, secrets_digest, checkpointed)
@@ -386,14 +441,17 @@ class ChatEngine:
             own = self._conversation_graphs.get(conversation_key)
             if own is None:
                 own = self._build_agent(snapshot, entry, toolset, checkpointed)
-                self._cache_put(self._conversation_graphs, conversation_key, own, _CONVERSATION_GRAPH_CACHE_SIZE)
+                self._cache_put(
+                    self._conversation_graphs, conversation_key, own, _CONVERSATION_GRAPH_CACHE_SIZE
+                )
             agent = own
         return agent, secret_values
 
     # -- turns ---------------------------------------------------------------------------------------
 
-    async def _prepare(self, identity: str, model_name: str | None, thread_id: str | None,
-                       stateless: bool = False) -> PreparedTurn:
+    async def _prepare(
+        self, identity: str, model_name: str | None, thread_id: str | None, stateless: bool = False
+    ) -> PreparedTurn:
         snapshot = self.snapshot  # taken once: a reload does not change this turn's config
         entry = self.select_model(snapshot.config, model_name)
         thread = thread_id or uuid.uuid4().hex
@@ -406,8 +464,9 @@ class ChatEngine:
         }
         return PreparedTurn(agent, entry, snapshot, run_config, thread, scoped, secret_values)
 
-    async def run_turn(self, identity: str, message: str, thread_id: str | None = None,
-                       model: str | None = None) -> TurnResult:
+    async def run_turn(
+        self, identity: str, message: str, thread_id: str | None = None, model: str | None = None
+    ) -> TurnResult:
         result: TurnResult | None = None
         async for event in self.stream_turn(identity, message, thread_id, model, tokens=False):
             if event.kind == "done":
@@ -415,8 +474,15 @@ class ChatEngine:
         assert result is not None
         return result
 
-    async def stream_turn(self, identity: str, message: str, thread_id: str | None = None,
-                          model: str | None = None, *, tokens: bool = True) -> AsyncGenerator[TurnEvent]:
+    async def stream_turn(
+        self,
+        identity: str,
+        message: str,
+        thread_id: str | None = None,
+        model: str | None = None,
+        *,
+        tokens: bool = True,
+    ) -> AsyncGenerator[TurnEvent]:
         """Events of one turn; raises ChatError (before ``start`` or in place of a later event)."""
         prepared = await self._prepare(identity, model, thread_id)
         async for event in self._execute(prepared, [HumanMessage(message)], tokens):
@@ -431,14 +497,16 @@ class ChatEngine:
         assert result is not None
         return result
 
-    async def stream_messages(self, identity: str, messages: list[AnyMessage], model: str | None, *,
-                              tokens: bool = True) -> AsyncGenerator[TurnEvent]:
+    async def stream_messages(
+        self, identity: str, messages: list[AnyMessage], model: str | None, *, tokens: bool = True
+    ) -> AsyncGenerator[TurnEvent]:
         prepared = await self._prepare(identity, model, None, stateless=True)
         async for event in self._execute(prepared, messages, tokens):
             yield event
 
-    async def _execute(self, prepared: PreparedTurn, input_messages: list[AnyMessage],
-                       tokens: bool) -> AsyncGenerator[TurnEvent]:
+    async def _execute(
+        self, prepared: PreparedTurn, input_messages: list[AnyMessage], tokens: bool
+    ) -> AsyncGenerator[TurnEvent]:
         model_name = prepared.model.name
         if prepared.scoped_thread:
             self._last_activity[prepared.scoped_thread] = time.monotonic()
@@ -484,8 +552,14 @@ class ChatEngine:
             if prepared.scoped_thread:
                 self._last_activity[prepared.scoped_thread] = time.monotonic()
 
-    async def _produce(self, prepared: PreparedTurn, input_messages: list[AnyMessage], tokens: bool,
-                       result: TurnResult, queue: asyncio.Queue[TurnEvent | BaseException | None]) -> None:
+    async def _produce(
+        self,
+        prepared: PreparedTurn,
+        input_messages: list[AnyMessage],
+        tokens: bool,
+        result: TurnResult,
+        queue: asyncio.Queue[TurnEvent | BaseException | None],
+    ) -> None:
         """Run the graph, turning its stream into TurnEvents (runs as its own task, so the deadline holds)."""
         model_name = prepared.model.name
         pending: dict[str, ToolCallRecord] = {}
@@ -517,11 +591,14 @@ class ChatEngine:
                                 if text:
                                     result.reply = text
                                 for call in message.tool_calls:
-                                    record = ToolCallRecord(call.get("id") or "", call["name"], dict(call["args"]))
+                                    record = ToolCallRecord(
+                                        call.get("id") or "", call["name"], dict(call["args"])
+                                    )
                                     pending[record.id] = record
                                     result.tool_calls.append(record)
-                                    await queue.put(TurnEvent("tool_call", {"name": record.name,
-                                                                            "args": record.args}))
+                                    await queue.put(
+                                        TurnEvent("tool_call", {"name": record.name, "args": record.args})
+                                    )
                             else:
                                 result.reply = text
                                 if tokens and text and not (node == "model" and streamed):
@@ -530,7 +607,8 @@ class ChatEngine:
                                 streamed = False
                         elif isinstance(message, ToolMessage):
                             record = pending.get(message.tool_call_id) or ToolCallRecord(
-                                message.tool_call_id, message.name or "", {})
+                                message.tool_call_id, message.name or "", {}
+                            )
                             text = message_text(message)
                             data: dict[str, Any] = {"name": record.name}
                             if message.status == "error":
@@ -607,8 +685,13 @@ class ChatEngine:
                     self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
                     continue
                 chain = build_middleware_chain(entry, self._middleware_context(snapshot.config))
-                self._report(snapshot.checksum, entry.name, available=chain.unavailable is None,
-                             reason=chain.unavailable, warnings=chain.warnings)
+                self._report(
+                    snapshot.checksum,
+                    entry.name,
+                    available=chain.unavailable is None,
+                    reason=chain.unavailable,
+                    warnings=chain.warnings,
+                )
         except Exception:
             log.exception("preparing config %s failed", snapshot.checksum)
 
@@ -622,7 +705,9 @@ class ChatEngine:
         found: list[str] = []
         error = self.config_store.last_error
         if error is not None:
-            found.append(f"the last config reload was rejected, the previous config stays in force: {error.message}")
+            found.append(
+                f"the last config reload was rejected, the previous config stays in force: {error.message}"
+            )
         toolset = self.toolbox.cached_toolset(snapshot.checksum)
         if toolset is not None:
             found.extend(toolset.warnings)
@@ -641,12 +726,18 @@ class ChatEngine:
         store_problem = await self.conversations.ping()
         if store_problem:
             reasons.append(f"conversation store: {store_problem}")
-        body: dict[str, Any] = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
-                                "conversation_store": self.conversations.backend}
+        body: dict[str, Any] = {
+            "status": "ready" if not reasons else "not ready",
+            "reasons": reasons,
+            "conversation_store": self.conversations.backend,
+        }
         if self.config_store.loaded:
             snapshot = self.snapshot
-            body["config"] = {"checksum": snapshot.checksum, "loaded_at": snapshot.loaded_at.isoformat(),
-                              "source": snapshot.source}
+            body["config"] = {
+                "checksum": snapshot.checksum,
+                "loaded_at": snapshot.loaded_at.isoformat(),
+                "source": snapshot.source,
+            }
             body["reload_error"] = describe_error(self.config_store.last_error)
             body["warnings"] = self.warnings()
         return not reasons, body
@@ -659,25 +750,42 @@ class ChatEngine:
         models = []
         for item in self.models():
             report = reports.get(item["name"])
-            models.append({**item, "available": report.available if report else None,
-                           "unavailable_reason": report.reason if report else None})
+            models.append(
+                {
+                    **item,
+                    "available": report.available if report else None,
+                    "unavailable_reason": report.reason if report else None,
+                }
+            )
         servers = []
         for server in config.mcp_servers:
             state = toolset.servers.get(server.name) if toolset else None
-            servers.append({
-                "name": server.name, "transport": server.transport, "url": server.url,
-                "health": server.health, "connected": bool(state and state.error is None),
-                "tools": list(state.tools) if state else [], "error": state.error if state else None,
-            })
+            servers.append(
+                {
+                    "name": server.name,
+                    "transport": server.transport,
+                    "url": server.url,
+                    "health": server.health,
+                    "connected": bool(state and state.error is None),
+                    "tools": list(state.tools) if state else [],
+                    "error": state.error if state else None,
+                }
+            )
         middleware = {
-            m.name: [{"name": mw.name, "type": mw.type, "priority": mw.priority, "critical": mw.critical}
-                     for mw in m.middleware]
+            m.name: [
+                {"name": mw.name, "type": mw.type, "priority": mw.priority, "critical": mw.critical}
+                for mw in m.middleware
+            ]
             for m in config.models
         }
         return {
-            "config": {"checksum": snapshot.checksum, "loaded_at": snapshot.loaded_at.isoformat(),
-                       "source": snapshot.source, "namespace": config.namespace,
-                       "reload_error": describe_error(self.config_store.last_error)},
+            "config": {
+                "checksum": snapshot.checksum,
+                "loaded_at": snapshot.loaded_at.isoformat(),
+                "source": snapshot.source,
+                "namespace": config.namespace,
+                "reload_error": describe_error(self.config_store.last_error),
+            },
             "models": models,
             "mcp_servers": servers,
             "middleware": middleware,

@@ -122,8 +122,9 @@ class Toolset:
 class PersistentSession:
     """One long-lived MCP ClientSession, entered and exited in its own task (anyio needs that)."""
 
-    def __init__(self, server: ServerConnection, connect_timeout: float,
-                 on_open: Callable[[str], None] | None = None):
+    def __init__(
+        self, server: ServerConnection, connect_timeout: float, on_open: Callable[[str], None] | None = None
+    ):
         self.server = server
         self.connect_timeout = connect_timeout
         self._on_open = on_open
@@ -148,8 +149,9 @@ class PersistentSession:
                 return self._session
             await self._shutdown()
             self._ready, self._stop, self._error = asyncio.Event(), asyncio.Event(), None
-            self._task = asyncio.create_task(self._run(self._ready, self._stop),
-                                             name=f"ai-ops-mcp-session-{self.server.name}")
+            self._task = asyncio.create_task(
+                self._run(self._ready, self._stop), name=f"ai-ops-mcp-session-{self.server.name}"
+            )
             try:
                 await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
             except TimeoutError:
@@ -172,7 +174,9 @@ class PersistentSession:
         assert runner is not None
         pending = asyncio.ensure_future(call(client))
         try:
-            done, _ = await asyncio.wait({pending, runner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {pending, runner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         except BaseException:
             pending.cancel()
             raise
@@ -249,14 +253,23 @@ def _error_result(text: str) -> CallToolResult:
 class MCPToolbox:
     """Persistent sessions per server and the tool lists per config version."""
 
-    def __init__(self, secrets: SecretResolver, *, connect_timeout: float = 10.0, tool_timeout: float = 60.0,
-                 retry_interval: float = 15.0, metrics: ChatMetrics | None = None):
+    def __init__(
+        self,
+        secrets: SecretResolver,
+        *,
+        connect_timeout: float = 10.0,
+        tool_timeout: float = 60.0,
+        retry_interval: float = 15.0,
+        metrics: ChatMetrics | None = None,
+    ):
         self.secrets = secrets
         self.connect_timeout = connect_timeout
         self.tool_timeout = tool_timeout
         self.retry_interval = retry_interval
         self.metrics = metrics
-        self._pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self._pool = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
         self._sessions: dict[str, PersistentSession] = {}
         self._toolsets: dict[str, Toolset] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -264,10 +277,18 @@ class MCPToolbox:
 
     # -- connections ---------------------------------------------------------------------------------
 
-    def _http_client(self, headers: dict[str, str] | None = None, timeout: httpx.Timeout | None = None,
-                     auth: httpx.Auth | None = None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=_SharedTransport(self._pool), headers=headers,
-                                 timeout=timeout or httpx.Timeout(30.0, read=300.0), auth=auth)
+    def _http_client(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=_SharedTransport(self._pool),
+            headers=headers,
+            timeout=timeout or httpx.Timeout(30.0, read=300.0),
+            auth=auth,
+        )
 
     def _resolve(self, values: tuple[NamedValue, ...]) -> dict[str, str]:
         resolved: dict[str, str] = {}
@@ -284,14 +305,22 @@ class MCPToolbox:
             if server.transport == "stdio":
                 if not server.command:
                     raise MCPUnavailable(f"MCP server {server.name!r} uses stdio but has no command")
-                connection: dict[str, Any] = {"transport": "stdio", "command": server.command,
-                                              "args": list(server.args), "env": self._resolve(server.env) or None}
+                connection: dict[str, Any] = {
+                    "transport": "stdio",
+                    "command": server.command,
+                    "args": list(server.args),
+                    "env": self._resolve(server.env) or None,
+                }
             else:
                 if not server.url:
                     raise MCPUnavailable(f"MCP server {server.name!r} has no url")
                 headers = self._resolve(server.headers)
-                connection = {"transport": server.transport, "url": server.url, "headers": headers or None,
-                              "httpx_client_factory": self._http_client}
+                connection = {
+                    "transport": server.transport,
+                    "url": server.url,
+                    "headers": headers or None,
+                    "httpx_client_factory": self._http_client,
+                }
                 if server.transport == "streamable_http":
                     connection["timeout"] = timedelta(seconds=self.connect_timeout)
                 else:
@@ -300,9 +329,13 @@ class MCPToolbox:
             raise
         except Exception as exc:  # SecretUnavailable and friends: the message names the Secret, not its value
             raise MCPUnavailable(f"MCP server {server.name!r}: {exc}") from None
-        digest = hashlib.sha256(json.dumps(
-            {k: v for k, v in connection.items() if k != "httpx_client_factory"}, sort_keys=True, default=str
-        ).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps(
+                {k: v for k, v in connection.items() if k != "httpx_client_factory"},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
         return ServerConnection(server.name, connection, digest)
 
     def _opened(self, server: str) -> None:
@@ -344,9 +377,11 @@ class MCPToolbox:
 
     async def _load(self, config: AgentConfig, checksum: str, previous: Toolset | None) -> Toolset:
         servers = list(config.mcp_servers)
-        reuse = {} if previous is None else {
-            name: state for name, state in previous.servers.items() if state.error is None
-        }
+        reuse = (
+            {}
+            if previous is None
+            else {name: state for name, state in previous.servers.items() if state.error is None}
+        )
         results = await asyncio.gather(
             *(self._load_server(s, previous if s.name in reuse else None) for s in servers)
         )
@@ -368,8 +403,9 @@ class MCPToolbox:
                 toolset.tools.append(tool)
         return toolset
 
-    async def _load_server(self, server: MCPServerEntry, previous: Toolset | None
-                           ) -> tuple[list[BaseTool], ServerState]:
+    async def _load_server(
+        self, server: MCPServerEntry, previous: Toolset | None
+    ) -> tuple[list[BaseTool], ServerState]:
         if previous is not None:
             kept = [t for t in previous.tools if (t.metadata or {}).get("ai_ops_server") == server.name]
             return kept, previous.servers[server.name]
@@ -391,7 +427,9 @@ class MCPToolbox:
                 listed: list[MCPTool] = []
                 cursor: str | None = None
                 while True:
-                    page = await session.request(functools.partial(_list_page, cursor=cursor), self.connect_timeout)
+                    page = await session.request(
+                        functools.partial(_list_page, cursor=cursor), self.connect_timeout
+                    )
                     listed.extend(page.tools)
                     cursor = page.nextCursor
                     if not cursor:
@@ -408,8 +446,11 @@ class MCPToolbox:
 
     def _to_langchain(self, server: str, connection: ServerConnection, tool: MCPTool) -> BaseTool:
         lc_tool = convert_mcp_tool_to_langchain_tool(
-            None, tool, connection=connection.connection,  # type: ignore[arg-type]
-            server_name=server, tool_interceptors=[self._pooled_call(server)],  # type: ignore[list-item]
+            None,
+            tool,
+            connection=connection.connection,  # type: ignore[arg-type]
+            server_name=server,
+            tool_interceptors=[self._pooled_call(server)],  # type: ignore[list-item]
             handle_tool_errors=True,
         )
         lc_tool.metadata = {**(lc_tool.metadata or {}), "ai_ops_server": server}
@@ -418,9 +459,10 @@ class MCPToolbox:
     # -- tool calls ----------------------------------------------------------------------------------
 
     def _pooled_call(self, server: str) -> Callable[..., Awaitable[MCPToolCallResult]]:
-        async def interceptor(request: MCPToolCallRequest,
-                              _handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]]
-                              ) -> MCPToolCallResult:
+        async def interceptor(
+            request: MCPToolCallRequest,
+            _handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]],
+        ) -> MCPToolCallResult:
             # The adapter's own handler would open a new session; ours uses the persistent one.
             return await self.call_tool(server, request.name, request.args)
 
@@ -442,7 +484,8 @@ class MCPToolbox:
         for attempt in (1, 2):
             try:
                 return await session.request(
-                    lambda c: c.call_tool(tool, args, read_timeout_seconds=read_timeout), self.tool_timeout + 1.0
+                    lambda c: c.call_tool(tool, args, read_timeout_seconds=read_timeout),
+                    self.tool_timeout + 1.0,
                 )
             except MCPUnavailable as exc:
                 return _error_result(f"Tool {tool!r} is unavailable: {exc}")
@@ -451,10 +494,14 @@ class MCPToolbox:
             except Exception as exc:
                 description = describe_exception(exc)
                 if "timed out" in description.lower() or "timeout" in description.lower():
-                    return _error_result(f"Tool {tool!r} on {server!r} timed out after {self.tool_timeout:g} s.")
+                    return _error_result(
+                        f"Tool {tool!r} on {server!r} timed out after {self.tool_timeout:g} s."
+                    )
                 if attempt == 1:
                     # The session broke (server restarted or dropped us): reconnect and try once more.
-                    log.info("MCP session to %s failed during %s (%s); reconnecting", server, tool, description)
+                    log.info(
+                        "MCP session to %s failed during %s (%s); reconnecting", server, tool, description
+                    )
                     await session.reset()
                     continue
                 return _error_result(f"Tool {tool!r} on {server!r} failed: {description}")

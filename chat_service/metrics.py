@@ -15,7 +15,10 @@ class ChatMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "ai_ops_chat_requests", "HTTP requests by route template and status code.", ["route", "status"], registry=r
+            "ai_ops_chat_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "status"],
+            registry=r,
         )
         self.request_duration = Histogram(
             "ai_ops_chat_request_duration_seconds",
@@ -25,32 +28,51 @@ class ChatMetrics:
             registry=r,
         )
         self.model_calls = Counter(
-            "ai_ops_chat_model_calls", "LLM calls by model and outcome (ok or error).", ["model", "outcome"], registry=r
+            "ai_ops_chat_model_calls",
+            "LLM calls by model and outcome (ok or error).",
+            ["model", "outcome"],
+            registry=r,
         )
         self.tokens = Counter(
-            "ai_ops_chat_tokens", "LLM tokens by model and direction (input or output).", ["model", "direction"],
+            "ai_ops_chat_tokens",
+            "LLM tokens by model and direction (input or output).",
+            ["model", "direction"],
             registry=r,
         )
         self.tool_calls = Counter(
-            "ai_ops_chat_tool_calls", "MCP tool calls by server and outcome (ok or error).", ["server", "outcome"],
+            "ai_ops_chat_tool_calls",
+            "MCP tool calls by server and outcome (ok or error).",
+            ["server", "outcome"],
             registry=r,
         )
         self.tool_call_duration = Histogram(
-            "ai_ops_chat_tool_call_duration_seconds", "MCP tool call latency by server.", ["server"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "ai_ops_chat_tool_call_duration_seconds",
+            "MCP tool call latency by server.",
+            ["server"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.mcp_sessions = Counter(
-            "ai_ops_chat_mcp_sessions_opened", "MCP sessions opened (initialize handshakes) by server.", ["server"],
+            "ai_ops_chat_mcp_sessions_opened",
+            "MCP sessions opened (initialize handshakes) by server.",
+            ["server"],
             registry=r,
         )
         self.mcp_server_up = Gauge(
-            "ai_ops_chat_mcp_server_up", "1 when the MCP server's tools are loaded, else 0.", ["server"], registry=r
-        )
-        self.turns = Counter(
-            "ai_ops_chat_turns", "Agent turns by model and outcome (an error code or ok).", ["model", "outcome"],
+            "ai_ops_chat_mcp_server_up",
+            "1 when the MCP server's tools are loaded, else 0.",
+            ["server"],
             registry=r,
         )
-        self.turns_in_progress = Gauge("ai_ops_chat_turns_in_progress", "Agent turns running right now.", registry=r)
+        self.turns = Counter(
+            "ai_ops_chat_turns",
+            "Agent turns by model and outcome (an error code or ok).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.turns_in_progress = Gauge(
+            "ai_ops_chat_turns_in_progress", "Agent turns running right now.", registry=r
+        )
         # Set through set_function by the engine: threads of this replica with a turn within the session TTL.
         self.active_conversations = Gauge(
             "ai_ops_chat_active_conversations",
@@ -58,11 +80,15 @@ class ChatMetrics:
             registry=r,
         )
         self.config_reloads = Counter(
-            "ai_ops_chat_config_reloads", "Agent config reloads by result (applied or rejected).", ["result"],
+            "ai_ops_chat_config_reloads",
+            "Agent config reloads by result (applied or rejected).",
+            ["result"],
             registry=r,
         )
         self.config_info = Gauge(
-            "ai_ops_chat_config_info", "The loaded agent config (value 1; its checksum as a label).", ["checksum"],
+            "ai_ops_chat_config_info",
+            "The loaded agent config (value 1; its checksum as a label).",
+            ["checksum"],
             registry=r,
         )
 

@@ -70,7 +70,9 @@ def environment_variable(field: str) -> str:
     return _SOURCES[field][0]
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings from explicit values (flags; None means unset) over environment variables over defaults."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -91,8 +93,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(err) for err in exc.errors())) from None
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"{_name('log_level')}: expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
-    if settings.redis_url is not None and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"{_name('log_level')}: expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
+        )
+    if settings.redis_url is not None and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
         raise SettingsError(f"{_name('redis_url')}: expected a redis://, rediss:// or unix:// URL")
     return settings.model_copy(update={"log_level": settings.log_level.upper()})
 

@@ -28,9 +28,17 @@ from chat_service.settings import Settings
 from tests.harness.ports import bound_socket
 
 
-def model_entry(name: str, base_url: str, *, model: str | None = None, default: bool = False,
-                key: tuple[str, str] | None = None, system_prompt: str | None = None,
-                middleware: Iterable[MiddlewareEntry] = (), timeout_seconds: int = 30) -> ModelEntry:
+def model_entry(
+    name: str,
+    base_url: str,
+    *,
+    model: str | None = None,
+    default: bool = False,
+    key: tuple[str, str] | None = None,
+    system_prompt: str | None = None,
+    middleware: Iterable[MiddlewareEntry] = (),
+    timeout_seconds: int = 30,
+) -> ModelEntry:
     """A model on the fake LLM (an openai_compatible provider); ``model`` defaults to the entry's name."""
     return ModelEntry(
         name=name,
@@ -44,20 +52,39 @@ def model_entry(name: str, base_url: str, *, model: str | None = None, default: 
     )
 
 
-def mcp_server(name: str, url: str, *, headers: dict[str, str] | None = None,
-               secret_headers: dict[str, tuple[str, str]] | None = None,
-               include: Iterable[str] = (), exclude: Iterable[str] = ()) -> MCPServerEntry:
+def mcp_server(
+    name: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    secret_headers: dict[str, tuple[str, str]] | None = None,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> MCPServerEntry:
     values = [NamedValue(name=k, value=v) for k, v in (headers or {}).items()]
-    values += [NamedValue(name=k, secret_ref=SecretRef(name=s, key=key)) for k, (s, key) in (secret_headers or {}).items()]
-    return MCPServerEntry(name=name, transport="streamable_http", url=url, headers=tuple(values),
-                          tool_filter=ToolFilterEntry(include=tuple(include), exclude=tuple(exclude)),
-                          health="Healthy")
+    values += [
+        NamedValue(name=k, secret_ref=SecretRef(name=s, key=key))
+        for k, (s, key) in (secret_headers or {}).items()
+    ]
+    return MCPServerEntry(
+        name=name,
+        transport="streamable_http",
+        url=url,
+        headers=tuple(values),
+        tool_filter=ToolFilterEntry(include=tuple(include), exclude=tuple(exclude)),
+        health="Healthy",
+    )
 
 
-def agent_config(models: Iterable[ModelEntry] = (), servers: Iterable[MCPServerEntry] = (),
-                 default_model: str | None = None, namespace: str = "test") -> AgentConfig:
-    return AgentConfig(namespace=namespace, default_model=default_model, models=tuple(models),
-                       mcp_servers=tuple(servers)).finalize()
+def agent_config(
+    models: Iterable[ModelEntry] = (),
+    servers: Iterable[MCPServerEntry] = (),
+    default_model: str | None = None,
+    namespace: str = "test",
+) -> AgentConfig:
+    return AgentConfig(
+        namespace=namespace, default_model=default_model, models=tuple(models), mcp_servers=tuple(servers)
+    ).finalize()
 
 
 def write_config(path: Path, config: AgentConfig) -> None:
@@ -68,9 +95,13 @@ def write_config(path: Path, config: AgentConfig) -> None:
 
 
 def settings_for(config_path: Path, **values: Any) -> Settings:
-    base: dict[str, Any] = {"config_path": config_path, "secrets_dir": config_path.parent / "secrets",
-                            "kubernetes_watch": False, "mcp_connect_timeout_seconds": 3.0,
-                            "request_timeout_seconds": 20.0}
+    base: dict[str, Any] = {
+        "config_path": config_path,
+        "secrets_dir": config_path.parent / "secrets",
+        "kubernetes_watch": False,
+        "mcp_connect_timeout_seconds": 3.0,
+        "request_timeout_seconds": 20.0,
+    }
     base.update(values)
     return Settings(**base)
 
@@ -83,8 +114,9 @@ class RunningApp:
         self._socket = bound_socket()
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                                    timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+        )
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -56,8 +56,11 @@ class CountingMCP:
         self.inner: ASGIApp = mcp.streamable_http_app()
         self._socket = bound_socket()
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/mcp"
-        self.server = uvicorn.Server(uvicorn.Config(self._app, interface="asgi3", log_level="warning", lifespan="on",
-                                                    timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self._app, interface="asgi3", log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+            )
+        )
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -106,8 +109,9 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-async def env(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, mcp_fixture_servers: Any
-              ) -> AsyncIterator[Env]:
+async def env(
+    tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> AsyncIterator[Env]:
     root = tmp_path_factory.mktemp("chat-api")
     (root / "secrets" / "mcp-auth").mkdir(parents=True)
     (root / "secrets" / "mcp-auth" / "token").write_text(f"Bearer {mcp_fixture_servers.auth.token}\n")
@@ -118,12 +122,18 @@ async def env(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, mcp_f
     counting = CountingMCP()
     await counting.start()
     config = agent_config(
-        models=[model_entry("main", fake_llm.base_url, default=True, key=("llm", "api-key")),
-                model_entry("other", fake_llm.base_url, system_prompt="You are terse.")],
+        models=[
+            model_entry("main", fake_llm.base_url, default=True, key=("llm", "api-key")),
+            model_entry("other", fake_llm.base_url, system_prompt="You are terse."),
+        ],
         servers=[
             mcp_server("fx", mcp_fixture_servers.healthy.url, exclude=["get_pod_status"]),
-            mcp_server("secured", mcp_fixture_servers.auth.url, include=["get_pod_status"],
-                       secret_headers={"Authorization": ("mcp-auth", "token")}),
+            mcp_server(
+                "secured",
+                mcp_fixture_servers.auth.url,
+                include=["get_pod_status"],
+                secret_headers={"Authorization": ("mcp-auth", "token")},
+            ),
             mcp_server("counting", counting.url),
             mcp_server("down", f"http://127.0.0.1:{free_port()}/mcp"),
             mcp_server("hangs", mcp_fixture_servers.hanging.url),
@@ -131,8 +141,13 @@ async def env(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, mcp_f
     )
     path = root / "agent-config.json"
     write_config(path, config)
-    settings = settings_for(path, auth_tokens_file=tokens_file, mcp_connect_timeout_seconds=2.0,
-                            mcp_tool_timeout_seconds=1.5, mcp_retry_interval_seconds=3600)
+    settings = settings_for(
+        path,
+        auth_tokens_file=tokens_file,
+        mcp_connect_timeout_seconds=2.0,
+        mcp_tool_timeout_seconds=1.5,
+        mcp_retry_interval_seconds=3600,
+    )
     app = create_app(settings)
     async with running(app) as server:
         yield Env(server, fake_llm, counting, tokens_file)
@@ -172,7 +187,10 @@ async def test_turn_with_a_tool_call(env: Env, llm: FakeLLM) -> None:
     # The model saw the tool's real output in its second call, after our default system prompt.
     second = llm.chat_requests[1]["json"]
     assert [text_of(m["content"]) for m in tool_messages(llm.chat_requests[1])] == ["42"]
-    assert second["messages"][0]["role"] == "system" and "operations assistant" in second["messages"][0]["content"]
+    assert (
+        second["messages"][0]["role"] == "system"
+        and "operations assistant" in second["messages"][0]["content"]
+    )
     assert second["model"] == "main"
     # The MCP tool list the model was offered: filters applied, unreachable servers left out.
     offered = sorted(t["function"]["name"] for t in llm.chat_requests[0]["json"]["tools"])
@@ -180,11 +198,16 @@ async def test_turn_with_a_tool_call(env: Env, llm: FakeLLM) -> None:
 
 
 async def test_streamed_turn_with_a_tool_call(env: Env, llm: FakeLLM) -> None:
-    llm.enqueue(Reply.tool_call("get_pod_status", {"namespace": "prod", "name": "web-1"}),
-                Reply.text("web-1 is running fine."))
-    async with env.client() as client, client.stream(
-        "POST", "/api/chat/stream", json={"message": "How is web-1 in prod?", "thread_id": "stream-1"}
-    ) as response:
+    llm.enqueue(
+        Reply.tool_call("get_pod_status", {"namespace": "prod", "name": "web-1"}),
+        Reply.text("web-1 is running fine."),
+    )
+    async with (
+        env.client() as client,
+        client.stream(
+            "POST", "/api/chat/stream", json={"message": "How is web-1 in prod?", "thread_id": "stream-1"}
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = await read_sse(response)
@@ -209,13 +232,17 @@ async def test_conversation_continues_and_thread_reads_back(env: Env, llm: FakeL
         first = await client.post("/api/chat", json={"message": "my name is Ada", "thread_id": thread})
         second = await client.post("/api/chat", json={"message": "what is my name?", "thread_id": thread})
         assert first.status_code == second.status_code == 200
-        sent = [text_of(m["content"]) for m in llm.chat_requests[1]["json"]["messages"] if m["role"] != "system"]
+        sent = [
+            text_of(m["content"]) for m in llm.chat_requests[1]["json"]["messages"] if m["role"] != "system"
+        ]
         assert sent == ["my name is Ada", "echo: my name is Ada", "what is my name?"]
         thread_view = (await client.get(f"/api/threads/{thread}")).json()
         assert thread_view["thread_id"] == thread
         assert [(m["role"], m["content"]) for m in thread_view["messages"]] == [
-            ("user", "my name is Ada"), ("assistant", "echo: my name is Ada"),
-            ("user", "what is my name?"), ("assistant", "echo: what is my name?"),
+            ("user", "my name is Ada"),
+            ("assistant", "echo: my name is Ada"),
+            ("user", "what is my name?"),
+            ("assistant", "echo: what is my name?"),
         ]
         assert (await client.delete(f"/api/threads/{thread}")).status_code == 204
         gone = await client.get(f"/api/threads/{thread}")
@@ -237,8 +264,10 @@ async def test_a_generated_thread_id_and_another_model(env: Env, llm: FakeLLM) -
 
 
 async def test_tool_error_and_tool_timeout_go_back_to_the_model(env: Env, llm: FakeLLM) -> None:
-    llm.enqueue(Reply.tool_calls([("fail", {"reason": "disk full"}), ("slow", {"seconds": 5})]),
-                Reply.text("Both tools failed."))
+    llm.enqueue(
+        Reply.tool_calls([("fail", {"reason": "disk full"}), ("slow", {"seconds": 5})]),
+        Reply.text("Both tools failed."),
+    )
     async with env.client() as client:
         response = await client.post("/api/chat", json={"message": "try"})
     body = response.json()
@@ -255,12 +284,18 @@ async def test_tool_error_and_tool_timeout_go_back_to_the_model(env: Env, llm: F
 async def test_mcp_sessions_are_reused_across_tool_calls_and_turns(env: Env, llm: FakeLLM) -> None:
     before = dict(env.counting.methods)
     for turn in range(3):
-        llm.enqueue(Reply.tool_calls([("count_ping", {"text": f"{turn}-a"}), ("count_ping", {"text": f"{turn}-b"})]),
-                    Reply.tool_call("count_ping", {"text": f"{turn}-c"}), Reply.text("ok"))
+        llm.enqueue(
+            Reply.tool_calls([("count_ping", {"text": f"{turn}-a"}), ("count_ping", {"text": f"{turn}-b"})]),
+            Reply.tool_call("count_ping", {"text": f"{turn}-c"}),
+            Reply.text("ok"),
+        )
         async with env.client() as client:
             response = await client.post("/api/chat", json={"message": "ping"})
         assert [c["output"] for c in response.json()["tool_calls"]] == [
-            f"pong {turn}-a", f"pong {turn}-b", f"pong {turn}-c"]
+            f"pong {turn}-a",
+            f"pong {turn}-b",
+            f"pong {turn}-c",
+        ]
     calls = env.counting.methods.get("tools/call", 0) - before.get("tools/call", 0)
     handshakes = env.counting.methods.get("initialize", 0) - before.get("initialize", 0)
     assert calls == 9
@@ -283,8 +318,9 @@ async def test_down_and_hanging_servers_are_skipped_with_warnings(env: Env) -> N
     assert status["warnings"] == warnings
 
 
-async def test_restarted_mcp_server_is_reconnected(tmp_path: Path, fake_llm: FakeLLM, mcp_fixture_servers: Any
-                                                   ) -> None:
+async def test_restarted_mcp_server_is_reconnected(
+    tmp_path: Path, fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> None:
     fake_llm.reset()
     server = mcp_fixture_servers.restartable
     path = tmp_path / "agent-config.json"
@@ -303,7 +339,12 @@ async def test_restarted_mcp_server_is_reconnected(tmp_path: Path, fake_llm: Fak
             server.start()
         fake_llm.enqueue(Reply.tool_call("echo", {"text": "three"}), Reply.text("back"))
         third = (await client.post("/api/chat", json={"message": "3"})).json()
-        assert third["tool_calls"][0] == {"name": "echo", "args": {"text": "three"}, "output": "three", "error": None}
+        assert third["tool_calls"][0] == {
+            "name": "echo",
+            "args": {"text": "three"},
+            "output": "three",
+            "error": None,
+        }
     fake_llm.reset()
 
 
@@ -315,7 +356,9 @@ async def test_models_and_status(env: Env) -> None:
         models = (await client.get("/api/models")).json()["models"]
         status = (await client.get("/api/status")).json()
     assert [(m["name"], m["provider"], m["model"], m["default"]) for m in models] == [
-        ("main", "openai_compatible", "main", True), ("other", "openai_compatible", "other", False)]
+        ("main", "openai_compatible", "main", True),
+        ("other", "openai_compatible", "other", False),
+    ]
     assert status["config"]["checksum"].startswith("sha256:") and status["config"]["loaded_at"]
     assert status["middleware"] == {"main": [], "other": []}
     assert {m["name"]: m["available"] for m in status["models"]} == {"main": True, "other": True}
@@ -343,9 +386,13 @@ async def test_health_and_metrics_are_open_and_count_requests(env: Env, llm: Fak
 async def test_auth_required_with_a_tokens_file(env: Env) -> None:
     async with env.client(token=None) as anonymous, env.client(token="wrong") as wrong:
         for client in (anonymous, wrong):
-            for method, path, body in [("POST", "/api/chat", {"message": "x"}), ("GET", "/api/models", None),
-                                       ("GET", "/api/status", None), ("GET", "/api/threads/abc", None),
-                                       ("GET", "/v1/models", None)]:
+            for method, path, body in [
+                ("POST", "/api/chat", {"message": "x"}),
+                ("GET", "/api/models", None),
+                ("GET", "/api/status", None),
+                ("GET", "/api/threads/abc", None),
+                ("GET", "/v1/models", None),
+            ]:
                 response = await client.request(method, path, json=body)
                 assert response.status_code == 401, (path, response.text)
                 assert response.json()["error"]["code"] == "unauthorized"
@@ -360,7 +407,9 @@ async def test_threads_are_isolated_between_callers(env: Env, llm: FakeLLM) -> N
         assert (await bob.delete(f"/api/threads/{thread}")).status_code == 404
         # Bob using the same id gets a conversation of his own, without Alice's messages.
         await bob.post("/api/chat", json={"message": "bob here", "thread_id": thread})
-        bob_sent = [text_of(m["content"]) for m in llm.chat_requests[-1]["json"]["messages"] if m["role"] == "user"]
+        bob_sent = [
+            text_of(m["content"]) for m in llm.chat_requests[-1]["json"]["messages"] if m["role"] == "user"
+        ]
         assert bob_sent == ["bob here"]
         alice_view = (await alice.get(f"/api/threads/{thread}")).json()["messages"]
         assert [m["content"] for m in alice_view if m["role"] == "user"] == ["alice secret plan"]
@@ -382,11 +431,19 @@ async def test_tokens_file_is_reread_when_it_changes(env: Env) -> None:
 # -- error statuses ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    {"message": ""}, {"message": "   "}, {"message": "x" * 32001}, {},
-    {"message": "hi", "thread_id": "bad id!"}, {"message": "hi", "thread_id": "x" * 129},
-    {"message": "hi", "unknown": 1}, {"message": 5},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": ""},
+        {"message": "   "},
+        {"message": "x" * 32001},
+        {},
+        {"message": "hi", "thread_id": "bad id!"},
+        {"message": "hi", "thread_id": "x" * 129},
+        {"message": "hi", "unknown": 1},
+        {"message": 5},
+    ],
+)
 async def test_invalid_input_is_422(env: Env, body: dict[str, Any]) -> None:
     async with env.client() as client:
         response = await client.post("/api/chat", json=body)
@@ -420,7 +477,11 @@ async def test_provider_error_is_502_and_sanitized(env: Env, llm: FakeLLM) -> No
             events = await read_sse(response)
     assert first.status_code == 502
     error = first.json()["error"]
-    assert error["code"] == "provider_error" and "upstream broke" in error["message"] and "500" in error["message"]
+    assert (
+        error["code"] == "provider_error"
+        and "upstream broke" in error["message"]
+        and "500" in error["message"]
+    )
     assert PROVIDER_KEY not in first.text and "providerkey" not in first.text
     assert events[0][0] == "start" and events[-1][0] == "error"
     assert events[-1][1]["code"] == "provider_error" and PROVIDER_KEY not in json.dumps(events)
@@ -431,8 +492,9 @@ async def test_no_model_configured_is_503(tmp_path: Path) -> None:
     write_config(path, agent_config())
     async with running(create_app(settings_for(path))) as app, app.client() as client:
         response = await client.post("/api/chat", json={"message": "hi"})
-        openai_style = await client.post("/v1/chat/completions",
-                                         json={"model": "default", "messages": [{"role": "user", "content": "hi"}]})
+        openai_style = await client.post(
+            "/v1/chat/completions", json={"model": "default", "messages": [{"role": "user", "content": "hi"}]}
+        )
         ready = (await client.get("/readyz")).json()
     for r in (response, openai_style):
         assert r.status_code == 503
@@ -444,7 +506,10 @@ async def test_timeout_is_504(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.reset()
     path = tmp_path / "agent-config.json"
     write_config(path, agent_config([model_entry("main", fake_llm.base_url)]))
-    async with running(create_app(settings_for(path, request_timeout_seconds=1.0))) as app, app.client() as client:
+    async with (
+        running(create_app(settings_for(path, request_timeout_seconds=1.0))) as app,
+        app.client() as client,
+    ):
         fake_llm.enqueue(Reply.hang())
         hung = await client.post("/api/chat", json={"message": "hi"})
         fake_llm.reset()
@@ -467,8 +532,11 @@ async def test_openai_client_non_streaming_with_a_tool_call(env: Env, llm: FakeL
     llm.enqueue(Reply.tool_call("add", {"a": 1, "b": 2}), Reply.text("It is 3."))
     completion = await client.chat.completions.create(
         model="default",
-        messages=[{"role": "user", "content": "earlier question"}, {"role": "assistant", "content": "earlier answer"},
-                  {"role": "user", "content": "what is 1+2?"}],
+        messages=[
+            {"role": "user", "content": "earlier question"},
+            {"role": "assistant", "content": "earlier answer"},
+            {"role": "user", "content": "what is 1+2?"},
+        ],
     )
     assert completion.choices[0].message.content == "It is 3."
     assert completion.choices[0].finish_reason == "stop" and completion.model == "main"
@@ -482,8 +550,9 @@ async def test_openai_client_non_streaming_with_a_tool_call(env: Env, llm: FakeL
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.AuthenticationError):
-        await openai.AsyncOpenAI(base_url=f"{env.server.url}/v1", api_key="bad", max_retries=0
-                                 ).chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
+        await openai.AsyncOpenAI(
+            base_url=f"{env.server.url}/v1", api_key="bad", max_retries=0
+        ).chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
     await client.close()
 
 
@@ -493,7 +562,9 @@ async def test_openai_client_streaming(env: Env, llm: FakeLLM) -> None:
     client = openai.AsyncOpenAI(base_url=f"{env.server.url}/v1", api_key=BOB, max_retries=0)
     llm.enqueue(Reply.tool_call("echo", {"text": "abc"}), Reply.text("The echo said abc, all good."))
     stream = await client.chat.completions.create(
-        model="other", messages=[{"role": "user", "content": "echo abc"}], stream=True,
+        model="other",
+        messages=[{"role": "user", "content": "echo abc"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     pieces, finish, usage = [], None, None
@@ -509,7 +580,8 @@ async def test_openai_client_streaming(env: Env, llm: FakeLLM) -> None:
     llm.enqueue(Reply.error(503, "overloaded"))
     with pytest.raises(openai.APIError):
         stream = await client.chat.completions.create(
-            model="other", messages=[{"role": "user", "content": "x"}], stream=True)
+            model="other", messages=[{"role": "user", "content": "x"}], stream=True
+        )
         async for _chunk in stream:
             pass
     await client.close()

@@ -19,16 +19,21 @@ NAME = "ai-ops-agent-config"
 
 
 def configmap(name: str, text: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
-            "data": {AGENT_CONFIG_DATA_KEY: text}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {AGENT_CONFIG_DATA_KEY: text},
+    }
 
 
 def config_with(fake_llm: FakeLLM, model: str) -> AgentConfig:
     return agent_config([model_entry(model, fake_llm.base_url)])
 
 
-async def test_configmap_changes_apply_through_the_api(tmp_path: Path, k8s_emulator: Any,
-                                                       fresh_fake_llm: FakeLLM) -> None:
+async def test_configmap_changes_apply_through_the_api(
+    tmp_path: Path, k8s_emulator: Any, fresh_fake_llm: FakeLLM
+) -> None:
     initial = config_with(fresh_fake_llm, "from-file")
     path = tmp_path / "agent-config.json"
     write_config(path, initial)
@@ -36,7 +41,9 @@ async def test_configmap_changes_apply_through_the_api(tmp_path: Path, k8s_emula
     source = KubeConfigMapSource(k8s_emulator.url, "default", NAME, retry_seconds=0.2)
     async with running(create_app(settings_for(path), kube_source=source)) as app, app.client() as client:
         changed = config_with(fresh_fake_llm, "from-api")
-        k8s_emulator.patch("v1", "configmaps", "default", NAME, {"data": {AGENT_CONFIG_DATA_KEY: changed.to_json()}})
+        k8s_emulator.patch(
+            "v1", "configmaps", "default", NAME, {"data": {AGENT_CONFIG_DATA_KEY: changed.to_json()}}
+        )
         status = await wait_for_checksum(app, changed.checksum)
         assert status["config"]["source"].startswith(f"configmap default/{NAME}@")
         assert (await client.post("/api/chat", json={"message": "hi"})).json()["model"] == "from-api"
@@ -47,7 +54,9 @@ async def test_configmap_changes_apply_through_the_api(tmp_path: Path, k8s_emula
         # The volume catches up late with the version the API already replaced: no step back.
         write_config(path, initial)
         newest = config_with(fresh_fake_llm, "newest")
-        k8s_emulator.patch("v1", "configmaps", "default", NAME, {"data": {AGENT_CONFIG_DATA_KEY: newest.to_json()}})
+        k8s_emulator.patch(
+            "v1", "configmaps", "default", NAME, {"data": {AGENT_CONFIG_DATA_KEY: newest.to_json()}}
+        )
         await wait_for_checksum(app, newest.checksum)
         await asyncio.sleep(0.5)  # give the file watcher its chance to (wrongly) apply the old file
         assert (await client.get("/api/status")).json()["config"]["checksum"] == newest.checksum

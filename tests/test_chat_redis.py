@@ -24,7 +24,9 @@ async def test_checkpoint_conformance_of_our_redis_saver(redis_server: Any) -> N
 
     @checkpointer_test(name="SlidingTTLRedisSaver")
     async def factory() -> Any:
-        saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"{prefix}-{uuid.uuid4().hex[:6]}", ttl=3600)
+        saver = SlidingTTLRedisSaver(
+            url=redis_server.url, prefix=f"{prefix}-{uuid.uuid4().hex[:6]}", ttl=3600
+        )
         try:
             yield saver
         finally:
@@ -44,22 +46,32 @@ def _user_texts(request: dict[str, Any]) -> list[str]:
     return [m["content"] for m in request["json"]["messages"] if m["role"] in ("user", "assistant")]
 
 
-async def test_conversation_continues_on_another_instance(tmp_path: Path, redis_server: Any,
-                                                          fresh_fake_llm: FakeLLM) -> None:
+async def test_conversation_continues_on_another_instance(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM
+) -> None:
     path = _config_file(tmp_path, fresh_fake_llm)
     settings = settings_for(path, redis_url=redis_server.url)
     thread = f"replicas-{uuid.uuid4().hex[:8]}"
     async with running(create_app(settings)) as first, running(create_app(settings)) as second:
         async with first.client() as client:
-            assert (await client.post("/api/chat", json={"message": "remember 42", "thread_id": thread})
-                    ).status_code == 200
+            assert (
+                await client.post("/api/chat", json={"message": "remember 42", "thread_id": thread})
+            ).status_code == 200
         async with second.client() as client:
             reply = await client.post("/api/chat", json={"message": "what number?", "thread_id": thread})
             assert reply.status_code == 200
             view = (await client.get(f"/api/threads/{thread}")).json()
-        assert _user_texts(fresh_fake_llm.chat_requests[-1]) == ["remember 42", "echo: remember 42", "what number?"]
+        assert _user_texts(fresh_fake_llm.chat_requests[-1]) == [
+            "remember 42",
+            "echo: remember 42",
+            "what number?",
+        ]
         assert [m["content"] for m in view["messages"]] == [
-            "remember 42", "echo: remember 42", "what number?", "echo: what number?"]
+            "remember 42",
+            "echo: remember 42",
+            "what number?",
+            "echo: what number?",
+        ]
         # Deleted on one instance, gone on the other.
         async with first.client() as client:
             assert (await client.delete(f"/api/threads/{thread}")).status_code == 204
@@ -75,8 +87,9 @@ async def _exists(client: Any, thread: str) -> bool:
     return response.status_code == 200
 
 
-async def test_session_ttl_slides_with_each_turn_then_expires(tmp_path: Path, redis_server: Any,
-                                                              fresh_fake_llm: FakeLLM) -> None:
+async def test_session_ttl_slides_with_each_turn_then_expires(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM
+) -> None:
     ttl = 4
     path = _config_file(tmp_path, fresh_fake_llm)
     settings = settings_for(path, redis_url=redis_server.url, session_ttl_seconds=ttl)
@@ -102,7 +115,9 @@ async def test_session_ttl_slides_with_each_turn_then_expires(tmp_path: Path, re
     await redis.aclose()
 
 
-async def test_redis_down_makes_readyz_fail_and_turns_answer_503(tmp_path: Path, fresh_fake_llm: FakeLLM) -> None:
+async def test_redis_down_makes_readyz_fail_and_turns_answer_503(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     path = _config_file(tmp_path, fresh_fake_llm)
     settings = settings_for(path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with running(create_app(settings)) as app, app.client() as client:
@@ -112,13 +127,18 @@ async def test_redis_down_makes_readyz_fail_and_turns_answer_503(tmp_path: Path,
     assert ready.status_code == 503 and any("Redis" in r for r in ready.json()["reasons"])
     for response in (turn, thread):
         assert response.status_code == 503, response.text
-        assert response.json()["error"]["code"] == "not_ready" and "Redis" in response.json()["error"]["message"]
+        assert (
+            response.json()["error"]["code"] == "not_ready" and "Redis" in response.json()["error"]["message"]
+        )
 
 
 @pytest.mark.parametrize("ttl", [2])
 async def test_in_memory_conversations_expire_too(tmp_path: Path, fresh_fake_llm: FakeLLM, ttl: int) -> None:
     path = _config_file(tmp_path, fresh_fake_llm)
-    async with running(create_app(settings_for(path, session_ttl_seconds=ttl))) as app, app.client() as client:
+    async with (
+        running(create_app(settings_for(path, session_ttl_seconds=ttl))) as app,
+        app.client() as client,
+    ):
         await client.post("/api/chat", json={"message": "one", "thread_id": "mem"})
         assert await _exists(client, "mem")
         for _ in range(100):

@@ -34,12 +34,17 @@ async def wait_for_reload_error(app: RunningApp) -> dict[str, Any]:
 
 
 def two_models(fake_llm: FakeLLM, default: str) -> AgentConfig:
-    return agent_config([model_entry("alpha", fake_llm.base_url, default=default == "alpha"),
-                         model_entry("beta", fake_llm.base_url, default=default == "beta")])
+    return agent_config(
+        [
+            model_entry("alpha", fake_llm.base_url, default=default == "alpha"),
+            model_entry("beta", fake_llm.base_url, default=default == "beta"),
+        ]
+    )
 
 
-async def test_hot_reload_swaps_the_model_and_keeps_the_conversation(tmp_path: Path,
-                                                                      fresh_fake_llm: FakeLLM) -> None:
+async def test_hot_reload_swaps_the_model_and_keeps_the_conversation(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     path = tmp_path / "agent-config.json"
     write_config(path, agent_config([model_entry("alpha", fresh_fake_llm.base_url, system_prompt="A")]))
     async with running(create_app(settings_for(path))) as app, app.client() as client:
@@ -54,22 +59,33 @@ async def test_hot_reload_swaps_the_model_and_keeps_the_conversation(tmp_path: P
         request = fresh_fake_llm.chat_requests[-1]["json"]
         assert request["model"] == "beta"
         assert [(m["role"], m["content"]) for m in request["messages"]] == [
-            ("system", "B"), ("user", "hello alpha"), ("assistant", "echo: hello alpha"), ("user", "hello beta")]
+            ("system", "B"),
+            ("user", "hello alpha"),
+            ("assistant", "echo: hello alpha"),
+            ("user", "hello beta"),
+        ]
         thread = (await client.get("/api/threads/swap")).json()["messages"]
         assert [(m["content"], m.get("name")) for m in thread if m["role"] == "assistant"] == [
-            ("echo: hello alpha", "alpha"), ("echo: hello beta", "beta")]
+            ("echo: hello alpha", "alpha"),
+            ("echo: hello beta", "beta"),
+        ]
 
 
-async def test_bad_reload_keeps_the_last_good_config_and_shows_in_readyz(tmp_path: Path,
-                                                                          fresh_fake_llm: FakeLLM) -> None:
+async def test_bad_reload_keeps_the_last_good_config_and_shows_in_readyz(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     path = tmp_path / "agent-config.json"
     good = two_models(fresh_fake_llm, "alpha")
     write_config(path, good)
     async with running(create_app(settings_for(path))) as app, app.client() as client:
-        path.write_text('{"apiVersion": "ai-ops.dev/agent-config/v1", "kind": "AgentConfig", "models": "oops"}')
+        path.write_text(
+            '{"apiVersion": "ai-ops.dev/agent-config/v1", "kind": "AgentConfig", "models": "oops"}'
+        )
         ready = await wait_for_reload_error(app)
         assert ready["config"]["checksum"] == good.checksum
-        assert "namespace" in ready["reload_error"]["message"] and "models" in ready["reload_error"]["message"]
+        assert (
+            "namespace" in ready["reload_error"]["message"] and "models" in ready["reload_error"]["message"]
+        )
         assert any("rejected" in w for w in ready["warnings"])
         response = await client.get("/readyz")
         assert response.status_code == 200, "the service still serves with the last good config"
@@ -87,12 +103,16 @@ async def test_bad_reload_keeps_the_last_good_config_and_shows_in_readyz(tmp_pat
         assert f'ai_ops_chat_config_info{{checksum="{fixed.checksum}"}} 1.0' in metrics
 
 
-async def test_a_rotated_key_file_is_used_on_the_next_request(tmp_path: Path, fresh_fake_llm: FakeLLM) -> None:
+async def test_a_rotated_key_file_is_used_on_the_next_request(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     key_file = tmp_path / "secrets" / "llm-key" / "api-key"
     key_file.parent.mkdir(parents=True)
     key_file.write_text("sk-first-0000000001\n")
     path = tmp_path / "agent-config.json"
-    write_config(path, agent_config([model_entry("main", fresh_fake_llm.base_url, key=("llm-key", "api-key"))]))
+    write_config(
+        path, agent_config([model_entry("main", fresh_fake_llm.base_url, key=("llm-key", "api-key"))])
+    )
     async with running(create_app(settings_for(path))) as app, app.client() as client:
         assert (await client.post("/api/chat", json={"message": "one"})).status_code == 200
         key_file.write_text("sk-second-000000002\n")
@@ -105,8 +125,9 @@ async def test_a_rotated_key_file_is_used_on_the_next_request(tmp_path: Path, fr
         assert "llm-key" in missing.json()["error"]["message"] and "sk-second" not in missing.text
 
 
-async def test_a_turn_in_flight_finishes_on_the_config_it_started_with(tmp_path: Path,
-                                                                        fresh_fake_llm: FakeLLM) -> None:
+async def test_a_turn_in_flight_finishes_on_the_config_it_started_with(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     path = tmp_path / "agent-config.json"
     write_config(path, two_models(fresh_fake_llm, "alpha"))
     async with running(create_app(settings_for(path))) as app, app.client() as client:

@@ -24,11 +24,16 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, max_length=32000, description="The user's message.")
     thread_id: str | None = Field(
-        default=None, pattern=THREAD_ID_PATTERN,
+        default=None,
+        pattern=THREAD_ID_PATTERN,
         description="Conversation to continue (letters, digits, '.', '_', '-'; at most 128); new when unset.",
     )
-    model: str | None = Field(default=None, min_length=1, max_length=253,
-                              description="An LLMModel name; the default model when unset.")
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="An LLMModel name; the default model when unset.",
+    )
 
     @field_validator("message")
     @classmethod
@@ -102,9 +107,13 @@ async def first_then_rest(events: AsyncGenerator[TurnEvent]) -> tuple[TurnEvent,
 
 @router.post(
     "/chat/stream",
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "Events: start, token, tool_call, tool_result, done, error"},
-               **ERROR_RESPONSES},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Events: start, token, tool_call, tool_result, done, error",
+        },
+        **ERROR_RESPONSES,
+    },
 )
 async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> Any:
     """The same turn as ``/api/chat``, streamed as server-sent events."""

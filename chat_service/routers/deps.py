@@ -25,7 +25,9 @@ def engine(request: Request) -> ChatEngine:
     return services(request).engine
 
 
-def caller(request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+def caller(
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
     """The caller's identity: the token's name (``anonymous`` when auth is off); 401 otherwise."""
     return services(request).auth.identify(request.headers.get("authorization"))
 

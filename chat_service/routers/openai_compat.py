@@ -85,10 +85,19 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
             "object": "chat.completion",
             "created": created,
             "model": result.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.reply},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                      "total_tokens": usage.input_tokens + usage.output_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.reply},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+            },
         }
 
     events = engine.stream_messages(identity, messages, model)
@@ -100,8 +109,14 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
     model_name = first.data.get("model", body.model)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     async def stream() -> AsyncIterator[bytes]:
@@ -116,10 +131,18 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
             yield chunk({}, "stop")
             if include_usage and done is not None and done.result is not None:
                 usage = done.result.usage
-                data = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                        "model": model_name, "choices": [],
-                        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                                  "total_tokens": usage.input_tokens + usage.output_tokens}}
+                data = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model_name,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": usage.input_tokens,
+                        "completion_tokens": usage.output_tokens,
+                        "total_tokens": usage.input_tokens + usage.output_tokens,
+                    },
+                }
                 yield f"data: {json.dumps(data)}\n\n".encode()
         except ChatError as error:
             # The OpenAI SDK raises an APIError for a stream event carrying "error".
@@ -137,5 +160,9 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
 @router.get("/models")
 async def list_models(_identity: Caller, engine: Engine) -> dict[str, Any]:
     """The LLMModels as OpenAI model objects (use their names, or ``default``, as ``model``)."""
-    return {"object": "list",
-            "data": [{"id": m["name"], "object": "model", "created": 0, "owned_by": "ai-ops"} for m in engine.models()]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": m["name"], "object": "model", "created": 0, "owned_by": "ai-ops"} for m in engine.models()
+        ],
+    }

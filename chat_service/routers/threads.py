@@ -28,7 +28,9 @@ class ThreadOut(BaseModel):
     messages: list[ThreadMessage]
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {k: v for k, v in ERROR_RESPONSES.items() if k in (401, 404, 422)}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in ERROR_RESPONSES.items() if k in (401, 404, 422)
+}
 
 
 @router.get("/{thread_id}", response_model=ThreadOut, response_model_exclude_none=True, responses=_RESPONSES)
