@@ -744,3 +744,22 @@ async def test_docs_list_every_tool_with_its_arguments() -> None:
         [row] = [line for line in section.splitlines() if line.startswith(f"| `{tool.name}` |")]
         for argument in tool.inputSchema["properties"]:
             assert f"`{argument}`" in row, f"{tool.name}({argument}) is not documented"
+
+
+def test_connection_problems_are_short() -> None:
+    import urllib3.exceptions
+
+    from mcp_servers.kubernetes.cluster import connection_problem
+
+    refused = urllib3.exceptions.MaxRetryError(
+        None,  # type: ignore[arg-type]
+        "/api/v1/namespaces",
+        urllib3.exceptions.NewConnectionError(
+            None,  # type: ignore[arg-type]
+            "HTTPConnection(host='10.0.0.1', port=6443): Failed to establish a new connection: "
+            "[Errno 111] Connection refused",
+        ),
+    )
+    assert connection_problem(refused) == "Connection refused"
+    timeout = urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out. (read timeout=30)")  # type: ignore[arg-type]
+    assert connection_problem(timeout) == "timed out"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,15 @@ JSON = dict[str, Any]
 REQUEST_TIMEOUT = (5.0, 30.0)
 # Server-side page size: one page is plenty for a model; the answer says when more exist.
 LIST_PAGE_SIZE = 500
+
+
+def connection_problem(error: BaseException) -> str:
+    """The gist of a urllib3 failure ("Connection refused", "timed out") instead of its long repr."""
+    reason = getattr(error, "reason", None) or error
+    if "timed out" in str(reason).lower() or "timeout" in type(reason).__name__.lower():
+        return "timed out"
+    found = re.search(r"\[Errno -?\d+\] ([^\"')]+)", str(reason))
+    return found.group(1).strip() if found else str(reason)[:300]
 
 
 class ClusterConfigError(Exception):
@@ -65,7 +75,8 @@ class Cluster:
             except ApiException as error:
                 raise KubernetesError(api_error_message(call, int(error.status or 0), error.body)) from None
             except urllib3.exceptions.HTTPError as error:
-                raise KubernetesError(f"cannot reach the Kubernetes API at {self.host}: {error}") from None
+                problem = connection_problem(error)
+                raise KubernetesError(f"cannot reach the Kubernetes API at {self.host}: {problem}") from None
 
         return await anyio.to_thread.run_sync(run)
 
