@@ -7,8 +7,9 @@
    renders them with ``ai-ops render`` into ``.run/agent-config.json`` (``.run/`` ignores itself in git).
 3. Says whether the LLM answers (and for Ollama, whether the model is pulled); the chat page shows the
    same problem in plain words when a message cannot be answered.
-4. Starts the demo's MCP servers (``DEMO_MCP_SERVERS``), then ``ai-ops chat`` on 127.0.0.1:8080, prints
-   the URL once the service answers, and stops everything on Ctrl-C.
+4. Starts the demo's MCP servers (``demo_mcp_servers``: netops, and kubernetes when a kubeconfig is
+   available), then ``ai-ops chat`` on 127.0.0.1:8080, prints the URL once the service answers, and
+   stops everything on Ctrl-C.
 
 Overrides (environment): ``OLLAMA_BASE_URL`` or ``OLLAMA_HOST`` (Ollama's address), ``OLLAMA_MODEL``,
 ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` (an OpenAI-compatible endpoint instead of api.openai.com).
@@ -88,11 +89,51 @@ def ai_ops_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ai_ops_operator.cli", *args]
 
 
-# HOOK for the bundled MCP servers: each entry here is started by `make run` and its tools are given to
-# the demo agent. The bundled-MCP-servers work adds the netops server, for example:
-#   DemoMcpServer("netops", tuple(ai_ops_command("mcp", "netops", "--port", "{port}")), port=8092,
-#                 description="DNS, TCP, HTTP(S) and TLS checks"),
-DEMO_MCP_SERVERS: tuple[DemoMcpServer, ...] = ()
+def _kubeconfig(environ: Mapping[str, str]) -> str | None:
+    """The kubeconfig the kubernetes MCP server would use, when there is one that names a current context."""
+    candidates = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    candidates.append(str(Path(environ.get("HOME", str(Path.home()))) / ".kube" / "config"))
+    for path in candidates:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(loaded, dict) and loaded.get("current-context"):
+            return path
+    return None
+
+
+def _demo_port(preferred: int) -> int:
+    """`preferred` when free, else a port the kernel picks (the agent config gets the actual URL)."""
+    if not port_in_use("127.0.0.1", preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_mcp_servers(environ: Mapping[str, str]) -> tuple[DemoMcpServer, ...]:
+    """The bundled MCP servers `make run` starts next to the chat service; the demo agent gets their tools:
+    netops always, kubernetes (read-only) when a kubeconfig is available."""
+    servers = [
+        DemoMcpServer(
+            "netops",
+            tuple(ai_ops_command("mcp", "netops", "--port", "{port}")),
+            port=_demo_port(8092),
+            description="DNS, TCP, HTTP(S) and TLS checks (the bundled netops server)",
+        )
+    ]
+    kubeconfig = _kubeconfig(environ)
+    if kubeconfig:
+        servers.append(
+            DemoMcpServer(
+                "kubernetes",
+                tuple(ai_ops_command("mcp", "kubernetes", "--kubeconfig", kubeconfig, "--port", "{port}")),
+                port=_demo_port(8091),
+                description="Read-only view of the cluster in " + kubeconfig,
+            )
+        )
+    return tuple(servers)
 
 
 @dataclass(frozen=True)
@@ -293,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     plan = plan_demo(os.environ)
-    config = render(plan, args.workdir, DEMO_MCP_SERVERS)
+    mcp_servers = demo_mcp_servers(os.environ)
+    config = render(plan, args.workdir, mcp_servers)
     print(f"make run: {plan.describe()}; agent config {config}", file=sys.stderr)
     warning = check_llm(plan)
     if warning:
@@ -311,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = f"http://{args.host}:{args.port}/"
     chat: subprocess.Popen[bytes] | None = None
     try:
-        with mcp_servers_running(DEMO_MCP_SERVERS):
+        with mcp_servers_running(mcp_servers):
             command = ai_ops_command(
                 "chat", "--config", str(config), "--host", args.host, "--port", str(args.port)
             )
