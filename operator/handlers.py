@@ -308,6 +308,7 @@ class Reconciler:
         # of our own writes a moment later; until then the written value is the truth.
         self._written: dict[tuple[str, str, str], tuple[str | None, Any]] = {}
         self._unconsumed_logged: set[str] = set()
+        self._busy = False
         self.passes = 0
 
     def schedule(self, namespace: str, delay: float = 0.0) -> None:
@@ -323,6 +324,7 @@ class Reconciler:
             self._wake.clear()
             await asyncio.sleep(self.runtime.settings.debounce_seconds)  # coalesce a burst into one pass
             batch, self._pending = self._pending, set()
+            self._busy = True
             for namespace in sorted(batch):
                 started = time.perf_counter()
                 try:
@@ -346,6 +348,12 @@ class Reconciler:
                 finally:
                     self.runtime.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                     self.passes += 1
+            self._busy = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing scheduled and no pass running (tests and benchmarks wait for this)."""
+        return not self._pending and not self._busy
 
     # --- the view of the indices, corrected for our own recent writes ----------------------------
 

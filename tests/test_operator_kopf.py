@@ -1,8 +1,14 @@
-"""The operator end to end: real kopf against the Kubernetes API emulator, real MCP fixture servers."""
+"""The operator end to end: real kopf against the Kubernetes API emulator, real MCP fixture servers.
+
+Each test starts the operator (``OperatorRuntime.run``, as ``ai-ops operator`` does) in the test's loop
+against a fresh emulator, applies resources like ``kubectl apply`` would, and waits for what a user would
+see: conditions, events, the agent ConfigMap and the chat Deployment's Secret wiring.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -20,6 +26,8 @@ from tests.harness.waiting import eventually
 NS = "default"
 AI = "ai-ops.dev/v1alpha1"
 CM = "ai-ops-agent-config"
+API_KEY_VALUE = "sk-test-DO-NOT-LEAK-4f1d2c"
+FIXTURE_TOOLS = ["add", "echo", "fail", "get_pod_status", "slow"]
 
 
 def quick(settings: Any) -> None:
@@ -50,32 +58,82 @@ async def running_operator(emulator: Any, **overrides: Any) -> AsyncIterator[Ope
         kube.close()
 
 
-def provider(name: str = "openai", secret: str | None = "openai-key", **spec: Any) -> dict[str, Any]:
+# --- manifests ----------------------------------------------------------------------------------
+
+
+def meta(name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": NS}
+
+
+def provider(name: str = "openai", key_secret: str | None = "openai-key", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "openai", **spec}
-    if secret:
-        body["apiKeySecretRef"] = {"name": secret, "key": "api-key"}
-    return {"apiVersion": AI, "kind": "LLMProvider", "metadata": {"name": name, "namespace": NS}, "spec": body}
+    if key_secret:
+        body["apiKeySecretRef"] = {"name": key_secret, "key": "api-key"}
+    return {"apiVersion": AI, "kind": "LLMProvider", "metadata": meta(name), "spec": body}
 
 
 def model(name: str, provider_name: str = "openai", **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": AI, "kind": "LLMModel", "metadata": {"name": name, "namespace": NS},
+        "apiVersion": AI,
+        "kind": "LLMModel",
+        "metadata": meta(name),
         "spec": {"providerRef": {"name": provider_name}, "model": name, **spec},
     }
 
 
-def secret(name: str, **data: str) -> dict[str, Any]:
-    import base64
-
+def middleware(name: str, model_name: str, type_: str, config: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-        "data": {k.replace("_", "-"): base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        "apiVersion": AI,
+        "kind": "LLMMiddleware",
+        "metadata": meta(name),
+        "spec": {"modelRef": {"name": model_name}, "type": type_, "config": config, **spec},
     }
+
+
+def mcpserver(name: str, url: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": AI, "kind": "MCPServer", "metadata": meta(name), "spec": {"url": url, **spec}}
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta(name),
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def chat_deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta("ai-ops-chat"),
+        "spec": {
+            "selector": {"matchLabels": {"app": "chat"}},
+            "template": {
+                "metadata": {"labels": {"app": "chat"}, "annotations": {"keep": "me"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "chat",
+                            "image": "ai-ops:dev",
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        },
+                        {"name": "sidecar", "image": "busybox"},
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+# --- reading what a user sees -------------------------------------------------------------------
 
 
 def status_of(emulator: Any, plural: str, name: str) -> dict[str, Any]:
     obj = emulator.get(AI, plural, NS, name) or {}
-    return obj.get("status") or {}
+    return dict(obj.get("status") or {})
 
 
 def condition(emulator: Any, plural: str, name: str, type_: str = "Ready") -> dict[str, Any]:
@@ -85,16 +143,553 @@ def condition(emulator: Any, plural: str, name: str, type_: str = "Ready") -> di
     return {}
 
 
+def is_ready(emulator: Any, plural: str, name: str, status: str = "True", reason: str | None = None) -> bool:
+    cond = condition(emulator, plural, name)
+    return cond.get("status") == status and (reason is None or cond.get("reason") == reason)
+
+
+def evaluated(emulator: Any) -> bool:
+    """Every ai-ops object has conditions for its current generation (the writes of a pass are concurrent)."""
+    for plural in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers"):
+        for obj in emulator.list(AI, plural, NS):
+            status = obj.get("status") or {}
+            if status.get("observedGeneration") != obj["metadata"].get("generation") or not status.get(
+                "conditions"
+            ):
+                return False
+    return True
+
+
 def agent_config(emulator: Any) -> Any:
     cm = emulator.get("v1", "configmaps", NS, CM)
     return parse_agent_config(cm["data"]["agent-config.json"]) if cm else None
 
 
-async def test_smoke(k8s_emulator: Any) -> None:
-    k8s_emulator.create(secret("openai-key", api_key="sk-very-secret"))
+def server_names(emulator: Any) -> list[str]:
+    config = agent_config(emulator)
+    return [s.name for s in config.mcp_servers] if config else []
+
+
+def events_for(emulator: Any, name: str) -> list[tuple[str, str]]:
+    return [
+        (e["type"], e["reason"])
+        for e in emulator.list("v1", "events", NS)
+        if e.get("involvedObject", {}).get("name") == name
+    ]
+
+
+def versions(emulator: Any) -> dict[str, str]:
+    """resourceVersion of every object the operator may write: any write changes one or adds one."""
+    kinds = [("v1", "configmaps"), ("v1", "events"), ("apps/v1", "deployments")]
+    kinds += [(AI, plural) for plural in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers")]
+    return {
+        f"{plural}/{obj['metadata']['name']}": obj["metadata"]["resourceVersion"]
+        for api_version, plural in kinds
+        for obj in emulator.list(api_version, plural, NS)
+    }
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+async def test_happy_path_conditions_configmap_and_deployment_wiring(
+    k8s_emulator: Any, mcp_fixture_servers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = mcp_fixture_servers.auth
+    k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE}))
+    k8s_emulator.create(secret("mcp-token", {"authorization": f"Bearer {auth.token}"}))
+    k8s_emulator.create(chat_deployment())
+    k8s_emulator.create(provider())
+    k8s_emulator.create(model("gpt-4o", default=True, temperature=0.2))
+    k8s_emulator.create(middleware("retry", "gpt-4o", "model_retry", {"maxRetries": 3}, priority=10))
+    k8s_emulator.create(
+        mcpserver(
+            "tools",
+            mcp_fixture_servers.healthy.url,
+            toolFilter={"exclude": ["fail", "slow"]},
+            healthCheck={"path": "/healthz"},
+        )
+    )
+    k8s_emulator.create(
+        mcpserver(
+            "secured",
+            auth.url,
+            scope="external",
+            headers=[
+                {
+                    "name": "Authorization",
+                    "valueFrom": {"secretKeyRef": {"name": "mcp-token", "key": "authorization"}},
+                }
+            ],
+        )
+    )
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: server_names(k8s_emulator) == ["secured", "tools"], "both servers in the ConfigMap"
+        )
+
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        for name in ("secured", "tools"):
+            await eventually(
+                lambda n=name: status_of(k8s_emulator, "mcpservers", n).get("health") == "Healthy", name
+            )
+
+        # Conditions, per kind.
+        assert [
+            (c["type"], c["status"], c["reason"])
+            for c in status_of(k8s_emulator, "llmproviders", "openai")["conditions"]
+        ] == [
+            ("SecretRefValidated", "True", "SecretFound"),
+            ("Ready", "True", "Ready"),
+        ]
+        model_status = status_of(k8s_emulator, "llmmodels", "gpt-4o")
+        assert [(c["type"], c["status"], c["reason"]) for c in model_status["conditions"]] == [
+            ("ProviderRefValidated", "True", "ProviderReady"),
+            ("SecretRefValidated", "True", "SecretFound"),
+            ("Default", "True", "IsDefault"),
+            ("Ready", "True", "Ready"),
+        ]
+        assert model_status["observedGeneration"] == 1
+        assert all(
+            c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in model_status["conditions"]
+        )
+        assert [
+            (c["type"], c["status"]) for c in status_of(k8s_emulator, "llmmiddlewares", "retry")["conditions"]
+        ] == [
+            ("ModelRefValidated", "True"),
+            ("ConfigValid", "True"),
+            ("Ready", "True"),
+        ]
+        tools = status_of(k8s_emulator, "mcpservers", "tools")
+        assert tools["health"] == "Healthy"
+        assert tools["tools"] == {"count": 5, "names": FIXTURE_TOOLS}
+        assert tools["serverInfo"]["name"] == "ai-ops-fixture-healthy"
+        assert (
+            tools["consecutiveFailures"] == 0 and tools["lastProbeTime"] and tools["lastProbeLatencyMs"] >= 0
+        )
+        assert [(c["type"], c["status"], c["reason"]) for c in tools["conditions"]] == [
+            ("Accepted", "True", "Accepted"),
+            ("Ready", "True", "Healthy"),
+        ]
+        await eventually(
+            lambda: ("Normal", "Ready") in events_for(k8s_emulator, "gpt-4o"), "event Normal Ready"
+        )
+
+        # The exact ConfigMap.
+        cm = k8s_emulator.get("v1", "configmaps", NS, CM)
+        assert cm["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "ai-ops-operator"}
+        config = parse_agent_config(cm["data"]["agent-config.json"])  # also checks the checksum
+        assert cm["metadata"]["annotations"]["ai-ops.dev/checksum"] == config.checksum
+        document = json.loads(cm["data"]["agent-config.json"])
+        assert document == {
+            "apiVersion": "ai-ops.dev/agent-config/v1",
+            "kind": "AgentConfig",
+            "namespace": NS,
+            "checksum": config.checksum,
+            "defaultModel": "gpt-4o",
+            "models": [
+                {
+                    "name": "gpt-4o",
+                    "model": "gpt-4o",
+                    "provider": {"name": "openai", "type": "openai", "baseURL": None, "config": {}},
+                    "apiKeySecretRef": {"name": "openai-key", "key": "api-key"},
+                    "default": True,
+                    "temperature": 0.2,
+                    "maxTokens": None,
+                    "timeoutSeconds": 60,
+                    "systemPrompt": None,
+                    "parameters": {},
+                    "description": None,
+                    "middleware": [
+                        {
+                            "name": "retry",
+                            "type": "model_retry",
+                            "priority": 10,
+                            "critical": False,
+                            "config": {"maxRetries": 3},
+                        }
+                    ],
+                }
+            ],
+            "mcpServers": [
+                {
+                    "name": "secured",
+                    "transport": "streamable_http",
+                    "url": auth.url,
+                    "command": None,
+                    "args": [],
+                    "env": [],
+                    "headers": [
+                        {
+                            "name": "Authorization",
+                            "value": None,
+                            "secretRef": {"name": "mcp-token", "key": "authorization"},
+                        }
+                    ],
+                    "scope": "external",
+                    "toolFilter": {"include": [], "exclude": []},
+                    "health": "Healthy",
+                    "tools": FIXTURE_TOOLS,
+                    "description": None,
+                },
+                {
+                    "name": "tools",
+                    "transport": "streamable_http",
+                    "url": mcp_fixture_servers.healthy.url,
+                    "command": None,
+                    "args": [],
+                    "env": [],
+                    "headers": [],
+                    "scope": "internal",
+                    "toolFilter": {"include": [], "exclude": ["fail", "slow"]},
+                    "health": "Healthy",
+                    "tools": ["add", "echo", "get_pod_status"],
+                    "description": None,
+                },
+            ],
+        }
+
+        # The Deployment: one projected volume with every referenced key, mounted in every container,
+        # everything else kept.
+        def wired() -> Any:
+            template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
+            return (
+                template
+                if "ai-ops.dev/secret-refs-checksum" in template["metadata"].get("annotations", {})
+                else None
+            )
+
+        template = await eventually(wired, "Deployment wired")
+        assert template["metadata"]["annotations"]["keep"] == "me"
+        assert template["metadata"]["labels"] == {"app": "chat"}
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+        assert volumes["ai-ops-secrets"]["projected"]["sources"] == [
+            {
+                "secret": {
+                    "name": "mcp-token",
+                    "items": [{"key": "authorization", "path": "mcp-token/authorization"}],
+                    "optional": True,
+                }
+            },
+            {
+                "secret": {
+                    "name": "openai-key",
+                    "items": [{"key": "api-key", "path": "openai-key/api-key"}],
+                    "optional": True,
+                }
+            },
+        ]
+        mount = {"name": "ai-ops-secrets", "mountPath": "/var/run/secrets/ai-ops", "readOnly": True}
+        chat, sidecar = template["spec"]["containers"]
+        assert chat["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, mount]
+        assert sidecar["volumeMounts"] == [mount]
+
+    # No Secret value in any ConfigMap, status, event or log line.
+    scanned = json.dumps(
+        [
+            *k8s_emulator.list("v1", "configmaps", NS),
+            *k8s_emulator.list("v1", "events", NS),
+            *k8s_emulator.list("apps/v1", "deployments", NS),
+            *(
+                obj.get("status")
+                for plural in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers")
+                for obj in k8s_emulator.list(AI, plural, NS)
+            ),
+        ]
+    )
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    for value in (API_KEY_VALUE, auth.token):
+        assert value not in scanned
+        assert value not in logs
+    assert "ConfigMap default/ai-ops-agent-config created" in logs  # the log capture works
+
+
+async def test_missing_secret_then_created_flips_dependents_without_touching_them(k8s_emulator: Any) -> None:
+    k8s_emulator.create(provider())
+    k8s_emulator.create(model("gpt-4o"))
+    async with running_operator(k8s_emulator):
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        assert (
+            condition(k8s_emulator, "llmproviders", "openai", "SecretRefValidated")["reason"]
+            == "SecretNotFound"
+        )
+        assert condition(k8s_emulator, "llmmodels", "gpt-4o")["reason"] == "ProviderNotReady"
+        await eventually(
+            lambda: ("Warning", "SecretNotFound") in events_for(k8s_emulator, "openai"),
+            "event Warning SecretNotFound",
+        )
+        assert agent_config(k8s_emulator).models == ()
+        before = k8s_emulator.get(AI, "llmmodels", NS, "gpt-4o")
+
+        k8s_emulator.create(secret("openai-key", {"wrong-key": "x"}))
+        await eventually(
+            lambda: (
+                condition(k8s_emulator, "llmproviders", "openai", "SecretRefValidated").get("reason")
+                == "SecretKeyNotFound"
+            ),
+            "key missing",
+        )
+        k8s_emulator.patch(
+            "v1", "secrets", NS, "openai-key", {"data": {"api-key": base64.b64encode(b"v").decode()}}
+        )
+        await eventually(lambda: is_ready(k8s_emulator, "llmmodels", "gpt-4o"), "model ready")
+        await eventually(
+            lambda: [m.name for m in agent_config(k8s_emulator).models] == ["gpt-4o"], "in ConfigMap"
+        )
+        after = k8s_emulator.get(AI, "llmmodels", NS, "gpt-4o")
+        assert (
+            after["spec"] == before["spec"]
+            and after["metadata"]["generation"] == before["metadata"]["generation"]
+        )
+        assert after["metadata"].get("annotations") == before["metadata"].get("annotations")
+        assert after["metadata"].get("finalizers") is None
+        # lastTransitionTime moved with the status, and an event told so.
+        await eventually(
+            lambda: ("Normal", "Ready") in events_for(k8s_emulator, "gpt-4o"), "event Normal Ready"
+        )
+
+
+async def test_dangling_references_then_fixed(k8s_emulator: Any) -> None:
+    k8s_emulator.create(model("gpt-4o", provider_name="later"))
+    k8s_emulator.create(middleware("limit", "ghost", "model_call_limit", {"runLimit": 5}))
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: (
+                condition(k8s_emulator, "llmmodels", "gpt-4o", "ProviderRefValidated").get("reason")
+                == "ProviderNotFound"
+            ),
+            "provider not found",
+        )
+        await eventually(
+            lambda: (
+                condition(k8s_emulator, "llmmiddlewares", "limit", "ModelRefValidated").get("reason")
+                == "ModelNotFound"
+            ),
+            "model not found",
+        )
+        assert is_ready(k8s_emulator, "llmmiddlewares", "limit", "False", "ModelNotFound")
+
+        k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE}))
+        k8s_emulator.create(provider("later"))
+        k8s_emulator.create(model("ghost", provider_name="later"))
+        await eventually(lambda: is_ready(k8s_emulator, "llmmodels", "gpt-4o"), "model ready")
+        await eventually(lambda: is_ready(k8s_emulator, "llmmiddlewares", "limit"), "middleware ready")
+        config = await eventually(
+            lambda: (c := agent_config(k8s_emulator)) and len(c.models) == 2 and c,
+            "both models in the ConfigMap",
+        )
+        assert [mw.name for mw in config.model_by_name("ghost").middleware] == ["limit"]
+
+
+async def test_default_conflict_oldest_wins_with_a_warning(k8s_emulator: Any) -> None:
+    k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE}))
+    k8s_emulator.create(provider())
+    k8s_emulator.create(model("first", default=True))
+    await asyncio.sleep(1.1)  # creationTimestamp has one-second resolution
+    k8s_emulator.create(model("second", default=True))
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: (
+                condition(k8s_emulator, "llmmodels", "second", "Default").get("reason") == "DefaultConflict"
+            ),
+            "conflict reported",
+        )
+
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        assert condition(k8s_emulator, "llmmodels", "first", "Default")["status"] == "True"
+        assert "'first' is older" in condition(k8s_emulator, "llmmodels", "second", "Default")["message"]
+        assert is_ready(k8s_emulator, "llmmodels", "second")  # still usable, just not the default
+        await eventually(
+            lambda: ("Warning", "DefaultConflict") in events_for(k8s_emulator, "second"), "warning event"
+        )
+        assert agent_config(k8s_emulator).default_model == "first"
+
+
+async def test_invalid_middleware_configs_name_the_field(k8s_emulator: Any) -> None:
+    k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE}))
+    k8s_emulator.create(provider())
+    k8s_emulator.create(model("gpt-4o"))
+    k8s_emulator.create(middleware("retry", "gpt-4o", "model_retry", {"maxRetries": -1}))
+    k8s_emulator.create(middleware("cache", "gpt-4o", "cache", {"ttlSeconds": 0, "bogus": 1}))
+    k8s_emulator.create(middleware("fallback", "gpt-4o", "model_fallback", {"models": ["nope"]}))
+    k8s_emulator.create(middleware("plugin", "gpt-4o", "custom", {"entryPoint": "not-installed"}))
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: condition(k8s_emulator, "llmmiddlewares", "plugin", "ConfigValid"), "evaluated"
+        )
+
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        retry = condition(k8s_emulator, "llmmiddlewares", "retry", "ConfigValid")
+        assert (retry["status"], retry["reason"]) == ("False", "InvalidConfig")
+        assert "config.maxRetries" in retry["message"]
+        cache = condition(k8s_emulator, "llmmiddlewares", "cache", "ConfigValid")
+        assert "config.ttlSeconds" in cache["message"] and "config.bogus" in cache["message"]
+        assert (
+            condition(k8s_emulator, "llmmiddlewares", "fallback", "ConfigValid")["reason"]
+            == "ReferencedModelNotFound"
+        )
+        assert (
+            condition(k8s_emulator, "llmmiddlewares", "plugin", "ConfigValid")["reason"]
+            == "EntryPointNotFound"
+        )
+        await eventually(
+            lambda: ("Warning", "InvalidConfig") in events_for(k8s_emulator, "retry"),
+            "event Warning InvalidConfig",
+        )
+        # Not critical: the model stays usable, without the broken middleware.
+        assert is_ready(k8s_emulator, "llmmodels", "gpt-4o")
+        config = await eventually(lambda: agent_config(k8s_emulator), "ConfigMap")
+        assert config.model_by_name("gpt-4o").middleware == ()
+
+
+async def test_mcp_server_stopped_turns_unhealthy_and_comes_back(
+    k8s_emulator: Any, mcp_fixture_servers: Any
+) -> None:
+    server = mcp_fixture_servers.restartable
+    check = {"intervalSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2}
+    k8s_emulator.create(mcpserver("flaky", server.url, healthCheck=check))
+    async with running_operator(k8s_emulator):
+        await eventually(lambda: server_names(k8s_emulator) == ["flaky"], "healthy server in the ConfigMap")
+        server.stop()
+        try:
+            await eventually(
+                lambda: status_of(k8s_emulator, "mcpservers", "flaky").get("health") == "Unhealthy",
+                "Unhealthy",
+                30,
+            )
+            status = status_of(k8s_emulator, "mcpservers", "flaky")
+            assert status["consecutiveFailures"] == 2
+            assert is_ready(k8s_emulator, "mcpservers", "flaky", "False", "Unhealthy")
+            assert "connection failed" in condition(k8s_emulator, "mcpservers", "flaky")["message"]
+            await eventually(lambda: server_names(k8s_emulator) == [], "gone from the ConfigMap")
+            await eventually(
+                lambda: ("Warning", "Unhealthy") in events_for(k8s_emulator, "flaky"),
+                "event Warning Unhealthy",
+            )
+        finally:
+            server.start()
+        await eventually(lambda: server_names(k8s_emulator) == ["flaky"], "back in the ConfigMap", 30)
+        assert status_of(k8s_emulator, "mcpservers", "flaky")["consecutiveFailures"] == 0
+        await eventually(
+            lambda: ("Normal", "HealthChanged") in events_for(k8s_emulator, "flaky"),
+            "event Normal HealthChanged",
+        )
+
+
+async def test_bearer_server_unauthenticated_then_healthy_with_the_header_secret(
+    k8s_emulator: Any, mcp_fixture_servers: Any
+) -> None:
+    auth = mcp_fixture_servers.auth
+    k8s_emulator.create(mcpserver("secured", auth.url))
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: status_of(k8s_emulator, "mcpservers", "secured").get("health") == "Unauthenticated",
+            "Unauthenticated",
+        )
+        ready = condition(k8s_emulator, "mcpservers", "secured")
+        assert (ready["status"], ready["reason"]) == ("False", "Unauthenticated")
+        assert "no headers are configured" in ready["message"]
+        assert server_names(k8s_emulator) == []
+
+        header = {
+            "name": "Authorization",
+            "valueFrom": {"secretKeyRef": {"name": "mcp-token", "key": "authorization"}},
+        }
+        k8s_emulator.patch(AI, "mcpservers", NS, "secured", {"spec": {"headers": [header]}})
+        await eventually(
+            lambda: (
+                condition(k8s_emulator, "mcpservers", "secured", "Accepted").get("reason") == "SecretNotFound"
+            ),
+            "header Secret missing",
+        )
+        k8s_emulator.create(secret("mcp-token", {"authorization": f"Bearer {auth.token}"}))
+        await eventually(
+            lambda: status_of(k8s_emulator, "mcpservers", "secured").get("health") == "Healthy", "Healthy"
+        )
+        await eventually(lambda: server_names(k8s_emulator) == ["secured"], "in the ConfigMap")
+        assert status_of(k8s_emulator, "mcpservers", "secured")["observedGeneration"] == 2
+
+
+async def test_hanging_server_is_cut_at_the_deadline(k8s_emulator: Any, mcp_fixture_servers: Any) -> None:
+    check = {"intervalSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 1}
+    k8s_emulator.create(mcpserver("hangs", mcp_fixture_servers.hanging.url, healthCheck=check))
+    k8s_emulator.create(mcpserver("fine", mcp_fixture_servers.healthy.url, healthCheck=check))
+    async with running_operator(k8s_emulator):
+        await eventually(
+            lambda: status_of(k8s_emulator, "mcpservers", "hangs").get("health") == "Unhealthy", "cut"
+        )
+        status = status_of(k8s_emulator, "mcpservers", "hangs")
+        assert "within the timeout (1 s)" in condition(k8s_emulator, "mcpservers", "hangs")["message"]
+        # It waited for the whole deadline, and no longer than a fraction of the interval.
+        assert 1000 <= status["lastProbeLatencyMs"] < 5000
+        await eventually(lambda: server_names(k8s_emulator) == ["fine"], "only the healthy one is used")
+
+
+async def test_stdio_maintenance_refused_urls_and_no_deployment(
+    k8s_emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ai_ops.operator")
+    k8s_emulator.create(mcpserver("metadata", "http://169.254.169.254/mcp"))
+    k8s_emulator.create(
+        {
+            "apiVersion": AI,
+            "kind": "MCPServer",
+            "metadata": meta("local"),
+            "spec": {"transport": "stdio", "command": "mcp-x"},
+        }
+    )
+    k8s_emulator.create(mcpserver("parked", "http://mcp.example.com/mcp", maintenance=True))
+    async with running_operator(k8s_emulator):
+        await eventually(lambda: server_names(k8s_emulator) == ["local"], "only the stdio server is usable")
+
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        refused = condition(k8s_emulator, "mcpservers", "metadata", "Accepted")
+        assert (refused["status"], refused["reason"]) == ("False", "URLNotAllowed")
+        assert "metadata" in refused["message"]
+        assert status_of(k8s_emulator, "mcpservers", "local")["health"] == "NotProbed"
+        assert status_of(k8s_emulator, "mcpservers", "parked")["health"] == "Maintenance"
+        assert is_ready(k8s_emulator, "mcpservers", "parked", "False", "Maintenance")
+        # More passes, one log line about the missing Deployment.
+        k8s_emulator.patch(AI, "mcpservers", NS, "parked", {"spec": {"description": "later"}})
+        await eventually(
+            lambda: status_of(k8s_emulator, "mcpservers", "parked").get("observedGeneration") == 2, "seen"
+        )
+    lines = [r for r in caplog.records if "nothing consumes it" in r.getMessage()]
+    assert len(lines) == 1
+
+
+async def test_restart_converges_with_no_extra_writes(k8s_emulator: Any, mcp_fixture_servers: Any) -> None:
+    k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE}))
+    k8s_emulator.create(chat_deployment())
     k8s_emulator.create(provider())
     k8s_emulator.create(model("gpt-4o", default=True))
-    async with running_operator(k8s_emulator):
-        await eventually(lambda: condition(k8s_emulator, "llmmodels", "gpt-4o").get("status") == "True", "model ready")
-        config = await eventually(lambda: agent_config(k8s_emulator), "configmap")
-        print(config.to_json())
+    k8s_emulator.create(middleware("retry", "gpt-4o", "model_retry", {}))
+    k8s_emulator.create(model("broken", provider_name="missing"))
+    k8s_emulator.create(mcpserver("tools", mcp_fixture_servers.healthy.url))
+    async with running_operator(k8s_emulator) as first:
+        await eventually(lambda: server_names(k8s_emulator) == ["tools"], "converged")
+        await eventually(
+            lambda: (
+                "ai-ops.dev/secret-refs-checksum"
+                in str(k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat"))
+            ),
+            "wired",
+        )
+        await eventually(lambda: first.reconciler.idle, "settled")
+        checksum = k8s_emulator.get("v1", "configmaps", NS, CM)["metadata"]["annotations"][
+            "ai-ops.dev/checksum"
+        ]
+    before = versions(k8s_emulator)
+    async with running_operator(k8s_emulator) as second:
+        # One full pass over the namespace and one probe of the server, both finished.
+        await eventually(
+            lambda: second.reconciler.passes >= 1 and second.prober.probes_done >= 1, "second run active"
+        )
+        await eventually(lambda: second.reconciler.idle, "second run settled")
+    assert versions(k8s_emulator) == before
+    assert (
+        k8s_emulator.get("v1", "configmaps", NS, CM)["metadata"]["annotations"]["ai-ops.dev/checksum"]
+        == checksum
+    )
