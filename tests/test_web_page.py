@@ -13,6 +13,7 @@ import contextlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from chat_service.agent_config import AgentConfig, MCPServerEntry, ModelEntry, ProviderEntry
+from chat_service.agent_config import AgentConfig, MCPServerEntry, ModelEntry, ProviderEntry, SecretRef
 from tests.harness.fake_llm import Reply
 from tests.harness.mcp_fixture_server import pod_status_text
 from tests.harness.ports import bound_socket, free_port
@@ -123,7 +124,8 @@ def fake_model(name: str, model: str, base_url: str, *, default: bool = False) -
 def chat_url(
     tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, mcp_fixture_servers: McpFixtureServers
 ) -> Iterator[str]:
-    """The chat service: two models on the fake LLM, one on a closed port, the healthy MCP server."""
+    """The chat service: two models on the fake LLM, one on a closed port, one without its API key, and the
+    healthy MCP server."""
     closed_port = free_port()  # nothing listens there: the "no LLM reachable" case
     config = AgentConfig(
         namespace="web-test",
@@ -132,6 +134,13 @@ def chat_url(
             fake_model("fast", "fake-fast", fake_llm.base_url, default=True),
             fake_model("careful", "fake-careful", fake_llm.base_url),
             fake_model("offline", "fake-offline", f"http://127.0.0.1:{closed_port}/v1"),
+            # Its API key is in no Secret: the service reports it unavailable.
+            ModelEntry(
+                name="keyless",
+                model="gpt-4o",
+                provider=ProviderEntry(name="openai", type="openai"),
+                api_key_secret_ref=SecretRef(name="no-such-secret", key="api-key"),
+            ),
         ),
         mcp_servers=(
             MCPServerEntry(
@@ -338,6 +347,7 @@ def test_model_picker(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> Non
         "fast",
         "careful",
         "offline",
+        "keyless",
     ]
     assert picker.input_value() == "fast"  # the default, preselected
     assert page.locator("label[for=model-select]").inner_text() == "Model"
@@ -389,6 +399,39 @@ def test_stop_ends_a_reply_in_progress(page: Page, chat_url: str, fresh_fake_llm
     turn = wait_for_reply(page)
     assert turn.locator(".error").inner_text() == "Stopped."
     assert page.locator("#send-button").is_visible() and stop.is_hidden()
+
+
+@pytest.mark.browser
+def test_unusable_model_is_explained(page: Page, chat_url: str) -> None:
+    # The service finds out in the background after start; wait until it reports the model unusable.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = httpx.get(chat_url + "api/status", timeout=10).json()
+        if any(m["name"] == "keyless" and m["available"] is False for m in status["models"]):
+            break
+        time.sleep(0.1)
+    page.goto(chat_url)
+    page.wait_for_function("!document.getElementById('model-select').disabled")
+    page.locator("#status-panel summary").click()
+    listed = page.locator("#status-body li", has_text="gpt-4o · openai")
+    assert "unavailable: model 'keyless': API key unavailable" in listed.inner_text()
+    banner = page.locator("#banner")
+    assert banner.is_hidden()  # the default model is fine
+
+    page.locator("#model-select").select_option("keyless")
+    text = page.locator("#banner-text").inner_text()
+    assert text.startswith("The model keyless cannot be used right now:")
+    assert "API key unavailable" in text and "Pick another model" in text
+    send(page, "hello")
+    turn = wait_for_reply(page)
+    assert (
+        turn.locator(".error")
+        .inner_text()
+        .startswith("No reply: the selected model cannot be used right now")
+    )
+
+    page.locator("#model-select").select_option("fast")
+    assert banner.is_hidden()
 
 
 @pytest.mark.browser

@@ -40,6 +40,8 @@
     models: [],
     streaming: null, // AbortController of the turn in flight
     authRequired: false,
+    statusModels: [], // models as GET api/status reports them (with availability)
+    bannerKind: null,
   };
 
   // ---------------------------------------------------------------- storage (private mode may refuse it)
@@ -238,6 +240,7 @@
             text: "The selected model cannot be used right now" + detail + ". See Service status at the bottom.",
             short: "the selected model cannot be used right now",
             banner: true,
+            kind: "model", // picking a usable model clears it
           };
         }
         return {
@@ -263,7 +266,9 @@
     return info.banner && info.short ? "No reply: " + info.short + ". See the notice at the top." : info.text;
   }
 
-  function showBanner(text, action) {
+  /** `kind` names what the banner is about, so only that can clear it (see checkSelectedModel). */
+  function showBanner(text, action, kind) {
+    state.bannerKind = kind || null;
     ui.bannerText.textContent = text;
     ui.banner.hidden = false;
     if (action) {
@@ -277,6 +282,7 @@
   }
 
   function clearBanner() {
+    state.bannerKind = null;
     ui.banner.hidden = true;
     ui.bannerText.textContent = "";
     ui.bannerAction.hidden = true;
@@ -330,7 +336,7 @@
   function report(err) {
     const info = explain(err);
     if (info.auth) askForToken();
-    else if (info.banner) showBanner(info.text);
+    else if (info.banner) showBanner(info.text, null, info.kind);
     return info;
   }
 
@@ -378,6 +384,7 @@
     const chosen = state.models.find((m) => m.name === ui.modelSelect.value);
     // Remember an explicit choice only when it is not simply the default.
     save(STORAGE.model, chosen && !chosen.default ? chosen.name : null);
+    checkSelectedModel();
   });
 
   function statusList(items) {
@@ -452,14 +459,23 @@
       parts.push(statusList(warnings));
     }
     ui.statusBody.replaceChildren(...parts);
-    // A model that cannot be built (missing API key, missing extra) is worth a banner, not a footnote.
-    const unavailable = models.filter((m) => m.available === false);
-    if (unavailable.length && unavailable.length === models.length) {
+    state.statusModels = models;
+    checkSelectedModel();
+  }
+
+  /** A selected model the service cannot use (missing API key, missing extra) is worth a banner. */
+  function checkSelectedModel() {
+    const model = state.statusModels.find((m) => m.name === ui.modelSelect.value);
+    if (model && model.available === false) {
+      const others = state.statusModels.some((m) => m.available !== false);
       showBanner(
-        "No model can be used right now: " +
-          unavailable.map((m) => m.name + " (" + (m.unavailable_reason || "unknown reason") + ")").join("; ") +
-          ". See Service status below.",
+        "The model " + model.name + " cannot be used right now: " + (model.unavailable_reason || "unknown reason") +
+          "." + (others ? " Pick another model in the Model list." : ""),
+        null,
+        "model",
       );
+    } else if (state.bannerKind === "model") {
+      clearBanner();
     }
   }
 
