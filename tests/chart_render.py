@@ -6,6 +6,7 @@ Rendering checks `values.schema.json` first, exactly like `helm install`, so a b
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,22 @@ class Rendered:
 
     templates: dict[str, str]
     objects: list[tuple[str, dict[str, Any]]]
+
+    @property
+    def register_entries(self) -> list[dict[str, Any]]:
+        """What the register hook Job creates through the API: [{"plural", "mode", "object"}]."""
+        for configmap in self.of_kind("ConfigMap"):
+            if configmap["metadata"]["labels"].get("app.kubernetes.io/component") == "register":
+                entries: list[dict[str, Any]] = json.loads(configmap["data"]["objects.json"])
+                return entries
+        return []
+
+    def registered(self, kind: str) -> list[dict[str, Any]]:
+        return [e["object"] for e in self.register_entries if e["object"]["kind"] == kind]
+
+    def get_registered(self, kind: str, name: str) -> dict[str, Any]:
+        (found,) = [obj for obj in self.registered(kind) if obj["metadata"]["name"] == name]
+        return found
 
     @property
     def notes(self) -> str:

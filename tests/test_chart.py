@@ -137,24 +137,44 @@ def test_every_builtin_object_is_valid_for_oldest_and_newest_kubernetes(renders:
 
 
 def test_only_known_custom_kinds_are_rendered(rendered: Rendered):
+    # Custom resources of the release's own CRDs cannot be manifests (Helm would fail a first install):
+    # the register Job creates them.
     custom = {(obj["apiVersion"], obj["kind"]) for _, obj in rendered.objects if not _is_builtin(obj)}
-    assert custom <= {
-        ("ai-ops.dev/v1alpha1", "MCPServer"),
-        ("kopf.dev/v1", "ClusterKopfPeering"),
-        ("kopf.dev/v1", "KopfPeering"),
-        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    assert custom <= {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def test_register_job_creates_valid_objects_as_a_hook(rendered: Rendered):
+    entries = rendered.register_entries
+    plurals = {
+        "MCPServer": "mcpservers",
+        "KopfPeering": "kopfpeerings",
+        "ClusterKopfPeering": "clusterkopfpeerings",
     }
-
-
-def test_custom_resources_of_our_crds_are_valid_hooks(rendered: Rendered):
-    for _, obj in rendered.objects:
-        if obj["apiVersion"].startswith("ai-ops.dev/"):
-            assert validate_resource(obj) == [], obj["metadata"]["name"]
-        if obj["apiVersion"].startswith(("ai-ops.dev/", "kopf.dev/")):
-            # Helm resolves ordinary manifests before creating any: a custom resource of a CRD installed by
-            # the same release must be a hook or a first install fails.
-            hooks = obj["metadata"].get("annotations", {}).get("helm.sh/hook", "")
-            assert set(hooks.split(",")) == {"post-install", "post-upgrade"}, obj["metadata"]["name"]
+    for entry in entries:
+        obj = entry["object"]
+        assert entry["plural"] == plurals[obj["kind"]]
+        if obj["kind"] == "MCPServer":
+            assert entry["mode"] == "replace" and validate_resource(obj) == [], obj["metadata"]["name"]
+        else:
+            assert entry["mode"] == "create"  # never replace a peering object: kopf keeps its peers in it
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    register = [o for _, o in rendered.objects if o["metadata"]["name"] == f"{RELEASE}-register"]
+    if not entries:
+        assert register == []
+        return
+    assert {o["kind"] for o in register} >= {"ConfigMap", "ServiceAccount", "Job"}
+    for obj in register:
+        annotations = obj["metadata"]["annotations"]
+        assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    configmap = rendered.get("ConfigMap", f"{RELEASE}-register")
+    assert configmap["data"]["register.py"] == (CHART_DIR / "files" / "register.py").read_text().rstrip("\n")
+    # Its roles: only the kinds it registers, in the namespaces it registers them in.
+    for role in [o for o in register if o["kind"] in ("Role", "ClusterRole")]:
+        namespace = role["metadata"].get("namespace")
+        wanted = {e["plural"] for e in entries if e["object"]["metadata"].get("namespace") == namespace}
+        assert {r for rule in role["rules"] for r in rule["resources"]} == wanted
+        assert all("delete" not in rule["verbs"] and "list" not in rule["verbs"] for rule in role["rules"])
 
 
 def test_names_fit_kubernetes_limits(rendered: Rendered):
@@ -306,9 +326,12 @@ def test_namespace_scope_uses_roles_in_watched_namespaces_only(renders: dict[str
     operator = rendered.get("Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
     assert env_value(operator, "operator", "AI_OPS_WATCH_NAMESPACES") == f"{NAMESPACE},team-a"
     # One KopfPeering per watched namespace (kopf peers per namespace when not cluster-wide).
-    peerings = rendered.of_kind("KopfPeering")
+    peerings = rendered.registered("KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == sorted([NAMESPACE, "team-a"])
-    assert rendered.of_kind("ClusterKopfPeering") == []
+    assert rendered.registered("ClusterKopfPeering") == []
+    # ... and the register Job may create them there with a Role each, no ClusterRole.
+    register_roles = [r for r in rendered.of_kind("Role") if r["metadata"]["name"] == f"{RELEASE}-register"]
+    assert sorted(r["metadata"]["namespace"] for r in register_roles) == sorted([NAMESPACE, "team-a"])
 
 
 def test_kubernetes_mcp_server_is_read_only_and_never_sees_secrets(renders: dict[str, Rendered]):
@@ -366,7 +389,7 @@ def test_cluster_scope_watches_every_namespace_with_cluster_peering(renders: dic
     operator = rendered.get("Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
     assert env_value(operator, "operator", "AI_OPS_WATCH_NAMESPACES") == "*"
     assert env_value(operator, "operator", "AI_OPS_PEERING_NAME") == RELEASE
-    assert rendered.get("ClusterKopfPeering", RELEASE)
+    assert rendered.get_registered("ClusterKopfPeering", RELEASE)
     assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= rendered.names(
         "CustomResourceDefinition"
     )
@@ -378,7 +401,7 @@ def test_peering_off_refuses_more_than_one_operator(chart: helm.Chart):
     rendered = render(chart, VALUE_SETS["mcp-off"])
     operator = rendered.get("Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
     assert env_value(operator, "operator", "AI_OPS_PEERING_NAME") == ""
-    assert rendered.of_kind("ClusterKopfPeering") == []
+    assert rendered.register_entries == []
 
 
 # --- the chat, its auth and Redis -------------------------------------------------------------------
@@ -522,7 +545,7 @@ def test_bundled_mcp_servers_are_registered(renders: dict[str, Rendered]):
         assert container["args"][2:8] == ["--host", "0.0.0.0", "--port", str(port), "--path", "/mcp"]
         service = rendered.get("Service", name)
         assert service["spec"]["ports"][0]["port"] == port
-        resource = rendered.get("MCPServer", name)
+        resource = rendered.get_registered("MCPServer", name)
         assert resource["spec"]["url"] == f"http://{name}.{NAMESPACE}.svc:{port}/mcp"
         assert resource["spec"]["transport"] == "streamable_http"
     netops_bindings = [

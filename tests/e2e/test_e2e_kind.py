@@ -309,7 +309,7 @@ def test_upgrade_keeps_secrets_and_the_operator_wiring(cluster: Cluster):
     chat = cluster.get("deployment", CHAT)
     assert chat["status"].get("readyReplicas") == 2
     assert any(v["name"] == "ai-ops-secrets" for v in chat["spec"]["template"]["spec"]["volumes"])
-    # The CRDs and the resources survived; the hooks re-created the bundled MCPServers.
+    # The CRDs and the resources survived; the register Job updated the bundled MCPServers.
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "mcpserver/e2e-echo",
                     f"mcpserver/{RELEASE}-mcp-netops")  # fmt: skip
     # Two operator replicas: both join the peering object (kopf lets one of them work).
@@ -335,7 +335,7 @@ def test_uninstall_is_clean(cluster: Cluster):
         "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name",
     ).stdout.split()  # fmt: skip
     assert leftovers == []
-    # Kept on purpose (docs/helm.md): the CRDs, and the hook-made objects until removed by hand.
+    # Kept on purpose (docs/helm.md): the CRDs, and the register Job's objects until removed by hand.
     for crd in KINDS:
         assert cluster.exists("crd", f"{crd}.{GROUP}")
     # Deleting resources does not hang without the operator (no stray finalizers).

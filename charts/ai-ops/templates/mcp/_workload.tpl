@@ -1,6 +1,6 @@
 {{/*
 A bundled MCP server: ServiceAccount, Deployment and Service. include with
-(dict "ctx" $ "server" "kubernetes"|"netops" "fullname" NAME "serviceAccount" NAME "automountToken" BOOL "args" LIST "env" LIST)
+(dict "ctx" $ "server" "kubernetes"|"netops" "fullname" NAME "serviceAccount" NAME "automountToken" BOOL "env" LIST)
 */}}
 {{- define "ai-ops.mcp.workload" -}}
 {{- $ := .ctx }}
@@ -117,27 +117,19 @@ spec:
       port: {{ $cfg.port }}
       targetPort: mcp
       protocol: TCP
-{{- if $cfg.mcpServer.create }}
----
-# Registers the server with ai-ops. A hook: on a first install the MCPServer kind (a CRD of this same
-# release) does not exist yet when Helm resolves the release's ordinary manifests.
-apiVersion: ai-ops.dev/v1alpha1
-kind: MCPServer
-metadata:
-  name: {{ .fullname }}
-  namespace: {{ $.Release.Namespace }}
-  labels:
-    {{- include "ai-ops.componentLabels" (dict "ctx" $ "component" $component) | nindent 4 }}
-  annotations:
-    helm.sh/hook: post-install,post-upgrade
-    helm.sh/hook-delete-policy: before-hook-creation
-spec:
-  transport: streamable_http
-  url: {{ printf "http://%s.%s.svc:%d%s" .fullname $.Release.Namespace (int $cfg.port) $cfg.path | quote }}
-  description: {{ .description | quote }}
-  scope: internal
-  healthCheck:
-    intervalSeconds: {{ $cfg.mcpServer.intervalSeconds }}
-    path: /healthz
 {{- end }}
+
+{{/* The MCPServer registering a bundled server (created by the register Job, see register.yaml).
+     include with (dict "ctx" $ "server" NAME "fullname" NAME "description" TEXT); prints JSON. */}}
+{{- define "ai-ops.mcp.mcpServer" -}}
+{{- $ := .ctx }}
+{{- $cfg := index $.Values.mcpServers .server }}
+{{- $labels := include "ai-ops.componentLabels" (dict "ctx" $ "component" (printf "mcp-%s" .server)) | fromYaml }}
+{{- $spec := dict
+  "transport" "streamable_http"
+  "url" (printf "http://%s.%s.svc:%d%s" .fullname $.Release.Namespace (int $cfg.port) $cfg.path)
+  "description" .description
+  "scope" "internal"
+  "healthCheck" (dict "intervalSeconds" (int $cfg.mcpServer.intervalSeconds) "path" "/healthz") }}
+{{- dict "apiVersion" "ai-ops.dev/v1alpha1" "kind" "MCPServer" "metadata" (dict "name" .fullname "namespace" $.Release.Namespace "labels" $labels) "spec" $spec | toJson }}
 {{- end }}
