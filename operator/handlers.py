@@ -58,7 +58,6 @@ from ai_ops_operator.specs import (
     VERSION,
     HealthState,
     MCPServerSpec,
-    MCPTransport,
 )
 from ai_ops_operator.translator import (
     ACCEPTED,
@@ -68,6 +67,7 @@ from ai_ops_operator.translator import (
     Snapshot,
     Verdict,
     evaluate,
+    probeable_servers,
     referenced_secret_keys,
     server_health_state,
     translate,
@@ -431,19 +431,9 @@ class Reconciler:
     def _sync_prober(
         self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]
     ) -> None:
-        probeable: dict[str, tuple[MCPServerSpec, Mapping[str, Any]]] = {}
-        for name, verdict in evaluation.mcpservers.items():
-            spec: MCPServerSpec | None = verdict.spec
-            accepted = verdict.condition(ACCEPTED)
-            if (
-                spec is not None
-                and accepted is not None
-                and accepted.status == TRUE
-                and not spec.maintenance
-                and spec.transport != MCPTransport.STDIO
-                and spec.health_check.enabled
-            ):
-                probeable[name] = (spec, self._status(servers[name]))
+        probeable = {
+            name: (spec, self._status(servers[name])) for name, spec in probeable_servers(evaluation).items()
+        }
         self.runtime.prober.sync(namespace, probeable)
 
     def _desired_status(

@@ -251,3 +251,24 @@ async def resolve_headers(
             return {}, f"header {header.name}: Secret {ref.name!r} key {ref.key!r} could not be read"
         headers[header.name] = value
     return headers, None
+
+
+async def probe_once(
+    servers: dict[str, MCPServerSpec], allow_loopback: bool = False, concurrency: int = 20
+) -> dict[str, ProbeResult]:
+    """Probe each server once, concurrently (``ai-ops render --probe``). Only inline header values are
+    sent: Secret values are not available without a cluster."""
+    http = SharedHttp(max_connections=concurrency)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(spec: MCPServerSpec) -> ProbeResult:
+        headers = {h.name: h.value for h in spec.headers or () if h.value is not None}
+        async with slots:
+            return await probe_server(spec, headers, http, allow_loopback)
+
+    try:
+        names = sorted(servers)
+        results = await asyncio.gather(*(one(servers[name]) for name in names))
+        return dict(zip(names, results, strict=True))
+    finally:
+        await http.aclose()

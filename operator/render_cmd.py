@@ -1,18 +1,29 @@
 """``ai-ops render``: manifests in, the agent config the operator would write out.
 
 It runs the operator's own pure code (``translator``) on the manifests. Without a cluster Secret
-references stay references; without ``--probe`` MCP servers are included with health Unknown.
+references stay references; without ``--probe`` MCP servers are included with health Unknown, with
+``--probe`` each is probed once by the operator's probe code and health rules.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
+from ai_ops_operator.health import HealthRecord, next_record
 from ai_ops_operator.manifests import ManifestError, load_manifests
+from ai_ops_operator.probe import probe_once
 from ai_ops_operator.specs import RESOURCES
-from ai_ops_operator.translator import Snapshot, evaluate, translate
+from ai_ops_operator.translator import (
+    Evaluation,
+    ServerHealth,
+    Snapshot,
+    evaluate,
+    probeable_servers,
+    translate,
+)
 
 _KIND_FIELD = {
     "LLMProvider": "providers",
@@ -37,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-loopback",
         action="store_true",
         help="accept MCP servers on loopback addresses (local development)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="probe every included MCP server once (initialize + tools/list) and apply the operator's health "
+        "rules; header values from Secrets are not sent (no cluster)",
     )
 
 
@@ -72,6 +89,22 @@ def build_snapshot(
     return snapshot, problems
 
 
+def _probe_health(
+    evaluation: Evaluation, allow_loopback: bool, problems: list[str]
+) -> dict[str, ServerHealth]:
+    """One probe per server, folded by the operator's health rules (so below failureThreshold a failing
+    server is Unknown, exactly as a new server is in the cluster)."""
+    servers = probeable_servers(evaluation)
+    for name, spec in servers.items():
+        if any(h.value_from is not None for h in spec.headers or ()):
+            problems.append(f"MCPServer/{name}: probed without its header values from Secrets (no cluster)")
+    results = asyncio.run(probe_once(servers, allow_loopback))
+    return {
+        name: next_record(HealthRecord(), result, servers[name].health_check).as_server_health()
+        for name, result in results.items()
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         snapshot, problems = build_snapshot(args.paths, args.namespace, args.allow_loopback)
@@ -79,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ai-ops render: {exc}", file=sys.stderr)
         return 2
     evaluation = evaluate(snapshot)
+    if args.probe:
+        snapshot.health = _probe_health(evaluation, args.allow_loopback, problems)
+        evaluation = evaluate(snapshot)
     for verdict in evaluation.all():
         ready = verdict.condition("Ready")
         if ready is not None and ready.status == "False" and ready.reason != "Maintenance":

@@ -29,7 +29,6 @@ from ai_ops_operator.specs import (
     SecretKeyRef,
 )
 from ai_ops_operator.validation import apply_defaults, validate_resource
-
 from chat_service.agent_config import (
     AgentConfig,
     MCPServerEntry,
@@ -434,6 +433,24 @@ def server_health_state(spec: MCPServerSpec, probed: ServerHealth | None) -> Ser
     if not spec.health_check.enabled:
         return ServerHealth(HealthState.NOT_PROBED, message="health checks are disabled")
     return probed or ServerHealth(HealthState.UNKNOWN, message="not probed yet")
+
+
+def probeable_servers(ev: Evaluation) -> dict[str, MCPServerSpec]:
+    """The MCP servers the probes must reach: valid, accepted, HTTP, not in maintenance, checks enabled."""
+    servers: dict[str, MCPServerSpec] = {}
+    for name, verdict in ev.mcpservers.items():
+        spec: MCPServerSpec | None = verdict.spec
+        accepted = verdict.condition(ACCEPTED)
+        if (
+            spec is not None
+            and accepted is not None
+            and accepted.status == TRUE
+            and not spec.maintenance
+            and spec.transport != MCPTransport.STDIO
+            and spec.health_check.enabled
+        ):
+            servers[name] = spec
+    return servers
 
 
 def evaluate(snap: Snapshot) -> Evaluation:

@@ -148,6 +148,10 @@ def is_ready(emulator: Any, plural: str, name: str, status: str = "True", reason
     return cond.get("status") == status and (reason is None or cond.get("reason") == reason)
 
 
+def health_is(emulator: Any, name: str, health: str) -> bool:
+    return status_of(emulator, "mcpservers", name).get("health") == health
+
+
 def evaluated(emulator: Any) -> bool:
     """Every ai-ops object has conditions for its current generation (the writes of a pass are concurrent)."""
     for plural in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers"):
@@ -231,9 +235,7 @@ async def test_happy_path_conditions_configmap_and_deployment_wiring(
 
         await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
         for name in ("secured", "tools"):
-            await eventually(
-                lambda n=name: status_of(k8s_emulator, "mcpservers", n).get("health") == "Healthy", name
-            )
+            await eventually(lambda: health_is(k8s_emulator, name, "Healthy"), f"{name} Healthy")  # noqa: B023
 
         # Conditions, per kind.
         assert [

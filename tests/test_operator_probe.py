@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,3 +85,44 @@ async def test_loopback_and_link_local_are_refused_at_probe_time(
         await resolve_refusal("http://metadata.google.internal/", allow_loopback=True) or ""
     )
     assert "link-local" in (await resolve_refusal("http://169.254.10.1/", allow_loopback=True) or "")
+
+
+def test_render_probe_applies_the_health_rules(
+    mcp_fixture_servers: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ai_ops_operator.cli import main
+
+    manifest = tmp_path / "servers.yaml"
+    manifest.write_text(
+        f"""
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {{name: up}}
+spec: {{url: "{mcp_fixture_servers.healthy.url}", toolFilter: {{include: ["e*"]}}}}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {{name: locked}}
+spec: {{url: "{mcp_fixture_servers.auth.url}"}}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {{name: down}}
+spec: {{url: "http://127.0.0.1:9/mcp", healthCheck: {{failureThreshold: 1}}}}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {{name: new-and-down}}
+spec: {{url: "http://127.0.0.1:9/mcp"}}
+"""
+    )
+    assert main(["render", str(manifest), "--probe", "--allow-loopback"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert [(s["name"], s["health"], s["tools"]) for s in document["mcpServers"]] == [
+        ("up", "Healthy", ["echo"])
+    ]
+    assert "MCPServer/locked: left out: Unauthenticated" in captured.err
+    assert "MCPServer/down: left out: Unhealthy" in captured.err
+    # One failure below the threshold: a new server stays Unknown, as in the cluster.
+    assert "MCPServer/new-and-down: left out: Unknown" in captured.err

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from ai_ops_operator.conditions import merge_conditions
 from ai_ops_operator.health import (
@@ -14,8 +19,15 @@ from ai_ops_operator.health import (
     record_from_status,
     should_publish,
 )
+from ai_ops_operator.settings import OperatorSettings, SettingsError, add_arguments, resolve
 from ai_ops_operator.specs import HealthCheck, HealthState
 from ai_ops_operator.translator import Cond
+from ai_ops_operator.wiring import (
+    SECRET_REFS_ANNOTATION,
+    SECRETS_VOLUME,
+    deployment_patch,
+    secret_refs_checksum,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHECK = HealthCheck(interval_seconds=30, timeout_seconds=10, failure_threshold=3, success_threshold=1)
@@ -196,3 +208,135 @@ def test_record_from_status_round_trips_what_was_published() -> None:
         T0,
     )
     assert record_from_status({}) is None
+
+
+# --- Deployment wiring ----------------------------------------------------------------------------
+
+TEMPLATE = {
+    "metadata": {"labels": {"app": "chat"}},
+    "spec": {
+        "containers": [
+            {"name": "chat", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]},
+            {"name": "side"},
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    },
+}
+
+
+def apply_ops(template: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply the patch the way the API server would (JSON patch on a Deployment)."""
+    import jsonpatch
+
+    version = next((op["value"] for op in ops if op["op"] == "test"), None)
+    deployment = {"metadata": {"resourceVersion": version}, "spec": {"template": copy.deepcopy(template)}}
+    return jsonpatch.apply_patch(deployment, ops)["spec"]["template"]
+
+
+def test_wiring_adds_one_projected_volume_and_mounts_and_keeps_the_rest() -> None:
+    keys = {("openai", "api-key"), ("mcp", "token"), ("openai", "org")}
+    ops = deployment_patch(TEMPLATE, keys, "7")
+    assert ops is not None and ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    wired = apply_ops(TEMPLATE, ops)
+    assert wired["metadata"]["labels"] == {"app": "chat"}
+    assert wired["metadata"]["annotations"] == {SECRET_REFS_ANNOTATION: secret_refs_checksum(keys)}
+    volumes = wired["spec"]["volumes"]
+    assert volumes[0] == {"name": "tmp", "emptyDir": {}}
+    assert [s["secret"]["name"] for s in volumes[1]["projected"]["sources"]] == ["mcp", "openai"]
+    assert volumes[1]["projected"]["sources"][1]["secret"]["items"] == [
+        {"key": "api-key", "path": "openai/api-key"},
+        {"key": "org", "path": "openai/org"},
+    ]
+    mount = {"name": SECRETS_VOLUME, "mountPath": "/var/run/secrets/ai-ops", "readOnly": True}
+    assert [c.get("volumeMounts") for c in wired["spec"]["containers"]] == [
+        [{"name": "tmp", "mountPath": "/tmp"}, mount],
+        [mount],
+    ]
+    # Wired already: nothing to do, whatever the order of the keys.
+    assert deployment_patch(wired, sorted(keys, reverse=True), "8") is None
+
+
+def test_only_a_change_of_the_key_set_rewires_and_no_keys_unwires() -> None:
+    wired = apply_ops(TEMPLATE, deployment_patch(TEMPLATE, {("a", "k")}, "7") or [])
+    rewired_ops = deployment_patch(wired, {("a", "k"), ("b", "k")}, "8")
+    assert rewired_ops is not None
+    rewired = apply_ops(wired, rewired_ops)
+    assert (
+        rewired["metadata"]["annotations"][SECRET_REFS_ANNOTATION]
+        != wired["metadata"]["annotations"][SECRET_REFS_ANNOTATION]
+    )
+    unwired = apply_ops(rewired, deployment_patch(rewired, set(), "9") or [])
+    assert unwired["spec"]["volumes"] == TEMPLATE["spec"]["volumes"]  # type: ignore[index]
+    assert [c.get("volumeMounts", []) for c in unwired["spec"]["containers"]] == [
+        [{"name": "tmp", "mountPath": "/tmp"}],
+        [],
+    ]
+    assert SECRET_REFS_ANNOTATION not in unwired["metadata"]["annotations"]
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def parse_settings(argv: list[str], env: dict[str, str]) -> OperatorSettings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return resolve(parser.parse_args(argv), env)
+
+
+def test_settings_from_env_and_flags() -> None:
+    env = {
+        "AI_OPS_WATCH_NAMESPACES": "team-a, team-b",
+        "AI_OPS_CONFIGMAP_NAME": "agent",
+        "AI_OPS_CHAT_DEPLOYMENT": "chat",
+        "AI_OPS_PROBE_CONCURRENCY": "7",
+        "AI_OPS_ALLOW_LOOPBACK": "true",
+        "AI_OPS_LIVENESS_ENDPOINT": "http://0.0.0.0:8080/healthz",
+        "AI_OPS_METRICS_PORT": "9090",
+        "AI_OPS_PEERING_NAME": "ai-ops",
+    }
+    settings = parse_settings([], env)
+    assert settings.namespaces == ("team-a", "team-b") and not settings.clusterwide
+    assert (settings.configmap_name, settings.chat_deployment, settings.probe_concurrency) == (
+        "agent",
+        "chat",
+        7,
+    )
+    assert settings.allow_loopback and settings.metrics_port == 9090 and settings.peering_name == "ai-ops"
+    flags = parse_settings(["-n", "x", "--probe-concurrency", "3", "--configmap-name", "cm"], env)
+    assert (flags.namespaces, flags.probe_concurrency, flags.configmap_name) == (("x",), 3, "cm")
+    assert parse_settings([], {"AI_OPS_WATCH_NAMESPACES": "*"}).clusterwide
+    assert parse_settings(["--all-namespaces"], {}).clusterwide
+    assert parse_settings([], {"AI_OPS_NAMESPACE": "ai-ops"}).namespaces == ("ai-ops",)
+    defaults = parse_settings(["-n", "x"], {})
+    assert (defaults.configmap_name, defaults.chat_deployment, defaults.allow_loopback) == (
+        "ai-ops-agent-config",
+        "ai-ops-chat",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        ([], {"AI_OPS_WATCH_NAMESPACES": "Bad_NS"}, "not a valid namespace"),
+        (["-n", "x"], {"AI_OPS_PROBE_CONCURRENCY": "zero"}, "AI_OPS_PROBE_CONCURRENCY"),
+        (["-n", "x"], {"AI_OPS_PROBE_CONCURRENCY": "0"}, "out of range"),
+        (["-n", "x"], {"AI_OPS_ALLOW_LOOPBACK": "maybe"}, "AI_OPS_ALLOW_LOOPBACK"),
+        (["-n", "x"], {"AI_OPS_CONFIGMAP_NAME": "Not OK"}, "AI_OPS_CONFIGMAP_NAME"),
+        (["-n", "x"], {"AI_OPS_LIVENESS_ENDPOINT": "8080"}, "AI_OPS_LIVENESS_ENDPOINT"),
+        (["-n", "x", "--all-namespaces"], {}, "exclude each other"),
+    ],
+)
+def test_wrong_settings_stop_with_a_clear_message(argv: list[str], env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        parse_settings(argv, env)
+
+
+def test_operator_command_refuses_a_wrong_setting_at_start(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ai_ops_operator.cli import main
+
+    monkeypatch.setenv("AI_OPS_PROBE_CONCURRENCY", "lots")
+    assert main(["operator", "--namespace", "x"]) == 2
+    assert "AI_OPS_PROBE_CONCURRENCY" in capsys.readouterr().err
