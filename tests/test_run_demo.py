@@ -22,6 +22,7 @@ import pytest
 
 from chat_service.agent_config import parse_agent_config
 from tests.harness.ports import free_port, port_accepts
+from tests.harness.subprocesses import python_module_command
 
 if TYPE_CHECKING:
     from tests.harness.fake_llm import FakeLLM
@@ -120,7 +121,7 @@ def test_mcp_server_hook(tmp_path: Path) -> None:
     port = free_port()
     server = run_demo.DemoMcpServer(
         "fixture",
-        (sys.executable, "-m", "tests.harness.mcp_fixture_server", "--kind", "healthy", "--port", "{port}"),
+        tuple(python_module_command("tests.harness.mcp_fixture_server", "--kind", "healthy", "--port", "{port}")),
         port=port,
         description="fixture tools",
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.harness.ports import free_port
+from tests.harness.subprocesses import python_module_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # generous: four Python processes import the MCP SDK at once on 2 cores
@@ -62,15 +62,9 @@ class McpFixtureServer:
             env["MCP_FIXTURE_TOKEN"] = self.token
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.harness.mcp_fixture_server",
-                    "--kind",
-                    self.kind,
-                    "--port",
-                    str(self.port),
-                ],
+                python_module_command(
+                    "tests.harness.mcp_fixture_server", "--kind", self.kind, "--port", str(self.port)
+                ),
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
