@@ -97,6 +97,7 @@ ALL_INDICES = (*KIND_INDEX.values(), SECRETS_INDEX, DEPLOYMENT_INDEX, CONFIGMAP_
 EVENT_COMPONENT = "ai-ops-operator"
 MAX_BACKOFF = 60.0
 PEERING_RECHECK = 5.0
+MAX_RANDOM_PRIORITY = 2**20
 
 
 def _now() -> datetime:
@@ -602,11 +603,12 @@ class OperatorRuntime:
         self.identity = (
             f"{os.environ.get('POD_ID') or socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
         )
-        # kopf pauses all peers of equal priority, so replicas of one Deployment draw distinct ones.
+        # kopf pauses all peers of equal priority, so replicas of one Deployment draw distinct ones (up to
+        # MAX_RANDOM_PRIORITY: a developer's AI_OPS_PEERING_PRIORITY above it always wins).
         self.priority = (
             settings.peering_priority
             if settings.peering_priority is not None
-            else random.randint(1, 2**31 - 1)
+            else random.randint(1, MAX_RANDOM_PRIORITY)
         )
         self.indices: Mapping[str, Any] | None = None
         self.http = SharedHttp(max_connections=max(10, settings.probe_concurrency))
