@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "debug":
+        # The SDK logs every stateless request's transport teardown at INFO: noise, not news.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     from mcp_servers.common import serve
 
     server = _build_netops(args) if args.mcp_server == "netops" else _build_kubernetes(args)

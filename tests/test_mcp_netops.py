@@ -549,3 +549,10 @@ async def test_docs_list_every_tool_with_its_arguments() -> None:
         [row] = [line for line in section.splitlines() if line.startswith(f"| `{tool.name}` |")]
         for argument in tool.inputSchema["properties"]:
             assert f"`{argument}`" in row, f"{tool.name}({argument}) is not documented"
+
+
+def test_cli_refuses_a_malformed_allowlist_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    from ai_ops_operator.cli import main
+
+    assert main(["mcp", "netops", "--allow", "10.0.0.0/8,not a host!"]) == 2
+    assert "allowlist entry 'host!' is not a host name" in capsys.readouterr().err
