@@ -763,3 +763,25 @@ def test_connection_problems_are_short() -> None:
     assert connection_problem(refused) == "Connection refused"
     timeout = urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out. (read timeout=30)")  # type: ignore[arg-type]
     assert connection_problem(timeout) == "timed out"
+
+
+async def test_describe_still_explains_when_events_are_forbidden(k8s_emulator: Any) -> None:
+    seed(k8s_emulator)
+    forbidden = {
+        "kind": "Status",
+        "code": 403,
+        "message": 'events is forbidden: User "mcp" cannot list resource "events"',
+    }
+    k8s_emulator.emulator["get /api/v1/namespaces/shop/events"] << 403 << forbidden
+    cluster = connect(kubeconfig=str(k8s_emulator.kubeconfig_path))
+    with ThreadedMcpServer(build_server(cluster, KubernetesSettings())) as server:
+        async with mcp_client(server.url) as client:
+            described = (
+                await client.call("describe_workload", kind="pod", name="web-def34", namespace="shop")
+            ).json()
+            events = await client.call("list_events", namespace="shop")
+    assert described["findings"][0].startswith("container app is crash-looping (7 restarts)")
+    assert described["warning_events"] == []
+    [note] = described["notes"]
+    assert note.startswith("events unavailable: forbidden:") and "list events in namespace shop" in note
+    assert events.is_error and "verb: list, resource: events" in events.text
