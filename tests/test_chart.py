@@ -666,3 +666,29 @@ def test_notes_warn_when_the_release_namespace_is_not_watched(
     assert f'does not watch "{NAMESPACE}"' in rendered.notes
     for name in ("defaults", "namespace-scope"):
         assert "WARNING" not in renders[name].notes
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        "a-very-long-release-name-for-ai-ops-at-the-limit-xx53",  # holds the chart name: fullname = release
+        "a-very-long-release-name-for-the-assistant-at-the-l53",  # fullname = release + "-ai-ops", cut
+    ],
+)
+def test_a_long_release_name_gives_short_distinct_names(chart: helm.Chart, release: str):
+    assert len(release) == 53  # Helm's maximum
+    rendered = render(chart, VALUE_SETS["network-policy"], name=release)
+    seen: set[tuple[str, str | None, str]] = set()
+    for _, obj in rendered.objects:
+        meta = obj["metadata"]
+        assert len(meta["name"]) <= 63 and re.fullmatch(
+            r"[a-z]([-a-z0-9]*[a-z0-9])?", meta["name"].split(".")[0]
+        )
+        key = (obj["kind"], meta.get("namespace"), meta["name"])
+        assert key not in seen, key
+        seen.add(key)
+    names = rendered.names("Deployment")
+    assert {n.rsplit("-", 1)[-1] for n in names} >= {"operator", "chat", "kubernetes", "netops"}
+    operator = rendered.get("Deployment", next(n for n in names if n.endswith("-operator")))
+    chat_name = env_value(operator["spec"]["template"]["spec"], "operator", "AI_OPS_CHAT_DEPLOYMENT")
+    assert chat_name in names

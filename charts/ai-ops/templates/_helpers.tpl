@@ -21,14 +21,22 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Component names: "<fullname>-<component>", cut to 63 characters. */}}
-{{- define "ai-ops.operator.fullname" -}}{{ printf "%s-operator" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end }}
-{{- define "ai-ops.chat.fullname" -}}{{ printf "%s-chat" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end }}
-{{- define "ai-ops.redis.fullname" -}}{{ printf "%s-redis" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end }}
-{{- define "ai-ops.mcpKubernetes.fullname" -}}{{ printf "%s-mcp-kubernetes" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end }}
-{{- define "ai-ops.mcpNetops.fullname" -}}{{ printf "%s-mcp-netops" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end }}
+{{/* "<fullname>-<suffix>" within 63 characters: the fullname is cut, never the suffix, so two
+     components of a long release name never collide. include with (list $ "suffix"). */}}
+{{- define "ai-ops.suffixed" -}}
+{{- $ctx := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $base := include "ai-ops.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{- define "ai-ops.operator.fullname" -}}{{ include "ai-ops.suffixed" (list . "operator") }}{{- end }}
+{{- define "ai-ops.chat.fullname" -}}{{ include "ai-ops.suffixed" (list . "chat") }}{{- end }}
+{{- define "ai-ops.redis.fullname" -}}{{ include "ai-ops.suffixed" (list . "redis") }}{{- end }}
+{{- define "ai-ops.mcpKubernetes.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-kubernetes") }}{{- end }}
+{{- define "ai-ops.mcpNetops.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-netops") }}{{- end }}
 {{- define "ai-ops.chatAuthSecret" -}}
-{{- .Values.chat.auth.existingSecret | default (printf "%s-chat-auth" (include "ai-ops.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- .Values.chat.auth.existingSecret | default (include "ai-ops.suffixed" (list . "chat-auth")) }}
 {{- end }}
 {{- define "ai-ops.peeringName" -}}{{ include "ai-ops.fullname" . }}{{- end }}
 
