@@ -567,7 +567,12 @@ class ChatEngine:
         modes = ["updates", "messages"] if tokens else ["updates"]
         try:
             async for mode, chunk in prepared.agent.graph.astream(
-                {"messages": input_messages}, prepared.run_config, stream_mode=modes
+                {"messages": input_messages},
+                prepared.run_config,
+                stream_mode=modes,
+                # One checkpoint write per turn instead of one per step: a turn that fails is lost anyway,
+                # and each step's write costs Redis round trips. (Stateless graphs have no checkpointer.)
+                durability="exit" if prepared.scoped_thread else None,
             ):
                 if mode == "messages":
                     message, metadata = chunk
