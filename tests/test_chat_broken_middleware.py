@@ -1,0 +1,66 @@
+"""A middleware that cannot be set up, seen through the API: a critical one makes its model unavailable (503,
+reason in /readyz and /api/status), a non-critical one is skipped with a warning and the model works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chat_service.agent_config import MiddlewareEntry
+from chat_service.app import create_app
+from tests.chat_support import agent_config, model_entry, running, settings_for, write_config
+from tests.harness.fake_llm import FakeLLM
+
+
+async def test_critical_versus_non_critical_broken_middleware(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    broken = {"entryPoint": "no-such-package-middleware"}
+    path = tmp_path / "agent-config.json"
+    write_config(
+        path,
+        agent_config(
+            [
+                model_entry(
+                    "strict",
+                    fresh_fake_llm.base_url,
+                    default=True,
+                    middleware=[
+                        MiddlewareEntry(
+                            name="must-have", type="custom", priority=5, critical=True, config=broken
+                        )
+                    ],
+                ),
+                model_entry(
+                    "lenient",
+                    fresh_fake_llm.base_url,
+                    middleware=[
+                        MiddlewareEntry(
+                            name="nice-to-have", type="custom", priority=5, critical=False, config=broken
+                        ),
+                        MiddlewareEntry(
+                            name="limits", type="model_call_limit", priority=10, config={"runLimit": 5}
+                        ),
+                    ],
+                ),
+            ]
+        ),
+    )
+    async with running(create_app(settings_for(path))) as app, app.client() as client:
+        refused = await client.post("/api/chat", json={"message": "hi"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "model_unavailable"
+        assert "must-have" in refused.json()["error"]["message"]
+        assert fresh_fake_llm.chat_requests == [], "the model was not called"
+
+        served = await client.post("/api/chat", json={"message": "hi", "model": "lenient"})
+        assert served.status_code == 200 and served.json()["reply"] == "echo: hi"
+
+        ready = await client.get("/readyz")
+        status = (await client.get("/api/status")).json()
+    assert ready.status_code == 200
+    warnings = ready.json()["warnings"]
+    assert any("'nice-to-have'" in w and "skipped" in w for w in warnings)
+    assert any("'strict' is unavailable" in w and "must-have" in w for w in warnings)
+    models = {m["name"]: m for m in status["models"]}
+    assert models["strict"]["available"] is False and "must-have" in models["strict"]["unavailable_reason"]
+    assert models["lenient"]["available"] is True
+    assert [m["name"] for m in status["middleware"]["lenient"]] == ["nice-to-have", "limits"]
