@@ -435,7 +435,10 @@ class ChatEngine:
             self._cache_put(self._graphs, key, agent, _GRAPH_CACHE_SIZE)
         else:
             self._graphs.move_to_end(key)
-        if agent.chain.stateful and scoped_thread is not None:
+        if agent.chain.stateful and scoped_thread is None:
+            # Stateless request (OpenAI-compatible): fresh instances, used once.
+            agent = self._build_agent(snapshot, entry, toolset, checkpointed)
+        elif agent.chain.stateful and scoped_thread is not None:
             # Middleware with per-instance state: a chain of its own for each conversation.
             conversation_key = (*key, scoped_thread)
             own = self._conversation_graphs.get(conversation_key)

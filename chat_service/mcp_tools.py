@@ -273,6 +273,7 @@ class MCPToolbox:
         self._sessions: dict[str, PersistentSession] = {}
         self._toolsets: dict[str, Toolset] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._retrying: dict[str, asyncio.Task[Toolset]] = {}
         self.sessions_opened: dict[str, int] = {}
 
     # -- connections ---------------------------------------------------------------------------------
@@ -356,10 +357,18 @@ class MCPToolbox:
     # -- tool loading --------------------------------------------------------------------------------
 
     async def toolset(self, config: AgentConfig, checksum: str) -> Toolset:
-        """The tools for this config version; servers that failed are retried after the retry interval."""
+        """The tools for this config version (loaded once). Servers that failed are retried in the
+        background after the retry interval, so no turn waits for a server that is still down."""
         cached = self._toolsets.get(checksum)
-        if cached is not None and not self._due_for_retry(cached):
+        if cached is not None:
+            if self._due_for_retry(cached) and checksum not in self._retrying:
+                task = asyncio.get_running_loop().create_task(self._reload(config, checksum))
+                self._retrying[checksum] = task
+                task.add_done_callback(lambda _t: self._retrying.pop(checksum, None))
             return cached
+        return await self._reload(config, checksum)
+
+    async def _reload(self, config: AgentConfig, checksum: str) -> Toolset:
         lock = self._locks.setdefault(checksum, asyncio.Lock())
         async with lock:
             cached = self._toolsets.get(checksum)
@@ -522,6 +531,8 @@ class MCPToolbox:
             await session.close()
 
     async def aclose(self) -> None:
+        for task in list(self._retrying.values()):
+            task.cancel()
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await self._pool.aclose()

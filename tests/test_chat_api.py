@@ -348,6 +348,38 @@ async def test_restarted_mcp_server_is_reconnected(
     fake_llm.reset()
 
 
+async def test_server_down_at_start_is_picked_up_later_without_a_turn_waiting(
+    tmp_path: Path, fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> None:
+    fake_llm.reset()
+    server = mcp_fixture_servers.restartable
+    path = tmp_path / "agent-config.json"
+    write_config(path, agent_config([model_entry("main", fake_llm.base_url)], [mcp_server("rs", server.url)]))
+    server.stop()
+    try:
+        settings = settings_for(path, mcp_retry_interval_seconds=0.2)
+        async with running(create_app(settings)) as app, app.client() as client:
+            assert (await client.post("/api/chat", json={"message": "1"})).status_code == 200
+            assert "tools" not in fake_llm.chat_requests[-1]["json"], "no tools while the server is down"
+            status = (await client.get("/api/status")).json()
+            assert status["mcp_servers"][0]["connected"] is False
+            server.start()
+            for _ in range(100):  # turns trigger the retry in the background; they do not wait for it
+                await asyncio.sleep(0.25)
+                await client.post("/api/chat", json={"message": "again"})
+                if (await client.get("/api/status")).json()["mcp_servers"][0]["connected"]:
+                    break
+            fake_llm.enqueue(Reply.tool_call("echo", {"text": "back"}), Reply.text("ok"))
+            turn = (await client.post("/api/chat", json={"message": "now"})).json()
+            assert turn["tool_calls"] == [
+                {"name": "echo", "args": {"text": "back"}, "output": "back", "error": None}
+            ]
+    finally:
+        if not server.running:
+            server.start()
+        fake_llm.reset()
+
+
 # -- models, status, health, metrics -----------------------------------------------------------------
 
 
