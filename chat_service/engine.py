@@ -189,6 +189,81 @@ def public_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return shown
 
 
+class TurnCollector:
+    """Turns the agent's stream (``updates`` and ``messages`` modes) into API events and the TurnResult.
+
+    A message can show up again when a later node rewrites it (a PII middleware redacting the model's
+    answer keeps the message id): it updates the reply but is not counted or announced twice. With output
+    redaction the streamed tokens are the model's raw text; ``done.reply`` is the final one.
+    """
+
+    MODEL_NODE = "model"
+
+    def __init__(self, result: TurnResult, tokens: bool):
+        self.result = result
+        self.tokens = tokens
+        self.model_calls = 0
+        self._pending: dict[str, ToolCallRecord] = {}
+        self._seen: set[str] = set()
+        self._streamed = False  # whether the current model step's text already went out as tokens
+
+    def chunk(self, message: Any, node: str | None) -> list[TurnEvent]:
+        if isinstance(message, AIMessageChunk) and node == self.MODEL_NODE:
+            text = message_text(message)
+            if text:
+                self._streamed = True
+                return [TurnEvent("token", {"text": text})]
+        return []
+
+    def update(self, node: str, messages: list[Any]) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        for message in messages:
+            seen = message.id is not None and message.id in self._seen
+            if message.id is not None:
+                self._seen.add(message.id)
+            if isinstance(message, AIMessage):
+                events += self._ai_message(node, message, seen)
+            elif isinstance(message, ToolMessage) and not seen:
+                events.append(self._tool_message(message))
+        return events
+
+    def _ai_message(self, node: str, message: AIMessage, seen: bool) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        text = message_text(message)
+        if text or not message.tool_calls:
+            self.result.reply = text
+        if not seen:
+            if node == self.MODEL_NODE:
+                self.model_calls += 1
+            self.result.usage.add(message)
+            for call in message.tool_calls:
+                record = ToolCallRecord(call.get("id") or "", call["name"], dict(call["args"]))
+                self._pending[record.id] = record
+                self.result.tool_calls.append(record)
+                events.append(TurnEvent("tool_call", {"name": record.name, "args": record.args}))
+            # An answer that did not stream (a cache hit, a middleware's own message) goes out whole.
+            already_streamed = node == self.MODEL_NODE and self._streamed
+            if self.tokens and text and not message.tool_calls and not already_streamed:
+                events.append(TurnEvent("token", {"text": text}))
+        if node == self.MODEL_NODE:
+            self._streamed = False
+        return events
+
+    def _tool_message(self, message: ToolMessage) -> TurnEvent:
+        record = self._pending.get(message.tool_call_id) or ToolCallRecord(
+            message.tool_call_id, message.name or "", {}
+        )
+        text = message_text(message)
+        data: dict[str, Any] = {"name": record.name}
+        if message.status == "error":
+            record.error = text
+            data["error"] = text
+        else:
+            record.output = text
+            data["output"] = text
+        return TurnEvent("tool_result", data)
+
+
 # -- error mapping ----------------------------------------------------------------------------------
 
 
@@ -565,8 +640,7 @@ class ChatEngine:
     ) -> None:
         """Run the graph, turning its stream into TurnEvents (runs as its own task, so the deadline holds)."""
         model_name = prepared.model.name
-        pending: dict[str, ToolCallRecord] = {}
-        streamed = False  # whether the current model step's text already went out as tokens
+        collector = TurnCollector(result, tokens)
         modes = ["updates", "messages"] if tokens else ["updates"]
         try:
             async for mode, chunk in prepared.agent.graph.astream(
@@ -579,58 +653,22 @@ class ChatEngine:
             ):
                 if mode == "messages":
                     message, metadata = chunk
-                    if isinstance(message, AIMessageChunk) and metadata.get("langgraph_node") == "model":
-                        text = message_text(message)
-                        if text:
-                            streamed = True
-                            await queue.put(TurnEvent("token", {"text": text}))
-                    continue
-                for node, update in (chunk or {}).items():
-                    messages = update.get("messages") if isinstance(update, dict) else None
-                    if not isinstance(messages, list):
-                        continue
-                    for message in messages:
-                        if isinstance(message, AIMessage):
-                            if node == "model":
-                                self.metrics.model_calls.labels(model=model_name, outcome="ok").inc()
-                            result.usage.add(message)
-                            text = message_text(message)
-                            if message.tool_calls:
-                                if text:
-                                    result.reply = text
-                                for call in message.tool_calls:
-                                    record = ToolCallRecord(
-                                        call.get("id") or "", call["name"], dict(call["args"])
-                                    )
-                                    pending[record.id] = record
-                                    result.tool_calls.append(record)
-                                    await queue.put(
-                                        TurnEvent("tool_call", {"name": record.name, "args": record.args})
-                                    )
-                            else:
-                                result.reply = text
-                                if tokens and text and not (node == "model" and streamed):
-                                    await queue.put(TurnEvent("token", {"text": text}))
-                            if node == "model":
-                                streamed = False
-                        elif isinstance(message, ToolMessage):
-                            record = pending.get(message.tool_call_id) or ToolCallRecord(
-                                message.tool_call_id, message.name or "", {}
-                            )
-                            text = message_text(message)
-                            data: dict[str, Any] = {"name": record.name}
-                            if message.status == "error":
-                                record.error = text
-                                data["error"] = text
-                            else:
-                                record.output = text
-                                data["output"] = text
-                            await queue.put(TurnEvent("tool_result", data))
+                    events = collector.chunk(message, metadata.get("langgraph_node"))
+                else:
+                    events = []
+                    for node, update in (chunk or {}).items():
+                        messages = update.get("messages") if isinstance(update, dict) else None
+                        if isinstance(messages, list):
+                            events += collector.update(node, messages)
+                for event in events:
+                    await queue.put(event)
         except BaseException as exc:
             await queue.put(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        if collector.model_calls:
+            self.metrics.model_calls.labels(model=model_name, outcome="ok").inc(collector.model_calls)
         self.metrics.tokens.labels(model=model_name, direction="input").inc(result.usage.input_tokens)
         self.metrics.tokens.labels(model=model_name, direction="output").inc(result.usage.output_tokens)
         await queue.put(None)

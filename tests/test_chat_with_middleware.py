@@ -1,5 +1,6 @@
-"""A middleware that cannot be set up, seen through the API: a critical one makes its model unavailable (503,
-reason in /readyz and /api/status), a non-critical one is skipped with a warning and the model works."""
+"""Middleware seen through the API: a critical broken one makes its model unavailable (503, reason in /readyz
+and /api/status), a non-critical one is skipped with a warning; an answer rewritten by a middleware is the
+reply and is counted once."""
 
 from __future__ import annotations
 
@@ -64,3 +65,36 @@ async def test_critical_versus_non_critical_broken_middleware(
     assert models["strict"]["available"] is False and "must-have" in models["strict"]["unavailable_reason"]
     assert models["lenient"]["available"] is True
     assert [m["name"] for m in status["middleware"]["lenient"]] == ["nice-to-have", "limits"]
+
+
+async def test_a_rewritten_answer_counts_once_and_the_reply_is_the_final_text(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    """A PII middleware redacting the model's output rewrites the AI message under the same id."""
+    from tests.chat_support import read_sse
+    from tests.harness.fake_llm import Reply
+
+    pii = MiddlewareEntry(
+        name="redact-out",
+        type="pii",
+        priority=5,
+        config={"piiTypes": ["email"], "applyToInput": False, "applyToOutput": True},
+    )
+    path = tmp_path / "agent-config.json"
+    write_config(path, agent_config([model_entry("main", fresh_fake_llm.base_url, middleware=[pii])]))
+    async with running(create_app(settings_for(path))) as app, app.client() as client:
+        fresh_fake_llm.enqueue(Reply.text("Write to bob@example.com today.", usage=(10, 5)))
+        body = (await client.post("/api/chat", json={"message": "who?", "thread_id": "pii"})).json()
+        assert "bob@example.com" not in body["reply"] and body["reply"].startswith("Write to ")
+        assert body["usage"] == {"input_tokens": 10, "output_tokens": 5}
+        thread = (await client.get("/api/threads/pii")).json()["messages"]
+        assert "bob@example.com" not in thread[-1]["content"]
+
+        fresh_fake_llm.enqueue(Reply.text("Mail alice@example.com.", usage=(7, 3)))
+        async with client.stream("POST", "/api/chat/stream", json={"message": "and?"}) as response:
+            events = await read_sse(response)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "token" in kinds
+    done = events[-1][1]
+    assert "alice@example.com" not in done["reply"] and done["reply"].startswith("Mail ")
+    assert done["usage"] == {"input_tokens": 7, "output_tokens": 3}
