@@ -135,6 +135,11 @@ class CompiledAgent:
     chain: ChainBuild
     toolset: Toolset
 
+    @property
+    def rewrites_output(self) -> bool:
+        """Some middleware may change the model's answer after it streamed (PII on output)."""
+        return any(getattr(m, "apply_to_output", False) for m in self.chain.middleware)
+
 
 @dataclass
 class PreparedTurn:
@@ -194,21 +199,26 @@ class TurnCollector:
 
     A message can show up again when a later node rewrites it (a PII middleware redacting the model's
     answer keeps the message id): it updates the reply but is not counted or announced twice. With output
-    redaction the streamed tokens are the model's raw text; ``done.reply`` is the final one.
+    redaction (``hold_tokens``) nothing streams early: the final reply goes out as one token at the end,
+    so raw text never reaches the client.
     """
 
     MODEL_NODE = "model"
 
-    def __init__(self, result: TurnResult, tokens: bool):
+    def __init__(self, result: TurnResult, tokens: bool, hold_tokens: bool = False):
         self.result = result
-        self.tokens = tokens
+        self.hold = tokens and hold_tokens
+        self.tokens = tokens and not hold_tokens
         self.model_calls = 0
         self._pending: dict[str, ToolCallRecord] = {}
         self._seen: set[str] = set()
         self._streamed = False  # whether the current model step's text already went out as tokens
 
+    def finish(self) -> list[TurnEvent]:
+        return [TurnEvent("token", {"text": self.result.reply})] if self.hold and self.result.reply else []
+
     def chunk(self, message: Any, node: str | None) -> list[TurnEvent]:
-        if isinstance(message, AIMessageChunk) and node == self.MODEL_NODE:
+        if self.tokens and isinstance(message, AIMessageChunk) and node == self.MODEL_NODE:
             text = message_text(message)
             if text:
                 self._streamed = True
@@ -640,7 +650,7 @@ class ChatEngine:
     ) -> None:
         """Run the graph, turning its stream into TurnEvents (runs as its own task, so the deadline holds)."""
         model_name = prepared.model.name
-        collector = TurnCollector(result, tokens)
+        collector = TurnCollector(result, tokens, hold_tokens=prepared.agent.rewrites_output)
         modes = ["updates", "messages"] if tokens else ["updates"]
         try:
             async for mode, chunk in prepared.agent.graph.astream(
@@ -667,6 +677,8 @@ class ChatEngine:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        for event in collector.finish():
+            await queue.put(event)
         if collector.model_calls:
             self.metrics.model_calls.labels(model=model_name, outcome="ok").inc(collector.model_calls)
         self.metrics.tokens.labels(model=model_name, direction="input").inc(result.usage.input_tokens)

@@ -114,10 +114,6 @@ class Toolset:
     def failed(self) -> list[str]:
         return [name for name, state in self.servers.items() if state.error is not None]
 
-    def server_of(self) -> dict[str, str]:
-        """Tool name -> server name."""
-        return {t.name: (t.metadata or {}).get("ai_ops_server", "") for t in self.tools}
-
 
 class PersistentSession:
     """One long-lived MCP ClientSession, entered and exited in its own task (anyio needs that)."""

@@ -95,6 +95,9 @@ async def test_a_rewritten_answer_counts_once_and_the_reply_is_the_final_text(
             events = await read_sse(response)
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "token" in kinds
+    streamed = "".join(data["text"] for kind, data in events if kind == "token")
+    assert "alice@example.com" not in streamed, "the raw answer never reaches the client"
     done = events[-1][1]
+    assert streamed == done["reply"]
     assert "alice@example.com" not in done["reply"] and done["reply"].startswith("Mail ")
     assert done["usage"] == {"input_tokens": 7, "output_tokens": 3}
