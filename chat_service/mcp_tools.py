@@ -116,12 +116,21 @@ class Toolset:
 
 
 class PersistentSession:
-    """One long-lived MCP ClientSession, entered and exited in its own task (anyio needs that)."""
+    """One long-lived MCP ClientSession, entered and exited in its own task (anyio needs that).
+
+    ``resolve`` gives the connection (Secret-backed headers and env read now); it is called again on every
+    reconnect, so a rotated header token is used as soon as the server refuses the old one.
+    """
 
     def __init__(
-        self, server: ServerConnection, connect_timeout: float, on_open: Callable[[str], None] | None = None
+        self,
+        server: ServerConnection,
+        connect_timeout: float,
+        on_open: Callable[[str], None] | None = None,
+        resolve: Callable[[], ServerConnection] | None = None,
     ):
         self.server = server
+        self.resolve = resolve
         self.connect_timeout = connect_timeout
         self._on_open = on_open
         self._session: ClientSession | None = None
@@ -129,6 +138,7 @@ class PersistentSession:
         self._ready: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        self._opened_once = False
         self._lock = asyncio.Lock()
 
     @property
@@ -144,6 +154,9 @@ class PersistentSession:
                 assert self._session is not None
                 return self._session
             await self._shutdown()
+            if self.resolve is not None and self._opened_once:
+                self.server = self.resolve()  # may raise MCPUnavailable (a Secret gone)
+            self._opened_once = True
             self._ready, self._stop, self._error = asyncio.Event(), asyncio.Event(), None
             self._task = asyncio.create_task(
                 self._run(self._ready, self._stop), name=f"ai-ops-mcp-session-{self.server.name}"
@@ -340,13 +353,18 @@ class MCPToolbox:
         if self.metrics:
             self.metrics.mcp_sessions.labels(server=server).inc()
 
-    def _session_for(self, connection: ServerConnection) -> PersistentSession:
+    def _session_for(self, connection: ServerConnection, entry: MCPServerEntry) -> PersistentSession:
         current = self._sessions.get(connection.name)
+
+        def resolve() -> ServerConnection:
+            return self.connection_for(entry)
+
         if current is not None and current.server.fingerprint == connection.fingerprint:
+            current.resolve = resolve  # reconnects follow the newest config of this server
             return current
         if current is not None:  # headers or URL changed: the old session goes away in the background
             asyncio.get_running_loop().create_task(current.close())
-        session = PersistentSession(connection, self.connect_timeout, self._opened)
+        session = PersistentSession(connection, self.connect_timeout, self._opened, resolve)
         self._sessions[connection.name] = session
         return session
 
@@ -416,7 +434,7 @@ class MCPToolbox:
             return kept, previous.servers[server.name]
         try:
             connection = self.connection_for(server)
-            session = self._session_for(connection)
+            session = self._session_for(connection, server)
             listed = await self._list_tools(session)
         except MCPUnavailable as exc:
             return [], ServerState(server.name, error=str(exc), loaded_at=time.time())
