@@ -2,7 +2,9 @@
 
 (a) a bare ``ChatOpenAI`` call; (b) a minimal FastAPI + ``create_agent`` + in-memory checkpointer endpoint, as
 a user would write it by hand; (c) our ``/api/chat`` with Redis conversations, bearer auth, metrics and a
-three-middleware chain (logging, model_retry, pii). All against the scripted OpenAI-compatible server with no
+three-middleware chain (logging, model_retry, tool_retry: wrapping middleware), and (c') the same with pii
+instead of tool_retry (PII adds graph steps); (c0) ours bare (in memory, no auth, no middleware) shows what
+the service itself costs. All against the scripted OpenAI-compatible server with no
 delay; every server in its own process; a new conversation per request. Target: (c) within 1.25x of (b).
 
     .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32]
@@ -62,20 +64,32 @@ def serve_minimal(port: int, llm_url: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def our_config(llm_url: str, path: Path, middleware: bool = True) -> None:
+CHAINS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+    "none": (),
+    # Wrapping middleware only: no extra graph steps.
+    "log+retry+tool_retry": (
+        ("log", "logging", {}),
+        ("retry", "model_retry", {"maxRetries": 2}),
+        ("tool-retry", "tool_retry", {"maxRetries": 2}),
+    ),
+    # PII adds before/after-model steps to the graph.
+    "log+retry+pii": (
+        ("log", "logging", {}),
+        ("retry", "model_retry", {"maxRetries": 2}),
+        ("pii", "pii", {"piiTypes": ["email"]}),
+    ),
+}
+
+
+def our_config(llm_url: str, path: Path, chain: str) -> None:
     from chat_service.agent_config import AgentConfig, MiddlewareEntry, ModelEntry, ProviderEntry
 
-    chain = (
-        MiddlewareEntry(name="log", type="logging", priority=1),
-        MiddlewareEntry(name="retry", type="model_retry", priority=10, config={"maxRetries": 2}),
-        MiddlewareEntry(name="pii", type="pii", priority=20, config={"piiTypes": ["email"]}),
+    middleware = tuple(
+        MiddlewareEntry(name=name, type=kind, priority=10 * (i + 1), config=config)
+        for i, (name, kind, config) in enumerate(CHAINS[chain])
     )
-    model = ModelEntry(
-        name="main",
-        model="fake",
-        provider=ProviderEntry(name="p", type="openai_compatible", base_url=llm_url.removesuffix("/v1")),
-        middleware=chain if middleware else (),
-    )
+    provider = ProviderEntry(name="p", type="openai_compatible", base_url=llm_url.removesuffix("/v1"))
+    model = ModelEntry(name="main", model="fake", provider=provider, middleware=middleware)
     path.write_text(AgentConfig(namespace="bench", models=(model,)).finalize().to_json())
 
 
@@ -97,95 +111,79 @@ async def run(requests: int, levels: list[int]) -> None:
             f"http://127.0.0.1:{minimal_port}/healthz",
         )
         children.append(minimal)
-        config = LOG_DIR / "agent-config.json"
-        our_config(llm_url, config, middleware=True)
-        bare_config = LOG_DIR / "agent-config-bare.json"
-        our_config(llm_url, bare_config, middleware=False)
         tokens = LOG_DIR / "tokens"
         tokens.write_text(f"bench:{TOKEN}\n")
-        ours_port, plain_port = free_port(), free_port()
-        ours = start_chat_service(
-            config, ours_port, {"AI_OPS_REDIS_URL": redis.url, "AI_OPS_AUTH_TOKENS_FILE": str(tokens)}
-        )
-        plain = start_chat_service(bare_config, plain_port, {})
-        children += [ours, plain]
+        full_env = {"AI_OPS_REDIS_URL": redis.url, "AI_OPS_AUTH_TOKENS_FILE": str(tokens)}
+        # label -> (chain, environment)
+        variants = {
+            "(c0) ai-ops: memory, no auth, no middleware": ("none", {}),
+            "(c) ai-ops: Redis, auth, metrics, log+retry+tool_retry": ("log+retry+tool_retry", full_env),
+            "(c') ai-ops: Redis, auth, metrics, log+retry+pii": ("log+retry+pii", full_env),
+        }
+        services: dict[str, tuple[int, Child]] = {}
+        for label, (chain, env) in variants.items():
+            config = LOG_DIR / f"agent-config-{chain}.json"
+            our_config(llm_url, config, chain)
+            port = free_port()
+            child = start_chat_service(config, port, env)
+            children.append(child)
+            services[label] = (port, child)
         minimal.wait_ready()
 
         model = ChatOpenAI(model="fake", base_url=llm_url, api_key="x", max_retries=0)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        clients = {
+            label: httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60, headers=headers
+            )
+            for label, (port, _child) in services.items()
+        }
+        b_client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{minimal_port}", limits=limits, timeout=60)
 
-        def client(port: int, **kwargs: Any) -> httpx.AsyncClient:
-            return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60, **kwargs)
+        async def bare(_i: int) -> None:
+            await model.ainvoke("hello")
 
-        async with (
-            client(minimal_port) as b,
-            client(plain_port) as c0,
-            client(ours_port, headers={"Authorization": f"Bearer {TOKEN}"}) as c,
-        ):
+        async def baseline(_i: int) -> None:
+            response = await b_client.post("/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex})
+            response.raise_for_status()
 
-            async def bare(_i: int) -> None:
-                await model.ainvoke("hello")
-
-            async def baseline(_i: int) -> None:
-                response = await b.post("/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex})
+        def ours(http: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
+            async def call(_i: int) -> None:
+                response = await http.post(
+                    "/api/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex}
+                )
                 response.raise_for_status()
 
-            def ours_call(http: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
-                async def call(_i: int) -> None:
-                    response = await http.post(
-                        "/api/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex}
-                    )
-                    response.raise_for_status()
+            return call
 
-                return call
-
-            print(
-                f"chat overhead: {requests} requests per row, fake LLM without delay, a new conversation per "
-                f"request; logs in {LOG_DIR}"
-            )
-            for level in levels:
-                a_stats = await measure("(a) bare ChatOpenAI call", bare, requests, level)
-                # Interleaved and repeated (best of 2), so a noisy moment on the shared machine hits all alike.
-                runs: dict[str, list[Stats]] = {"b": [], "c0": [], "c": []}
-                for _ in range(2):
-                    runs["b"].append(
-                        await measure(
-                            "(b) FastAPI + create_agent + InMemorySaver",
-                            baseline,
-                            requests,
-                            level,
-                            server=minimal,
-                        )
+        print(
+            f"chat overhead: {requests} requests per row, fake LLM without delay, a new conversation per "
+            f"request; best of 2 interleaved runs; logs in {LOG_DIR}"
+        )
+        b_label = "(b) FastAPI + create_agent + InMemorySaver"
+        for level in levels:
+            a_stats = await measure("(a) bare ChatOpenAI call", bare, requests, level)
+            runs: dict[str, list[Stats]] = {b_label: [], **{label: [] for label in services}}
+            for _ in range(2):
+                runs[b_label].append(await measure(b_label, baseline, requests, level, server=minimal))
+                for label, (_port, child) in services.items():
+                    runs[label].append(
+                        await measure(label, ours(clients[label]), requests, level, server=child)
                     )
-                    runs["c0"].append(
-                        await measure(
-                            "(c0) ai-ops /api/chat: memory, no auth, no middleware",
-                            ours_call(c0),
-                            requests,
-                            level,
-                            server=plain,
-                        )
-                    )
-                    runs["c"].append(
-                        await measure(
-                            "(c) ai-ops /api/chat: Redis, auth, metrics, 3 middleware",
-                            ours_call(c),
-                            requests,
-                            level,
-                            server=ours,
-                        )
-                    )
-                best = {k: max(v, key=lambda s: s.throughput) for k, v in runs.items()}
-                for row in (a_stats, best["b"], best["c0"], best["c"]):
-                    print("  " + row.row())
-                b_stats, c_stats, c0_stats = best["b"], best["c"], best["c0"]
+            best = {label: max(stats, key=lambda s: s.throughput) for label, stats in runs.items()}
+            for row in (a_stats, *best.values()):
+                print("  " + row.row())
+            b_stats = best[b_label]
+            for label in services:
+                c_stats = best[label]
                 print(
-                    f"  c={level}: (c)/(b) p50 {c_stats.p50 / b_stats.p50:.2f}x, p99 {c_stats.p99 / b_stats.p99:.2f}x, "
-                    f"throughput (b)/(c) {b_stats.throughput / c_stats.throughput:.2f}x, server CPU per request "
-                    f"(c)/(b) {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}; "
-                    f"(c0)/(b) p50 {c0_stats.p50 / b_stats.p50:.2f}x, CPU "
-                    f"{ratio(c0_stats.cpu_per_request, b_stats.cpu_per_request)}"
+                    f"  c={level} {label.split(' ')[0]}/(b): p50 {c_stats.p50 / b_stats.p50:.2f}x, "
+                    f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
+                    f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}"
                 )
+        for http in (*clients.values(), b_client):
+            await http.aclose()
     finally:
         for child in reversed(children):
             child.stop()
