@@ -274,6 +274,12 @@ class TurnCollector:
         return TurnEvent("tool_result", data)
 
 
+def describe_model(entry: ModelEntry) -> str:
+    """``model 'main' (ollama at http://localhost:11434)``: which endpoint failed, for the error message."""
+    where = f" at {entry.provider.base_url}" if entry.provider.base_url else ""
+    return f"model {entry.name!r} ({entry.provider.type}{where})"
+
+
 # -- error mapping ----------------------------------------------------------------------------------
 
 
@@ -621,6 +627,7 @@ class ChatEngine:
                     error = map_exception(item, prepared.secret_values)
                     if isinstance(error, ProviderError | RequestTimeout):
                         self.metrics.model_calls.labels(model=model_name, outcome="error").inc()
+                        error.message = f"{describe_model(prepared.model)}: {error.message}"
                     raise error from None
                 yield item
             yield TurnEvent("done", {"reply": result.reply, "usage": result.usage.public()}, result)

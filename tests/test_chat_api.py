@@ -519,6 +519,18 @@ async def test_provider_error_is_502_and_sanitized(env: Env, llm: FakeLLM) -> No
     assert events[-1][1]["code"] == "provider_error" and PROVIDER_KEY not in json.dumps(events)
 
 
+async def test_unreachable_provider_is_502_naming_the_endpoint(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    path = tmp_path / "agent-config.json"
+    write_config(path, agent_config([model_entry("local", f"{url}/v1")]))
+    async with running(create_app(settings_for(path))) as app, app.client() as client:
+        response = await client.post("/api/chat", json={"message": "hi"})
+    error = response.json()["error"]
+    assert response.status_code == 502 and error["code"] == "provider_error"
+    assert error["message"].startswith(f"model 'local' (openai_compatible at {url}/v1): ")
+    assert "Connection error" in error["message"]
+
+
 async def test_no_model_configured_is_503(tmp_path: Path) -> None:
     path = tmp_path / "agent-config.json"
     write_config(path, agent_config())
