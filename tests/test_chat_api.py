@@ -396,6 +396,26 @@ async def test_models_and_status(env: Env) -> None:
     assert {m["name"]: m["available"] for m in status["models"]} == {"main": True, "other": True}
 
 
+async def test_openapi_documents_every_route(env: Env) -> None:
+    async with env.client(token=None) as anonymous:
+        schema = (await anonymous.get("/openapi.json")).json()
+        docs = await anonymous.get("/docs")
+    assert docs.status_code == 200
+    assert set(schema["paths"]) >= {
+        "/api/chat",
+        "/api/chat/stream",
+        "/api/threads/{thread_id}",
+        "/api/models",
+        "/api/status",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
 async def test_health_and_metrics_are_open_and_count_requests(env: Env, llm: FakeLLM) -> None:
     async with env.client(token=None) as anonymous, env.client() as client:
         assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
