@@ -734,15 +734,23 @@ class ChatEngine:
         self.prepare_in_background(new)
 
     def prepare_in_background(self, snapshot: ConfigSnapshot | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self.prepare(snapshot or self.snapshot))
+        self._spawn(self.prepare(snapshot or self.snapshot))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _close_removed_servers_later(self) -> None:
+        """Sessions of MCP servers gone from the config close once turns started before the change are over."""
+        await asyncio.sleep(self.settings.request_timeout_seconds)
+        await self.toolbox.close_servers_not_in(self.snapshot.config)
 
     async def prepare(self, snapshot: ConfigSnapshot) -> None:
         """Load the MCP tools and check every model and chain of a config (warnings for /readyz)."""
         try:
             await self.toolbox.toolset(snapshot.config, snapshot.checksum)
-            await self.toolbox.close_servers_not_in(snapshot.config)
+            self._spawn(self._close_removed_servers_later())
             for entry in snapshot.config.models:
                 try:
                     build_chat_model(entry, self.secrets)

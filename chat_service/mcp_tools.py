@@ -392,6 +392,11 @@ class MCPToolbox:
             self._toolsets[checksum] = toolset
             return toolset
 
+    @property
+    def open_sessions(self) -> list[str]:
+        """Servers with a session object (connected or to be reconnected)."""
+        return sorted(self._sessions)
+
     def cached_toolset(self, checksum: str) -> Toolset | None:
         return self._toolsets.get(checksum)
 

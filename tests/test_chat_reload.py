@@ -144,3 +144,34 @@ async def test_a_turn_in_flight_finishes_on_the_config_it_started_with(
         assert finished["model"] == "alpha" and finished["reply"] == "slow alpha answer"
         after = (await client.post("/api/chat", json={"message": "next"})).json()
         assert after["model"] == "beta"
+
+
+async def test_sessions_of_removed_mcp_servers_close_after_turns_in_flight(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> None:
+    from tests.chat_support import mcp_server
+
+    path = tmp_path / "agent-config.json"
+    write_config(
+        path,
+        agent_config(
+            [model_entry("main", fresh_fake_llm.base_url)],
+            [mcp_server("fx", mcp_fixture_servers.healthy.url)],
+        ),
+    )
+    async with (
+        running(create_app(settings_for(path, request_timeout_seconds=1.0))) as app,
+        app.client() as client,
+    ):
+        assert (await client.post("/api/chat", json={"message": "hi"})).status_code == 200
+        toolbox = app.services.toolbox
+        assert toolbox.open_sessions == ["fx"]
+        new = agent_config([model_entry("main", fresh_fake_llm.base_url)])
+        write_config(path, new)
+        await wait_for_checksum(app, new.checksum)
+        assert toolbox.open_sessions == ["fx"], "kept while turns started on the old config may use it"
+        for _ in range(100):
+            if not toolbox.open_sessions:
+                break
+            await asyncio.sleep(0.05)
+        assert toolbox.open_sessions == []
