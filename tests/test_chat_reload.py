@@ -170,7 +170,7 @@ async def test_sessions_of_removed_mcp_servers_close_after_turns_in_flight(
         write_config(path, new)
         await wait_for_checksum(app, new.checksum)
         assert toolbox.open_sessions == ["fx"], "kept while turns started on the old config may use it"
-        for _ in range(100):
+        for _ in range(200):
             if not toolbox.open_sessions:
                 break
             await asyncio.sleep(0.05)
