@@ -293,6 +293,7 @@ _PROVIDER_MODULES = (
     "openai",
     "anthropic",
     "httpx",
+    "httpx2",
     "httpcore",
     "huggingface_hub",
     "ollama",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import httpx
+import httpx2 as httpx  # the HTTP library openai 3 is built on
 import openai
 import pytest
 import redis
