@@ -59,6 +59,10 @@ class ChatServices:
         kube_source: KubeConfigMapSource | None = None,
     ) -> ChatServices:
         """Raises AgentConfigError (bad config) or TokensFileError (bad tokens file) with a clear message."""
+        if settings.openai_fast_requests:
+            from chat_service import openai_fastpath
+
+            openai_fastpath.install()
         metrics = ChatMetrics()
         config_store = ConfigStore(settings.config_path)
         snapshot = config_store.load_initial()

@@ -42,6 +42,8 @@ class Settings(BaseModel):
     configmap_name: str = DEFAULT_CONFIGMAP_NAME
     namespace: str | None = None
     kubernetes_watch: bool = True
+    # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
+    openai_fast_requests: bool = True
     log_level: str = "INFO"
 
 
@@ -62,6 +64,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "configmap_name": ("AI_OPS_CONFIGMAP_NAME", None),
     "namespace": ("AI_OPS_NAMESPACE", None),
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
+    "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
 }
 
