@@ -45,6 +45,11 @@ def test_settings_defaults_env_and_flags() -> None:
         from_env.request_timeout_seconds,
     ) == ("/env.json", 9000, "redis://r:6379/0", 60, "/t", "/s", 5.0)
     assert load_settings({"port": 7000, "config_path": "/flag.json"}, environ=env).port == 7000
+    assert settings.openai_fast_requests and settings.kubernetes_watch
+    switched_off = load_settings(
+        {}, environ={**env, "AI_OPS_OPENAI_FAST_REQUESTS": "false", "AI_OPS_KUBERNETES_WATCH": "false"}
+    )
+    assert not switched_off.openai_fast_requests and not switched_off.kubernetes_watch
 
 
 @pytest.mark.parametrize(
