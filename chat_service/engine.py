@@ -122,7 +122,8 @@ class TurnResult:
 
 @dataclass(frozen=True)
 class TurnEvent:
-    """``start`` | ``token`` | ``tool_call`` | ``tool_result`` | ``done`` (data as in the SSE contract)."""
+    """``start`` | ``token`` | ``tool_call`` | ``tool_result`` | ``done`` (data as in the SSE contract), or
+    ``ping`` (no data: a keep-alive during a quiet stretch, sent as an SSE comment)."""
 
     kind: str
     data: dict[str, Any]
@@ -364,6 +365,9 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
 
 
 class ChatEngine:
+    # Longest silence on a stream before a keep-alive ``ping`` event (SSE comment).
+    keepalive_seconds = 15.0
+
     def __init__(
         self,
         settings: Settings,
@@ -616,8 +620,14 @@ class ChatEngine:
             while True:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
+                    item = await asyncio.wait_for(
+                        queue.get(), max(min(remaining, self.keepalive_seconds), 0.001)
+                    )
                 except TimeoutError:
+                    if deadline - time.monotonic() > 0:
+                        # A quiet stretch (a slow model or tool): streams send a comment so proxies keep it open.
+                        yield TurnEvent("ping", {})
+                        continue
                     raise RequestTimeout(
                         f"no answer within {self.settings.request_timeout_seconds:g} s "
                         "(AI_OPS_REQUEST_TIMEOUT_SECONDS)"

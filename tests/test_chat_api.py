@@ -586,6 +586,32 @@ async def test_timeout_is_504(tmp_path: Path, fake_llm: FakeLLM) -> None:
     assert [kind for kind, _ in events] == ["start", "error"] and events[1][1]["code"] == "timeout"
 
 
+async def test_quiet_streams_get_keepalive_comments(env: Env, llm: FakeLLM) -> None:
+    import openai
+
+    engine = env.server.services.engine
+    engine.keepalive_seconds = 0.2
+    try:
+        llm.enqueue(Reply.delay(1.0, then=Reply.text("slow but fine")))
+        async with (
+            env.client() as client,
+            client.stream("POST", "/api/chat/stream", json={"message": "slow"}) as response,
+        ):
+            raw = (await response.aread()).decode()
+        assert ": ping\n\n" in raw, "keep-alive comments while the model is quiet"
+        assert raw.rstrip().split("\n\n")[-1].startswith("event: done") and "slow but fine" in raw
+        llm.enqueue(Reply.delay(1.0, then=Reply.text("also slow")))
+        sdk = openai.AsyncOpenAI(base_url=f"{env.server.url}/v1", api_key=ALICE, max_retries=0)
+        stream = await sdk.chat.completions.create(
+            model="main", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "also slow"
+        await sdk.close()
+    finally:
+        engine.keepalive_seconds = 15.0
+
+
 # -- OpenAI-compatible API through the official client -----------------------------------------------
 
 

@@ -92,7 +92,12 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine) -> dict[str,
     return result.public()
 
 
+KEEPALIVE = b": ping\n\n"
+
+
 def sse(event: str, data: dict[str, Any]) -> bytes:
+    if event == "ping":
+        return KEEPALIVE  # a comment line: clients ignore it, proxies see traffic
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chat_service.engine import TurnEvent
 from chat_service.errors import ChatError, InvalidRequest, error_body
-from chat_service.routers.chat import ERROR_RESPONSES, SSE_HEADERS, first_then_rest
+from chat_service.routers.chat import ERROR_RESPONSES, KEEPALIVE, SSE_HEADERS, first_then_rest
 from chat_service.routers.deps import Caller, Engine
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,8 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
             async for event in rest:
                 if event.kind == "token":
                     yield chunk({"content": event.data["text"]})
+                elif event.kind == "ping":
+                    yield KEEPALIVE
                 elif event.kind == "done":
                     done = event
             yield chunk({}, "stop")
