@@ -410,11 +410,11 @@ class ChatEngine:
     def select_model(self, config: AgentConfig, name: str | None) -> ModelEntry:
         if not config.models:
             raise NoModelConfigured(NO_MODEL_MESSAGE)
-        if name is None or name == "default":
+        found = config.model_by_name(name) if name is not None else None
+        if found is None and name in (None, "default"):  # "default" names the default model, unless taken
             model = self.default_model(config)
             assert model is not None
             return model
-        found = config.model_by_name(name)
         if found is None:
             known = ", ".join(m.name for m in config.models)
             raise ModelNotFound(f"no model named {name!r}; configured models: {known}")
