@@ -105,9 +105,10 @@ class Toolset:
     warnings: list[str] = field(default_factory=list)
     created: float = field(default_factory=time.monotonic)
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
-        """Changes whenever the set of loaded tools changes (part of the compiled-graph cache key)."""
+        """Changes whenever the set of loaded tools changes (part of the compiled-graph cache key); read
+        only once the toolset is complete."""
         names = sorted(t.name for t in self.tools)
         return hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
 
@@ -473,10 +474,14 @@ class MCPToolbox:
         return []
 
     def _to_langchain(self, server: str, connection: ServerConnection, tool: MCPTool) -> BaseTool:
+        # The adapter wants a connection, but our interceptor never lets it open one: give it no headers.
+        bare = {
+            k: v for k, v in connection.connection.items() if k in ("transport", "url", "command", "args")
+        }
         lc_tool = convert_mcp_tool_to_langchain_tool(
             None,
             tool,
-            connection=connection.connection,  # type: ignore[arg-type]
+            connection=bare,  # type: ignore[arg-type]
             server_name=server,
             tool_interceptors=[self._pooled_call(server)],  # type: ignore[list-item]
             handle_tool_errors=True,
