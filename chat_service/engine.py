@@ -609,6 +609,8 @@ class ChatEngine:
         model_name = prepared.model.name
         if prepared.scoped_thread:
             self._last_activity[prepared.scoped_thread] = time.monotonic()
+            if len(self._last_activity) > 10_000:  # also pruned on every /metrics scrape
+                self._count_active()
         queue: asyncio.Queue[TurnEvent | BaseException | None] = asyncio.Queue()
         result = TurnResult(thread_id=prepared.thread_id, model=model_name)
         producer = asyncio.create_task(self._produce(prepared, input_messages, tokens, result, queue))
