@@ -98,6 +98,8 @@ EVENT_COMPONENT = "ai-ops-operator"
 MAX_BACKOFF = 60.0
 PEERING_RECHECK = 5.0
 MAX_RANDOM_PRIORITY = 2**20
+# Concurrent status writes (each is one PATCH, plus events on transitions).
+STATUS_WRITERS = 8
 
 
 def _now() -> datetime:
@@ -309,6 +311,9 @@ class Reconciler:
         # of our own writes a moment later; until then the written value is the truth.
         self._written: dict[tuple[str, str, str], tuple[str | None, Any]] = {}
         self._unconsumed_logged: set[str] = set()
+        self._status_pending: dict[tuple[str, str, str], tuple[Verdict, Mapping[str, Any]]] = {}
+        self._status_inflight: set[tuple[str, str, str]] = set()
+        self._status_wake = asyncio.Event()
         self._busy = False
         self.passes = 0
 
@@ -354,7 +359,7 @@ class Reconciler:
     @property
     def idle(self) -> bool:
         """Nothing scheduled and no pass running (tests and benchmarks wait for this)."""
-        return not self._pending and not self._busy
+        return not self._pending and not self._busy and not self._status_pending and not self._status_inflight
 
     # --- the view of the indices, corrected for our own recent writes ----------------------------
 
@@ -418,16 +423,54 @@ class Reconciler:
         config = translate(snapshot, evaluation)
         self._sync_prober(namespace, evaluation, objects["MCPServer"])
 
-        writes = [
-            self._write_status(namespace, verdict, objects[verdict.kind][verdict.name])
-            for verdict in evaluation.all()
-        ]
-        writes.append(self._write_configmap(namespace, config, configmaps[0] if configmaps else None))
-        writes.append(self._wire_deployment(namespace, referenced_secret_keys(config), has_resources))
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        # The ConfigMap first: it is what the agent runs on. Status writes go to the status writers, so a
+        # probe storm's hundreds of them never hold up the next pass (and its ConfigMap).
+        await self._write_configmap(namespace, config, configmaps[0] if configmaps else None)
+        await self._wire_deployment(namespace, referenced_secret_keys(config), has_resources)
+        for verdict in evaluation.all():
+            obj = objects[verdict.kind][verdict.name]
+            current = self._status(obj)
+            desired, _ = self._desired_status(verdict, obj, current)
+            if _status_subset(current, desired) != desired:
+                key = (verdict.kind, namespace, verdict.name)
+                self._status_pending.pop(key, None)  # the latest verdict wins
+                self._status_pending[key] = (verdict, obj)
+                self._status_wake.set()
+
+    async def status_writer(self) -> None:
+        """One of several workers writing queued status changes, one object at a time each. The change
+        is recomputed against the freshest known status right before the write, so a verdict queued twice
+        (a pass ran while its first write was in flight) is written once, with one set of events."""
+        while True:
+            key = next((k for k in self._status_pending if k not in self._status_inflight), None)
+            if key is None:
+                self._status_wake.clear()
+                await self._status_wake.wait()
+                continue
+            verdict, obj = self._status_pending.pop(key)
+            self._status_inflight.add(key)
+            namespace = key[1]
+            try:
+                await self._write_status(namespace, verdict, obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
+                delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+                self.runtime.metrics.reconcile_errors.labels(namespace).inc()
+                logger.error(
+                    "status of %s %s/%s not written (retry in %.1f s): %s",
+                    verdict.kind,
+                    namespace,
+                    verdict.name,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, KubeError),
+                )
+                self.schedule(namespace, delay)
+            finally:
+                self._status_inflight.discard(key)
+                self._status_wake.set()
 
     def _sync_prober(
         self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]
@@ -508,7 +551,9 @@ class Reconciler:
             for t in transitions
         ]
         old_health, new_health = current.get("health"), desired.get("health")
-        if verdict.kind == "MCPServer" and old_health and new_health != old_health:
+        ready_transitioned = any(t.type == "Ready" for t in transitions)
+        if verdict.kind == "MCPServer" and old_health and new_health != old_health and not ready_transitioned:
+            # Only when Ready did not tell already (e.g. Healthy -> Degraded, Unhealthy -> Unauthenticated).
             usable = new_health in ("Healthy", "Degraded", "NotProbed")
             events.append(
                 (
@@ -685,6 +730,10 @@ class OperatorRuntime:
         loops = [
             asyncio.create_task(self.reconciler.run_forever(), name="ai-ops reconciler"),
             asyncio.create_task(self.prober.run_forever(), name="ai-ops prober"),
+            *(
+                asyncio.create_task(self.reconciler.status_writer(), name=f"ai-ops status writer {i}")
+                for i in range(STATUS_WRITERS)
+            ),
         ]
         try:
             await kopf.operator(

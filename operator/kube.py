@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
+import functools
 import json
 from typing import Any
 
@@ -30,13 +32,17 @@ class KubeError(Exception):
 
 
 class KubeClient:
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, workers: int = 16) -> None:
         self.api_client = api_client
+        # Own threads (not the loop's default executor): status writes of a probe storm and the
+        # probes' Secret reads must not queue behind each other's or anybody else's blocking calls.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
         """In-cluster credentials when running in a pod, else the kubeconfig (explicit path, $KUBECONFIG)."""
         configuration = kubernetes.client.Configuration()
+        configuration.connection_pool_maxsize = 32
         if kubeconfig is None:
             try:
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
@@ -82,6 +88,7 @@ class KubeClient:
         )
 
     def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
     # --- generic ----------------------------------------------------------------------------
@@ -103,7 +110,9 @@ class KubeClient:
         return json.loads(data) if data else None
 
     async def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
-        return await asyncio.to_thread(self._request_sync, method, path, body, content_type)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._request_sync, method, path, body, content_type)
+        return await loop.run_in_executor(self._executor, call)
 
     # --- what the operator does ---------------------------------------------------------------
 

@@ -10,7 +10,9 @@ and they are tested with plain data and golden files (like kagent's translator).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -153,6 +155,22 @@ def _sort_key_by_age(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def _spec_or_problems(obj: dict[str, Any], model: type[Any]) -> tuple[Any, str | None]:
+    # What validation reads of the object; status, resourceVersion and timestamps do not matter, so a
+    # pass over unchanged objects hits the cache (CEL evaluation costs milliseconds per object).
+    meta = obj.get("metadata") or {}
+    key = json.dumps(
+        [obj.get("apiVersion"), obj.get("kind"), meta.get("name"), obj.get("spec")], sort_keys=True, default=str
+    )
+    return _validated(key, model)
+
+
+@functools.lru_cache(maxsize=16384)
+def _validated(key: str, model: type[Any]) -> tuple[Any, str | None]:
+    """Validation of one object, memoized by its content (a pure function: the parsed spec is never mutated)."""
+    api_version, kind, name, spec = json.loads(key)
+    obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}}
+    if spec is not None:
+        obj["spec"] = spec
     problems = validate_resource(obj)
     if problems:
         return None, "; ".join(str(p) for p in problems)
