@@ -11,18 +11,16 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chat_service import web
 from chat_service.auth import TokenAuth
-from chat_service.config_store import ConfigStore, KubeConfigMapSource
+from chat_service.config_store import AgentConfigMissing, ConfigStore, KubeConfigMapSource
 from chat_service.conversations import ConversationStore
 from chat_service.engine import ChatEngine
 from chat_service.errors import ChatError, error_body
@@ -33,7 +31,6 @@ from chat_service.settings import Settings, in_cluster
 
 log = logging.getLogger("ai_ops.chat")
 
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 @dataclass
@@ -65,8 +62,19 @@ class ChatServices:
             openai_fastpath.install()
         metrics = ChatMetrics()
         config_store = ConfigStore(settings.config_path)
-        snapshot = config_store.load_initial()
-        metrics.set_config(snapshot.checksum)
+        if kube_source is None and settings.kubernetes_watch and in_cluster():
+            kube_source = KubeConfigMapSource.from_service_account(
+                settings.configmap_name, settings.namespace
+            )
+        try:
+            metrics.set_config(config_store.load_initial().checksum)
+        except AgentConfigMissing as exc:
+            # A missing file is fatal locally (a typo in --config), but not in a cluster, where the
+            # operator writes the optional ConfigMap after the pod starts: serve 503 until it is there.
+            if kube_source is None and not settings.wait_for_config:
+                raise
+            config_store.started_empty = True
+            log.warning("%s; waiting for it (not ready until then)", exc)
         config_store.on_reload.append(lambda result: metrics.config_reloads.labels(result=result).inc())
         auth = TokenAuth(settings.auth_tokens_file)
         secrets = SecretResolver(settings.secrets_dir, environ)
@@ -79,22 +87,19 @@ class ChatServices:
             metrics=metrics,
         )
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)
-        if kube_source is None and settings.kubernetes_watch and in_cluster():
-            kube_source = KubeConfigMapSource.from_service_account(
-                settings.configmap_name, settings.namespace
-            )
         return cls(
             settings, config_store, conversations, secrets, toolbox, engine, auth, metrics, kube_source
         )
 
     async def start(self) -> None:
         self.config_store.start_watching(self.kube_source)
-        self.engine.prepare_in_background()
+        if self.config_store.loaded:
+            self.engine.prepare_in_background()
         if not self.auth.enabled:
             log.warning("AI_OPS_AUTH_TOKENS_FILE is not set: the API is open to anyone who can reach it")
         log.info(
-            "chat service ready: config %s, conversations in %s",
-            self.config_store.current.checksum,
+            "chat service started: config %s, conversations in %s",
+            self.config_store.current.checksum if self.config_store.loaded else "(waiting for one)",
             self.conversations.backend,
         )
 
@@ -198,21 +203,9 @@ def create_app(
     _install_error_handlers(app)
     for module in (chat, threads, info, openai_compat, health):
         app.include_router(module.router)
-    _mount_page(app)
+    # The web chat page and its assets (open like /docs: they hold no data; the page asks for a token).
+    app.include_router(web.router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app
 
 
-def _mount_page(app: FastAPI) -> None:
-    """The web chat page (chat_service/static/), open like /docs: it holds no data and asks for a token."""
-    index = STATIC_DIR / "index.html"
-    if STATIC_DIR.is_dir():
-        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/", include_in_schema=False, response_model=None)
-    async def page() -> Any:
-        if index.is_file():
-            return FileResponse(index, headers={"Cache-Control": "no-cache"})
-        return HTMLResponse(
-            "<!doctype html><title>ai-ops</title><p>ai-ops chat: the API is at <a href='/docs'>/docs</a>.</p>"
-        )

@@ -31,6 +31,10 @@ from chat_service.settings import SERVICE_ACCOUNT_DIR
 log = logging.getLogger(__name__)
 
 
+class AgentConfigMissing(AgentConfigError):
+    """The agent config file does not exist (yet): in a cluster the operator has not written it so far."""
+
+
 @dataclass(frozen=True)
 class ConfigSnapshot:
     config: AgentConfig
@@ -57,7 +61,8 @@ class ConfigStore:
     """Holds the current snapshot; ``apply`` validates and swaps, or keeps the old one and records why."""
 
     path: Path
-    on_change: list[Callable[[ConfigSnapshot, ConfigSnapshot], None]] = field(default_factory=list)
+    # (old, new); old is None for the first config of a service that started without one.
+    on_change: list[Callable[[ConfigSnapshot | None, ConfigSnapshot], None]] = field(default_factory=list)
     on_reload: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -67,6 +72,8 @@ class ConfigStore:
         # them later, and must not bring them back.
         self._superseded: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # True when the service started before its config existed and waits for it (see app.py).
+        self.started_empty = False
 
     # -- loading -------------------------------------------------------------------------------------
 
@@ -75,7 +82,7 @@ class ConfigStore:
         try:
             text = self.path.read_bytes()
         except FileNotFoundError:
-            raise AgentConfigError(
+            raise AgentConfigMissing(
                 f"agent config {self.path} does not exist (render one with `ai-ops render`)"
             ) from None
         except OSError as exc:
@@ -131,7 +138,8 @@ class ConfigStore:
         )
         for listener in self.on_reload:
             listener("applied")
-        if old is not None:
+        # The first config of a service that started without one is a change too (from nothing).
+        if old is not None or self.started_empty:
             for callback in self.on_change:
                 try:
                     callback(old, snapshot)

@@ -395,6 +395,11 @@ class ChatEngine:
 
     @property
     def snapshot(self) -> ConfigSnapshot:
+        if not self.config_store.loaded:
+            raise NotReady(
+                f"no agent config loaded yet: waiting for {self.config_store.path} (written by the ai-ops "
+                "operator once the namespace has ai-ops resources, or by `ai-ops render`)"
+            )
         return self.config_store.current
 
     @staticmethod
@@ -736,7 +741,7 @@ class ChatEngine:
 
     # -- config lifecycle, readiness and status ------------------------------------------------------
 
-    def _config_changed(self, old: ConfigSnapshot, new: ConfigSnapshot) -> None:
+    def _config_changed(self, old: ConfigSnapshot | None, new: ConfigSnapshot) -> None:
         self.metrics.set_config(new.checksum)
         for cache in (self._graphs, self._conversation_graphs):
             for key in [k for k in cache if k[0] != new.checksum]:

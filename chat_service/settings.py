@@ -42,6 +42,9 @@ class Settings(BaseModel):
     configmap_name: str = DEFAULT_CONFIGMAP_NAME
     namespace: str | None = None
     kubernetes_watch: bool = True
+    # Start without an agent config and serve 503 (not ready) until it appears, instead of exiting. Always
+    # so in a cluster, where the operator writes the (optional) ConfigMap after the pod starts.
+    wait_for_config: bool = False
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
     log_level: str = "INFO"
@@ -64,6 +67,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "configmap_name": ("AI_OPS_CONFIGMAP_NAME", None),
     "namespace": ("AI_OPS_NAMESPACE", None),
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
+    "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
 }

@@ -7,8 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chat_service.agent_config import AgentConfig
-from chat_service.app import create_app
+from chat_service.app import ChatServices, create_app
+from chat_service.config_store import AgentConfigMissing
 from tests.chat_support import RunningApp, agent_config, model_entry, running, settings_for, write_config
 from tests.harness.fake_llm import FakeLLM, Reply
 
@@ -17,7 +20,7 @@ async def wait_for_checksum(app: RunningApp, checksum: str) -> dict[str, Any]:
     async with app.client() as client:
         for _ in range(200):
             status = (await client.get("/api/status")).json()
-            if status["config"]["checksum"] == checksum:
+            if status.get("config", {}).get("checksum") == checksum:
                 return status
             await asyncio.sleep(0.05)
     raise AssertionError(f"config {checksum} was not applied")
@@ -175,3 +178,32 @@ async def test_sessions_of_removed_mcp_servers_close_after_turns_in_flight(
                 break
             await asyncio.sleep(0.05)
         assert toolbox.open_sessions == []
+
+
+async def test_in_a_cluster_the_service_waits_for_its_config_and_serves_503_until_then(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    """The operator writes the (optional) ConfigMap after the pod starts: not ready, then ready on arrival."""
+    path = tmp_path / "agent-config.json"
+    async with running(create_app(settings_for(path, wait_for_config=True))) as app, app.client() as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == ["no agent config loaded"]
+        models = await client.get("/api/models")
+        assert models.status_code == 503
+        assert models.json()["error"]["code"] == "not_ready"
+        assert str(path) in models.json()["error"]["message"]
+        turn = await client.post("/api/chat", json={"message": "anyone there?"})
+        assert turn.status_code == 503 and turn.json()["error"]["code"] == "not_ready"
+
+        config = two_models(fresh_fake_llm, "beta")
+        write_config(path, config)
+        await wait_for_checksum(app, config.checksum)
+        assert (await client.get("/readyz")).status_code == 200
+        answer = await client.post("/api/chat", json={"message": "now?"})
+        assert answer.status_code == 200 and answer.json()["model"] == "beta"
+
+
+def test_a_missing_config_outside_a_cluster_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(AgentConfigMissing, match="does not exist"):
+        ChatServices.build(settings_for(tmp_path / "typo.json"))
