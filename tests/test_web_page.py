@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from chat_service.agent_config import AgentConfig, MCPServerEntry, ModelEntry, ProviderEntry, SecretRef
 from tests.harness.fake_llm import Reply
@@ -213,11 +215,8 @@ def wait_for_reply(page: Page, count: int = 1) -> Any:
     """The count-th assistant turn, once it has finished (no longer busy)."""
     turn = page.locator("article.message.assistant").nth(count - 1)
     turn.wait_for()
-    page.wait_for_function(
-        "n => { const t = document.querySelectorAll('article.message.assistant')[n - 1];"
-        " return t && !t.hasAttribute('aria-busy'); }",
-        arg=count,
-    )
+    # Locator assertions, not wait_for_function: the page's CSP forbids the eval that the latter needs.
+    expect(turn).not_to_have_attribute("aria-busy", re.compile(".*"), timeout=WAIT_MS)
     return turn
 
 
@@ -342,7 +341,7 @@ def test_new_conversation_clears(page: Page, chat_url: str, fresh_fake_llm: Fake
 def test_model_picker(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> None:
     page.goto(chat_url)
     picker = page.locator("#model-select")
-    page.wait_for_function("!document.getElementById('model-select').disabled")
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == [
         "fast",
         "careful",
@@ -359,14 +358,14 @@ def test_model_picker(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> Non
     assert "careful" in turn.locator(".role").inner_text()
 
     page.reload()
-    page.wait_for_function("!document.getElementById('model-select').disabled")
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     assert picker.input_value() == "careful"  # the choice is remembered
 
 
 @pytest.mark.browser
 def test_unreachable_llm_is_explained(page: Page, chat_url: str) -> None:
     page.goto(chat_url)
-    page.wait_for_function("!document.getElementById('model-select').disabled")
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     page.locator("#model-select").select_option("offline")
     send(page, "anyone there?")
     turn = wait_for_reply(page)
@@ -411,7 +410,7 @@ def test_unusable_model_is_explained(page: Page, chat_url: str) -> None:
             break
         time.sleep(0.1)
     page.goto(chat_url)
-    page.wait_for_function("!document.getElementById('model-select').disabled")
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     page.locator("#status-panel summary").click()
     listed = page.locator("#status-body li", has_text="gpt-4o · openai")
     assert "unavailable: model 'keyless': API key unavailable" in listed.inner_text()
@@ -437,7 +436,7 @@ def test_unusable_model_is_explained(page: Page, chat_url: str) -> None:
 @pytest.mark.browser
 def test_service_unreachable_is_explained(page: Page, chat_url: str) -> None:
     page.goto(chat_url)
-    page.wait_for_function("!document.getElementById('model-select').disabled")
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     # The browser cannot connect (as when the service is down).
     page.route("**/api/chat/stream", lambda route: route.abort("connectionrefused"))
     send(page, "hello?")
@@ -457,7 +456,7 @@ def test_token_prompt_and_no_model(page: Page, locked_chat_url: str) -> None:
 
     page.fill("#token-input", "wrong-token")
     page.click("#token-save")
-    page.wait_for_function("document.getElementById('token-reason').textContent.includes('not accepted')")
+    expect(page.locator("#token-reason")).to_contain_text("not accepted", timeout=WAIT_MS)
     assert dialog.is_visible()
 
     page.fill("#token-input", TOKEN)
@@ -465,7 +464,7 @@ def test_token_prompt_and_no_model(page: Page, locked_chat_url: str) -> None:
     dialog.wait_for(state="hidden")
     assert stored(page, "ai-ops.token") == TOKEN
     # Authenticated now; this service has no model, and the page says how to configure one.
-    page.wait_for_function("document.getElementById('banner-text').textContent.includes('No language model')")
+    expect(page.locator("#banner-text")).to_contain_text("No language model", timeout=WAIT_MS)
     assert "LLMModel" in page.locator("#banner-text").inner_text()
     assert page.locator("#model-select").inner_text() == "No model configured"
 
@@ -477,7 +476,7 @@ def test_token_prompt_and_no_model(page: Page, locked_chat_url: str) -> None:
 
     # The token survives a reload: no prompt the second time.
     page.reload()
-    page.wait_for_function("document.getElementById('model-select').textContent.includes('No model')")
+    expect(page.locator("#model-select")).to_contain_text("No model", timeout=WAIT_MS)
     assert dialog.is_hidden()
 
 
