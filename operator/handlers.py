@@ -421,7 +421,7 @@ class Reconciler:
             return
         evaluation = evaluate(snapshot)
         config = translate(snapshot, evaluation)
-        self._sync_prober(namespace, evaluation, objects["MCPServer"])
+        probeable = self._sync_prober(namespace, evaluation, objects["MCPServer"])
 
         # The ConfigMap first: it is what the agent runs on. Status writes go to the status writers, so a
         # probe storm's hundreds of them never hold up the next pass (and its ConfigMap).
@@ -430,6 +430,13 @@ class Reconciler:
         for verdict in evaluation.all():
             obj = objects[verdict.kind][verdict.name]
             current = self._status(obj)
+            if (
+                verdict.kind == "MCPServer"
+                and not current
+                and verdict.name in probeable
+                and runtime.prober.published(namespace, verdict.name) is None
+            ):
+                continue  # a new server's first status comes with its first probe (one write, not two)
             desired, _ = self._desired_status(verdict, obj, current)
             if _status_subset(current, desired) != desired:
                 key = (verdict.kind, namespace, verdict.name)
@@ -474,11 +481,12 @@ class Reconciler:
 
     def _sync_prober(
         self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]
-    ) -> None:
+    ) -> set[str]:
         probeable = {
             name: (spec, self._status(servers[name])) for name, spec in probeable_servers(evaluation).items()
         }
         self.runtime.prober.sync(namespace, probeable)
+        return set(probeable)
 
     def _desired_status(
         self, verdict: Verdict, obj: Mapping[str, Any], current: Mapping[str, Any]

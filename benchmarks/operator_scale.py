@@ -1,0 +1,196 @@
+"""Operator scale benchmark (issue 3): 1000 MCPServers against the API emulator and a few real MCP servers.
+
+    .venv/bin/python benchmarks/operator_scale.py [--servers 1000] [--mcp-processes 4] [--changes 40]
+
+The emulator (tests/harness) runs in this process; the operator runs as its own process (``ai-ops
+operator``), so its CPU time and peak memory are its own. Printed, not asserted (no timed tests):
+
+- time until every MCPServer has a health, and first-round probes per second;
+- steady-state probes per second over one probe interval (from the operator's metrics);
+- create-or-update-to-ConfigMap latency (p50, p95): an LLMModel created or changed until the agent
+  ConfigMap in the emulator shows it;
+- the operator's CPU time (and share of one core) and peak memory (VmHWM).
+
+Targets on a 2-core machine: all servers probed within one 30 s interval on at most one core; ConfigMap
+propagation p95 under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # tests.harness (the emulator and the MCP fixture servers)
+
+NS = "bench"
+AI = "ai-ops.dev/v1alpha1"
+CM = "ai-ops-agent-config"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def peak_memory_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def probe_count(metrics_text: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("ai_ops_mcp_probe_duration_seconds_count"):
+            total += float(line.split()[-1])
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    import httpx
+    import kmock
+
+    from tests.harness.emulator import EmulatorHandle, KubernetesApiEmulator, write_kubeconfig
+    from tests.harness.mcp_servers import McpFixtureServer
+    from tests.harness.ports import free_port
+
+    log_dir = Path(tempfile.mkdtemp(prefix="ai-ops-bench-"))
+    mcp = [McpFixtureServer("healthy", log_dir) for _ in range(args.mcp_processes)]
+    for server in mcp:
+        server.spawn()
+    for server in mcp:
+        server.wait_ready()
+
+    async def trim_request_log(emulator: KubernetesApiEmulator) -> None:
+        # kmock records every request and matches each new one by scanning that record (O(n) per request,
+        # O(n^2) per run): thousands of status patches would measure kmock, not the operator. Requests are
+        # matched on arrival only, so keeping the most recent ones is enough.
+        while True:
+            del emulator._requests[:-200]
+            await asyncio.sleep(0.2)
+
+    async with KubernetesApiEmulator() as emulator, kmock.Server(emulator) as http_server:
+        trimmer = asyncio.create_task(trim_request_log(emulator))
+        url = str(http_server.url).rstrip("/")
+        k8s = EmulatorHandle(emulator, url, write_kubeconfig(url, log_dir))
+        k8s.seed_namespace(NS)
+        k8s.create({"apiVersion": AI, "kind": "LLMProvider", "metadata": {"name": "local", "namespace": NS},
+                    "spec": {"type": "ollama"}})
+        for i in range(args.servers):
+            k8s.create({
+                "apiVersion": AI, "kind": "MCPServer", "metadata": {"name": f"mcp-{i:04d}", "namespace": NS},
+                "spec": {"url": mcp[i % len(mcp)].url,
+                         "healthCheck": {"intervalSeconds": args.interval, "timeoutSeconds": min(10, args.interval - 1)}},
+            })
+        print(f"created {args.servers} MCPServers on {len(mcp)} MCP server processes")
+
+        metrics_port = free_port("127.0.0.1")
+        env = {**os.environ, "AI_OPS_WATCH_NAMESPACES": NS, "AI_OPS_ALLOW_LOOPBACK": "true",
+               "AI_OPS_METRICS_PORT": str(metrics_port), "AI_OPS_LOG_LEVEL": "WARNING",
+               "AI_OPS_PROBE_CONCURRENCY": str(args.concurrency)}
+        started = time.monotonic()
+        with open(log_dir / "operator.log", "wb") as log:
+            operator = subprocess.Popen(
+                [sys.executable, *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
+                 "-m", "ai_ops_operator.cli", "operator", "--kubeconfig", str(k8s.kubeconfig_path)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            # 1. Every server has a health.
+            while True:
+                healthy = sum(
+                    1
+                    for o in k8s.list(AI, "mcpservers", NS)
+                    if (o.get("status") or {}).get("health") not in (None, "Unknown")
+                )
+                if healthy >= args.servers:
+                    break
+                if operator.poll() is not None:
+                    raise SystemExit(f"operator exited: {(log_dir / 'operator.log').read_text()[-2000:]}")
+                await asyncio.sleep(0.5)
+            all_health = time.monotonic() - started
+            print(f"every server has a probed health after {all_health:.1f} s (operator start included); "
+                  f"first round: {args.servers / all_health:.0f} probes/s")
+            in_cm = 0
+            while in_cm < args.servers:
+                cm = k8s.get("v1", "configmaps", NS, CM)
+                in_cm = len(json.loads(cm["data"]["agent-config.json"])["mcpServers"]) if cm else 0
+                await asyncio.sleep(0.1)
+            print(f"all {args.servers} servers in the ConfigMap after {time.monotonic() - started:.1f} s")
+
+            # 2. Create-or-update to ConfigMap latency.
+            latencies = []
+            for i in range(args.changes):
+                name = f"model-{i // 2:03d}"
+                if i % 2 == 0:
+                    k8s.create({"apiVersion": AI, "kind": "LLMModel", "metadata": {"name": name, "namespace": NS},
+                                "spec": {"providerRef": {"name": "local"}, "model": name}})
+                    expected = (name, None)
+                else:
+                    k8s.patch(AI, "llmmodels", NS, name, {"spec": {"temperature": 0.5}})
+                    expected = (name, 0.5)
+                t0 = time.monotonic()
+                while True:
+                    cm = k8s.get("v1", "configmaps", NS, CM)
+                    models = json.loads(cm["data"]["agent-config.json"])["models"]
+                    if any((m["name"], m["temperature"]) == expected for m in models):
+                        break
+                    await asyncio.sleep(0.005)
+                latencies.append(time.monotonic() - t0)
+                await asyncio.sleep(0.05)
+            print(f"create/update -> ConfigMap over {len(latencies)} changes: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                  f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+
+            # 3. Steady state over one interval.
+            async with httpx.AsyncClient() as client:
+                before = probe_count((await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+                cpu_before, t_before = cpu_seconds(operator.pid), time.monotonic()
+                await asyncio.sleep(args.interval)
+                after = probe_count((await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+                cpu_after, t_after = cpu_seconds(operator.pid), time.monotonic()
+            steady = (after - before) / (t_after - t_before)
+            print(f"steady state: {steady:.0f} probes/s over one {args.interval} s interval "
+                  f"({(after - before):.0f} probes; target {args.servers / args.interval:.0f}/s), "
+                  f"operator CPU {(cpu_after - cpu_before) / (t_after - t_before) * 100:.0f}% of one core")
+            total_cpu, wall = cpu_seconds(operator.pid), time.monotonic() - started
+            print(f"benchmark process (emulator, MCP clients of this script): {time.process_time():.1f} s CPU")
+            print(f"operator: {total_cpu:.1f} s CPU in {wall:.1f} s wall ({total_cpu / wall * 100:.0f}% of one core "
+                  f"on average, start-up included), peak memory {peak_memory_mb(operator.pid):.0f} MB")
+        finally:
+            operator.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(operator.wait, 15)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+            for server in mcp:
+                server.stop()
+            trimmer.cancel()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", type=int, default=1000)
+    parser.add_argument("--mcp-processes", type=int, default=4)
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--interval", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--profile", default=None, help="write a cProfile of the operator process here")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    asyncio.run(main(parser.parse_args()))
