@@ -67,6 +67,7 @@ from ai_ops_operator.translator import (
     Snapshot,
     Verdict,
     evaluate,
+    installed_custom_middleware,
     probeable_servers,
     referenced_secret_keys,
     server_health_state,
@@ -314,6 +315,7 @@ class Reconciler:
         self._status_pending: dict[tuple[str, str, str], tuple[Verdict, Mapping[str, Any]]] = {}
         self._status_inflight: set[tuple[str, str, str]] = set()
         self._status_wake = asyncio.Event()
+        self._digests: dict[str, tuple[str | None, str | None, bool]] = {}
         self._busy = False
         self.passes = 0
 
@@ -325,12 +327,17 @@ class Reconciler:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        last_pass = 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self.runtime.settings.debounce_seconds)  # coalesce a burst into one pass
+            # Coalesce a burst into one pass; during a storm (hundreds of probe results) wait at least as
+            # long as the last pass took, so reconciling takes at most about half of the event loop and
+            # probes and watch events keep flowing.
+            await asyncio.sleep(max(self.runtime.settings.debounce_seconds, last_pass))
             batch, self._pending = self._pending, set()
             self._busy = True
+            pass_started = time.perf_counter()
             for namespace in sorted(batch):
                 started = time.perf_counter()
                 try:
@@ -355,6 +362,7 @@ class Reconciler:
                     self.runtime.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                     self.passes += 1
             self._busy = False
+            last_pass = time.perf_counter() - pass_started
 
     @property
     def idle(self) -> bool:
@@ -401,6 +409,7 @@ class Reconciler:
             secrets=secrets,
             health=health,
             allow_loopback=self.runtime.settings.allow_loopback,
+            custom_middleware=self.runtime.custom_middleware,
         )
         return snapshot, objects
 
@@ -422,6 +431,7 @@ class Reconciler:
         evaluation = evaluate(snapshot)
         config = translate(snapshot, evaluation)
         probeable = self._sync_prober(namespace, evaluation, objects["MCPServer"])
+        now = rfc3339(_now())
 
         # The ConfigMap first: it is what the agent runs on. Status writes go to the status writers, so a
         # probe storm's hundreds of them never hold up the next pass (and its ConfigMap).
@@ -437,7 +447,7 @@ class Reconciler:
                 and runtime.prober.published(namespace, verdict.name) is None
             ):
                 continue  # a new server's first status comes with its first probe (one write, not two)
-            desired, _ = self._desired_status(verdict, obj, current)
+            desired, _ = self._desired_status(verdict, obj, current, now)
             if _status_subset(current, desired) != desired:
                 key = (verdict.kind, namespace, verdict.name)
                 self._status_pending.pop(key, None)  # the latest verdict wins
@@ -489,11 +499,10 @@ class Reconciler:
         return set(probeable)
 
     def _desired_status(
-        self, verdict: Verdict, obj: Mapping[str, Any], current: Mapping[str, Any]
+        self, verdict: Verdict, obj: Mapping[str, Any], current: Mapping[str, Any], now: str
     ) -> tuple[dict[str, Any], list[Transition]]:
         meta = obj["metadata"]
         generation = meta.get("generation")
-        now = rfc3339(_now())
         conditions, transitions = merge_conditions(
             current.get("conditions"), verdict.conditions, generation, now
         )
@@ -536,7 +545,7 @@ class Reconciler:
 
     async def _write_status(self, namespace: str, verdict: Verdict, obj: Mapping[str, Any]) -> None:
         current = self._status(obj)
-        desired, transitions = self._desired_status(verdict, obj, current)
+        desired, transitions = self._desired_status(verdict, obj, current, rfc3339(_now()))
         if _status_subset(current, desired) == desired:
             return
         meta = obj["metadata"]
@@ -576,7 +585,11 @@ class Reconciler:
     async def _write_configmap(self, namespace: str, config: Any, existing: Mapping[str, Any] | None) -> None:
         runtime = self.runtime
         name = runtime.settings.configmap_name
-        desired = desired_configmap_digest(config)
+        desired = self._digests.get(config.checksum)
+        if desired is None:  # serializing a big config costs milliseconds: once per content
+            if len(self._digests) > 64:
+                self._digests.clear()
+            desired = self._digests[config.checksum] = desired_configmap_digest(config)
         key = ("configmap", namespace, name)
         if existing is not None:
             current = self._fresh(key, existing.get("resourceVersion"), existing.get("digest"))
@@ -664,6 +677,8 @@ class OperatorRuntime:
             else random.randint(1, MAX_RANDOM_PRIORITY)
         )
         self.indices: Mapping[str, Any] | None = None
+        # Looked up once: entry points change only with the installed packages, i.e. a new image.
+        self.custom_middleware = installed_custom_middleware()
         self.http = SharedHttp(max_connections=max(10, settings.probe_concurrency))
         self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
         self.gate = PeeringGate(self)

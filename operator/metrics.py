@@ -12,6 +12,7 @@ from ai_ops_operator.specs import HealthState
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._health: dict[tuple[str, str], HealthState | None] = {}
         self.probe_seconds = Histogram(
             "ai_ops_mcp_probe_duration_seconds",
             "Duration of one MCP probe (initialize + tools/list), by result.",
@@ -53,10 +54,14 @@ class OperatorMetrics:
         )
 
     def set_health(self, namespace: str, name: str, state: HealthState | None) -> None:
+        if self._health.get((namespace, name), "unset") == state:
+            return  # called on every pass: only a change touches the series
+        self._health[(namespace, name)] = state
         for candidate in HealthState:
             self.server_health.labels(namespace, name, candidate.value).set(1 if candidate == state else 0)
 
     def forget_server(self, namespace: str, name: str) -> None:
+        self._health.pop((namespace, name), None)
         for candidate in HealthState:
             with contextlib.suppress(KeyError):
                 self.server_health.remove(namespace, name, candidate.value)
