@@ -83,7 +83,7 @@ async def main(args: argparse.Namespace) -> None:
         # O(n^2) per run): thousands of status patches would measure kmock, not the operator. Requests are
         # matched on arrival only, so keeping the most recent ones is enough.
         while True:
-            del emulator._requests[:-200]
+            del emulator._requests[:-10]
             await asyncio.sleep(0.2)
 
     async with KubernetesApiEmulator() as emulator, kmock.Server(emulator) as http_server:
