@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ def probe_count(metrics_text: str) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -91,26 +90,55 @@ async def main(args: argparse.Namespace) -> None:
         url = str(http_server.url).rstrip("/")
         k8s = EmulatorHandle(emulator, url, write_kubeconfig(url, log_dir))
         k8s.seed_namespace(NS)
-        k8s.create({"apiVersion": AI, "kind": "LLMProvider", "metadata": {"name": "local", "namespace": NS},
-                    "spec": {"type": "ollama"}})
+        k8s.create(
+            {
+                "apiVersion": AI,
+                "kind": "LLMProvider",
+                "metadata": {"name": "local", "namespace": NS},
+                "spec": {"type": "ollama"},
+            }
+        )
         for i in range(args.servers):
-            k8s.create({
-                "apiVersion": AI, "kind": "MCPServer", "metadata": {"name": f"mcp-{i:04d}", "namespace": NS},
-                "spec": {"url": mcp[i % len(mcp)].url,
-                         "healthCheck": {"intervalSeconds": args.interval, "timeoutSeconds": min(10, args.interval - 1)}},
-            })
+            k8s.create(
+                {
+                    "apiVersion": AI,
+                    "kind": "MCPServer",
+                    "metadata": {"name": f"mcp-{i:04d}", "namespace": NS},
+                    "spec": {
+                        "url": mcp[i % len(mcp)].url,
+                        "healthCheck": {
+                            "intervalSeconds": args.interval,
+                            "timeoutSeconds": min(10, args.interval - 1),
+                        },
+                    },
+                }
+            )
         print(f"created {args.servers} MCPServers on {len(mcp)} MCP server processes")
 
         metrics_port = free_port("127.0.0.1")
-        env = {**os.environ, "AI_OPS_WATCH_NAMESPACES": NS, "AI_OPS_ALLOW_LOOPBACK": "true",
-               "AI_OPS_METRICS_PORT": str(metrics_port), "AI_OPS_LOG_LEVEL": "WARNING",
-               "AI_OPS_PROBE_CONCURRENCY": str(args.concurrency)}
+        env = {
+            **os.environ,
+            "AI_OPS_WATCH_NAMESPACES": NS,
+            "AI_OPS_ALLOW_LOOPBACK": "true",
+            "AI_OPS_METRICS_PORT": str(metrics_port),
+            "AI_OPS_LOG_LEVEL": "WARNING",
+            "AI_OPS_PROBE_CONCURRENCY": str(args.concurrency),
+        }
         started = time.monotonic()
         with open(log_dir / "operator.log", "wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
-                 "-m", "ai_ops_operator.cli", "operator", "--kubeconfig", str(k8s.kubeconfig_path)],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
+                    "-m",
+                    "ai_ops_operator.cli",
+                    "operator",
+                    "--kubeconfig",
+                    str(k8s.kubeconfig_path),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             # 1. Every server has a health.
@@ -126,8 +154,10 @@ async def main(args: argparse.Namespace) -> None:
                     raise SystemExit(f"operator exited: {(log_dir / 'operator.log').read_text()[-2000:]}")
                 await asyncio.sleep(0.5)
             all_health = time.monotonic() - started
-            print(f"every server has a probed health after {all_health:.1f} s (operator start included); "
-                  f"first round: {args.servers / all_health:.0f} probes/s")
+            print(
+                f"every server has a probed health after {all_health:.1f} s (operator start included); "
+                f"first round: {args.servers / all_health:.0f} probes/s"
+            )
             in_cm = 0
             while in_cm < args.servers:
                 cm = k8s.get("v1", "configmaps", NS, CM)
@@ -140,23 +170,33 @@ async def main(args: argparse.Namespace) -> None:
             for i in range(args.changes):
                 name = f"model-{i // 2:03d}"
                 if i % 2 == 0:
-                    k8s.create({"apiVersion": AI, "kind": "LLMModel", "metadata": {"name": name, "namespace": NS},
-                                "spec": {"providerRef": {"name": "local"}, "model": name}})
-                    expected = (name, None)
+                    k8s.create(
+                        {
+                            "apiVersion": AI,
+                            "kind": "LLMModel",
+                            "metadata": {"name": name, "namespace": NS},
+                            "spec": {"providerRef": {"name": "local"}, "model": name},
+                        }
+                    )
+                    expected: tuple[str, float | None] = (name, None)
                 else:
                     k8s.patch(AI, "llmmodels", NS, name, {"spec": {"temperature": 0.5}})
                     expected = (name, 0.5)
                 t0 = time.monotonic()
                 while True:
-                    cm = k8s.get("v1", "configmaps", NS, CM)
+                    cm = k8s.get("v1", "configmaps", NS, CM) or {
+                        "data": {"agent-config.json": '{"models": []}'}
+                    }
                     models = json.loads(cm["data"]["agent-config.json"])["models"]
                     if any((m["name"], m["temperature"]) == expected for m in models):
                         break
                     await asyncio.sleep(0.005)
                 latencies.append(time.monotonic() - t0)
                 await asyncio.sleep(0.05)
-            print(f"create/update -> ConfigMap over {len(latencies)} changes: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-                  f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+            print(
+                f"create/update -> ConfigMap over {len(latencies)} changes: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+            )
 
             # 3. Steady state over one interval.
             async with httpx.AsyncClient() as client:
@@ -166,13 +206,19 @@ async def main(args: argparse.Namespace) -> None:
                 after = probe_count((await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
                 cpu_after, t_after = cpu_seconds(operator.pid), time.monotonic()
             steady = (after - before) / (t_after - t_before)
-            print(f"steady state: {steady:.0f} probes/s over one {args.interval} s interval "
-                  f"({(after - before):.0f} probes; target {args.servers / args.interval:.0f}/s), "
-                  f"operator CPU {(cpu_after - cpu_before) / (t_after - t_before) * 100:.0f}% of one core")
+            print(
+                f"steady state: {steady:.0f} probes/s over one {args.interval} s interval "
+                f"({(after - before):.0f} probes; target {args.servers / args.interval:.0f}/s), "
+                f"operator CPU {(cpu_after - cpu_before) / (t_after - t_before) * 100:.0f}% of one core"
+            )
             total_cpu, wall = cpu_seconds(operator.pid), time.monotonic() - started
-            print(f"benchmark process (emulator, MCP clients of this script): {time.process_time():.1f} s CPU")
-            print(f"operator: {total_cpu:.1f} s CPU in {wall:.1f} s wall ({total_cpu / wall * 100:.0f}% of one core "
-                  f"on average, start-up included), peak memory {peak_memory_mb(operator.pid):.0f} MB")
+            print(
+                f"benchmark process (emulator, MCP clients of this script): {time.process_time():.1f} s CPU"
+            )
+            print(
+                f"operator: {total_cpu:.1f} s CPU in {wall:.1f} s wall ({total_cpu / wall * 100:.0f}% of one core "
+                f"on average, start-up included), peak memory {peak_memory_mb(operator.pid):.0f} MB"
+            )
         finally:
             operator.send_signal(signal.SIGINT)
             try:
@@ -185,12 +231,14 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--servers", type=int, default=1000)
     parser.add_argument("--mcp-processes", type=int, default=4)
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--profile", default=None, help="write a cProfile of the operator process here")
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     asyncio.run(main(parser.parse_args()))

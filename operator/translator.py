@@ -159,9 +159,11 @@ def _spec_or_problems(obj: dict[str, Any], model: type[Any]) -> tuple[Any, str |
     # pass over unchanged objects hits the cache (CEL evaluation costs milliseconds per object).
     meta = obj.get("metadata") or {}
     key = json.dumps(
-        [obj.get("apiVersion"), obj.get("kind"), meta.get("name"), obj.get("spec")], sort_keys=True, default=str
+        [obj.get("apiVersion"), obj.get("kind"), meta.get("name"), obj.get("spec")],
+        sort_keys=True,
+        default=str,
     )
-    return _validated(key, model)
+    return _validated(key, model)  # type: ignore[arg-type]  # classes are hashable
 
 
 @functools.lru_cache(maxsize=16384)

@@ -697,3 +697,44 @@ async def test_restart_converges_with_no_extra_writes(k8s_emulator: Any, mcp_fix
         k8s_emulator.get("v1", "configmaps", NS, CM)["metadata"]["annotations"]["ai-ops.dev/checksum"]
         == checksum
     )
+
+
+async def test_peering_gate_lets_only_the_highest_priority_replica_probe(k8s_emulator: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ai_ops_operator.handlers import PeeringGate
+
+    now = datetime.now(UTC)
+    k8s_emulator.create(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "ai-ops", "namespace": NS}}
+    )
+
+    def peer(priority: int, seen: datetime) -> dict[str, Any]:
+        return {"priority": priority, "lastseen": seen.isoformat(), "lifetime": 60}
+
+    kube = KubeClient.from_environment(str(k8s_emulator.kubeconfig_path))
+    try:
+        settings = OperatorSettings(namespaces=(NS,), peering_name="ai-ops")
+        low = OperatorRuntime(settings, kube)
+        high = OperatorRuntime(settings, kube)
+        low.priority, high.priority = 10, 20
+        k8s_emulator.patch(
+            "kopf.dev/v1",
+            "kopfpeerings",
+            NS,
+            "ai-ops",
+            {
+                "status": {
+                    low.identity: peer(10, now),
+                    high.identity: peer(20, now),
+                    "gone": peer(99, now - timedelta(hours=1)),
+                }
+            },
+            subresource="status",
+        )
+        assert await PeeringGate(high).active()  # the dead peer of priority 99 does not count
+        assert not await PeeringGate(low).active()
+        standalone = OperatorRuntime(OperatorSettings(namespaces=(NS,)), kube)
+        assert await PeeringGate(standalone).active()
+    finally:
+        kube.close()
