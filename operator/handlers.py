@@ -431,6 +431,7 @@ class Reconciler:
         evaluation = evaluate(snapshot)
         config = translate(snapshot, evaluation)
         probeable = self._sync_prober(namespace, evaluation, objects["MCPServer"])
+        self._forget_deleted(namespace, objects)
         now = rfc3339(_now())
 
         # The ConfigMap first: it is what the agent runs on. Status writes go to the status writers, so a
@@ -488,6 +489,16 @@ class Reconciler:
             finally:
                 self._status_inflight.discard(key)
                 self._status_wake.set()
+
+    def _forget_deleted(self, namespace: str, objects: Mapping[str, Mapping[str, Any]]) -> None:
+        """Drop what is kept per object once the object is gone (metrics series, write records)."""
+        for key in list(self._written):
+            what, scope, name = key
+            if what == "status":
+                kind, _, ns = scope.partition("/")
+                if ns == namespace and name not in objects.get(kind, {}):
+                    del self._written[key]
+        self.runtime.metrics.forget_missing(namespace, set(objects["MCPServer"]))
 
     def _sync_prober(
         self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]

@@ -60,6 +60,11 @@ class OperatorMetrics:
         for candidate in HealthState:
             self.server_health.labels(namespace, name, candidate.value).set(1 if candidate == state else 0)
 
+    def forget_missing(self, namespace: str, names: set[str]) -> None:
+        """Remove the series of servers of the namespace that no longer exist."""
+        for ns, name in [key for key in self._health if key[0] == namespace and key[1] not in names]:
+            self.forget_server(ns, name)
+
     def forget_server(self, namespace: str, name: str) -> None:
         self._health.pop((namespace, name), None)
         for candidate in HealthState:

@@ -738,3 +738,33 @@ async def test_peering_gate_lets_only_the_highest_priority_replica_probe(k8s_emu
         assert await PeeringGate(standalone).active()
     finally:
         kube.close()
+
+
+async def test_deleting_never_waits_for_the_operator_and_updates_the_configmap(k8s_emulator: Any) -> None:
+    k8s_emulator.create(provider("local", key_secret=None, type="ollama"))
+    k8s_emulator.create(model("llama", provider_name="local"))
+    k8s_emulator.create(
+        {
+            "apiVersion": AI,
+            "kind": "MCPServer",
+            "metadata": meta("files"),
+            "spec": {"transport": "stdio", "command": "mcp-files"},
+        }
+    )
+    async with running_operator(k8s_emulator) as runtime:
+        await eventually(lambda: server_names(k8s_emulator) == ["files"], "in the ConfigMap")
+        await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
+        labels = {"namespace": NS, "name": "files", "state": "NotProbed"}
+        assert runtime.metrics.registry.get_sample_value("ai_ops_mcp_server_health", labels) == 1.0
+        for plural, name in (("mcpservers", "files"), ("llmmodels", "llama")):
+            assert not (k8s_emulator.get(AI, plural, NS, name)["metadata"].get("finalizers"))
+            k8s_emulator.delete(AI, plural, NS, name)
+            assert k8s_emulator.get(AI, plural, NS, name) is None  # gone at once: nothing to wait for
+        config = await eventually(
+            lambda: (c := agent_config(k8s_emulator)) and not c.models and not c.mcp_servers and c, "emptied"
+        )
+        assert config.default_model is None
+        await eventually(
+            lambda: runtime.metrics.registry.get_sample_value("ai_ops_mcp_server_health", labels) is None,
+            "metrics series removed",
+        )
