@@ -76,12 +76,13 @@ async def test_operator_process_writes_the_configmap_and_serves_liveness_and_met
         assert 'ai_ops_configmap_writes_total{namespace="default"} 1.0' in metrics
         assert "ai_ops_mcp_probe_duration_seconds" in metrics
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # what the kubelet sends
         try:
             await asyncio.to_thread(process.wait, 15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    assert process.returncode == 0, log_path.read_text()[-2000:]
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any("ConfigMap default/agent-cm created" in r["message"] for r in records)
