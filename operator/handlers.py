@@ -312,7 +312,7 @@ class Reconciler:
         # of our own writes a moment later; until then the written value is the truth.
         self._written: dict[tuple[str, str, str], tuple[str | None, Any]] = {}
         self._unconsumed_logged: set[str] = set()
-        self._status_pending: dict[tuple[str, str, str], tuple[Verdict, Mapping[str, Any]]] = {}
+        self._status_pending: dict[tuple[str, str, str], Verdict] = {}
         self._status_inflight: set[tuple[str, str, str]] = set()
         self._status_wake = asyncio.Event()
         self._digests: dict[str, tuple[str | None, str | None, bool]] = {}
@@ -390,6 +390,11 @@ class Reconciler:
         except KeyError:
             return []
 
+    def _object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return next(
+            (o for o in self._index(KIND_INDEX[kind], namespace) if o["metadata"]["name"] == name), None
+        )
+
     def snapshot(self, namespace: str) -> tuple[Snapshot, dict[str, dict[str, dict[str, Any]]]]:
         objects: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, index in KIND_INDEX.items():
@@ -452,7 +457,7 @@ class Reconciler:
             if _status_subset(current, desired) != desired:
                 key = (verdict.kind, namespace, verdict.name)
                 self._status_pending.pop(key, None)  # the latest verdict wins
-                self._status_pending[key] = (verdict, obj)
+                self._status_pending[key] = verdict
                 self._status_wake.set()
 
     async def status_writer(self) -> None:
@@ -465,11 +470,15 @@ class Reconciler:
                 self._status_wake.clear()
                 await self._status_wake.wait()
                 continue
-            verdict, obj = self._status_pending.pop(key)
+            verdict = self._status_pending.pop(key)
             self._status_inflight.add(key)
             namespace = key[1]
             try:
-                await self._write_status(namespace, verdict, obj)
+                # The object as the index has it now (it may have moved on since the pass): the write is
+                # computed against its status, so a stale queued copy never rewrites a transition twice.
+                fresh = self._object(verdict.kind, namespace, verdict.name)
+                if fresh is not None:
+                    await self._write_status(namespace, verdict, fresh)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
