@@ -768,3 +768,56 @@ async def test_deleting_never_waits_for_the_operator_and_updates_the_configmap(k
             lambda: runtime.metrics.registry.get_sample_value("ai_ops_mcp_server_health", labels) is None,
             "metrics series removed",
         )
+
+
+async def test_only_a_new_set_of_referenced_keys_rolls_the_deployment(k8s_emulator: Any) -> None:
+    k8s_emulator.create(secret("openai-key", {"api-key": API_KEY_VALUE, "other-key": "sk-2"}))
+    k8s_emulator.create(chat_deployment())
+    k8s_emulator.create(provider())
+    k8s_emulator.create(model("gpt-4o"))
+
+    def template_checksum() -> str | None:
+        template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
+        return (template["metadata"].get("annotations") or {}).get("ai-ops.dev/secret-refs-checksum")
+
+    async with running_operator(k8s_emulator) as runtime:
+        first = await eventually(template_checksum, "Deployment wired")
+        await eventually(lambda: runtime.reconciler.idle, "settled")
+        version = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["metadata"]["resourceVersion"]
+
+        # A rotated value: a pass runs, nothing is patched (the kubelet refreshes projected volumes).
+        passes = runtime.reconciler.passes
+        k8s_emulator.patch(
+            "v1", "secrets", NS, "openai-key", {"data": {"api-key": base64.b64encode(b"sk-new").decode()}}
+        )
+        await eventually(
+            lambda: runtime.reconciler.passes > passes and runtime.reconciler.idle, "pass after rotation"
+        )
+        assert (
+            k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["metadata"]["resourceVersion"]
+            == version
+        )
+
+        # Another key referenced: the set changed, so the template is patched.
+        k8s_emulator.patch(
+            AI,
+            "llmmodels",
+            NS,
+            "gpt-4o",
+            {"spec": {"apiKeySecretRef": {"name": "openai-key", "key": "other-key"}}},
+        )
+        second = await eventually(lambda: (c := template_checksum()) != first and c, "rewired")
+        assert second != first
+        template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
+        sources = next(v for v in template["spec"]["volumes"] if v["name"] == "ai-ops-secrets")["projected"][
+            "sources"
+        ]
+        assert sources == [
+            {
+                "secret": {
+                    "name": "openai-key",
+                    "items": [{"key": "other-key", "path": "openai-key/other-key"}],
+                    "optional": True,
+                }
+            }
+        ]
