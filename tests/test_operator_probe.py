@@ -126,3 +126,40 @@ spec: {{url: "http://127.0.0.1:9/mcp"}}
     assert "MCPServer/down: left out: Unhealthy" in captured.err
     # One failure below the threshold: a new server stays Unknown, as in the cluster.
     assert "MCPServer/new-and-down: left out: Unknown" in captured.err
+
+
+@pytest.fixture(scope="module")
+def sse_server() -> Any:
+    """A FastMCP server on the SSE transport (the fixture servers speak streamable HTTP only)."""
+    import threading
+
+    import uvicorn
+    from mcp.server.fastmcp import FastMCP
+
+    from tests.harness.ports import free_port
+
+    mcp = FastMCP("sse-fixture", log_level="WARNING")
+
+    @mcp.tool()
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    port = free_port("127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(mcp.sse_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/sse"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+async def test_sse_transport_is_probed_too(sse_server: str, http: SharedHttp) -> None:
+    spec = MCPServerSpec.model_validate({"transport": "sse", "url": sse_server})
+    result = await probe_server(spec, {}, http, allow_loopback=True)
+    assert result.ok, result.error
+    assert result.tools == ("ping",)
+    assert result.server_info is not None and result.server_info.name == "sse-fixture"
