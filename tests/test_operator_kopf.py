@@ -40,7 +40,7 @@ def quick(settings: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def running_operator(emulator: Any, **overrides: Any) -> AsyncIterator[OperatorRuntime]:
-    settings = OperatorSettings(namespaces=(NS,), allow_loopback=True, **overrides)
+    settings = OperatorSettings(**{"namespaces": (NS,), "allow_loopback": True, **overrides})
     kube = KubeClient.from_environment(str(emulator.kubeconfig_path))
     runtime = OperatorRuntime(settings, kube)
     ready = asyncio.Event()
@@ -821,3 +821,33 @@ async def test_only_a_new_set_of_referenced_keys_rolls_the_deployment(k8s_emulat
                 }
             }
         ]
+
+
+async def test_cluster_wide_one_configmap_per_namespace(k8s_emulator: Any) -> None:
+    k8s_emulator.seed_namespace("team-b")
+    for namespace, name in ((NS, "llama"), ("team-b", "mistral")):
+        k8s_emulator.create(
+            {
+                "apiVersion": AI,
+                "kind": "LLMProvider",
+                "metadata": {"name": "local", "namespace": namespace},
+                "spec": {"type": "ollama"},
+            }
+        )
+        k8s_emulator.create(
+            {
+                "apiVersion": AI,
+                "kind": "LLMModel",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"providerRef": {"name": "local"}, "model": name},
+            }
+        )
+    async with running_operator(k8s_emulator, namespaces=(), clusterwide=True):
+
+        def models_in(namespace: str) -> list[str] | None:
+            cm = k8s_emulator.get("v1", "configmaps", namespace, CM)
+            config = parse_agent_config(cm["data"]["agent-config.json"]) if cm else None
+            return [m.name for m in config.models] if config else None
+
+        assert await eventually(lambda: models_in(NS), "default's ConfigMap") == ["llama"]
+        assert await eventually(lambda: models_in("team-b"), "team-b's ConfigMap") == ["mistral"]
