@@ -31,6 +31,8 @@ def configure_logging(level: str, log_format: str) -> None:
     # every watched Secret is noise, so its per-object logger speaks from WARNING unless debugging.
     if level != "DEBUG":
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # One access line per liveness probe (every few seconds) is noise too.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:
