@@ -88,7 +88,7 @@ deploy: kind-up image
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	helm upgrade --install ai-ops charts/ai-ops --kube-context $(KIND_CONTEXT) -n $(NAMESPACE) --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-	  --set image.pullPolicy=Never --timeout 6m
+	  --set image.pullPolicy=Never --wait --timeout 6m
 	kubectl --context $(KIND_CONTEXT) apply -n $(NAMESPACE) -R -f examples/
 	kubectl --context $(KIND_CONTEXT) rollout status -n $(NAMESPACE) deployment/ai-ops-operator --timeout 6m
 	kubectl --context $(KIND_CONTEXT) rollout status -n $(NAMESPACE) deployment/ai-ops-chat --timeout 6m

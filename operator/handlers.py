@@ -430,7 +430,10 @@ class Reconciler:
         snapshot, objects = self.snapshot(namespace)
         has_resources = any(objects.values())
         configmaps = self._index(CONFIGMAP_INDEX, namespace)
-        if not has_resources and not configmaps:
+        # A chat Deployment with no ai-ops resources yet still gets an (empty) config: it then answers
+        # "no model configured" and is Ready, instead of waiting for a file that never comes.
+        chat_waiting = bool(self._index(DEPLOYMENT_INDEX, namespace))
+        if not has_resources and not configmaps and not chat_waiting:
             runtime.prober.sync(namespace, {})
             return
         evaluation = evaluate(snapshot)

@@ -851,3 +851,15 @@ async def test_cluster_wide_one_configmap_per_namespace(k8s_emulator: Any) -> No
 
         assert await eventually(lambda: models_in(NS), "default's ConfigMap") == ["llama"]
         assert await eventually(lambda: models_in("team-b"), "team-b's ConfigMap") == ["mistral"]
+
+
+async def test_a_chat_deployment_alone_gets_an_empty_config(k8s_emulator: Any) -> None:
+    """A fresh install has the chat Deployment and no ai-ops resources yet: the chat must still get a
+    config (no models), so it turns Ready and says how to configure a model, instead of waiting forever."""
+    k8s_emulator.create(chat_deployment())
+    async with running_operator(k8s_emulator):
+        config = await eventually(lambda: agent_config(k8s_emulator), "an agent ConfigMap")
+        assert (config.namespace, config.models, config.mcp_servers, config.default_model) == (NS, (), (), None)
+        template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
+        # No Secret is referenced, so the pod template is left alone (no rollout).
+        assert all(v["name"] != "ai-ops-secrets" for v in template["spec"].get("volumes", []))

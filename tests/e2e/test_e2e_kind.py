@@ -112,11 +112,11 @@ def test_install_into_a_restricted_namespace(cluster: Cluster):
         *fixture_server("e2e-llm", "llm.py", {"E2E_LLM_API_KEY": LLM_KEY}, IMAGE),
         *fixture_server("e2e-mcp", "mcp_echo.py", {}, IMAGE),
     )
-    # No --wait on the first install: the chat is Ready only once the operator wrote its agent config,
-    # and Helm runs the register hook Job only after --wait is satisfied (docs/helm.md). The timeout
-    # still bounds the hook Job.
+    # --wait on the first install: the chat starts before its agent config exists (503 until then) and the
+    # operator writes an empty one for a namespace with the chat Deployment, so every pod turns Ready
+    # before Helm runs the register hook Job.
     install = cluster.helm(
-        "upgrade", "--install", RELEASE, str(ROOT / "charts" / "ai-ops"), "--timeout", "6m",
+        "upgrade", "--install", RELEASE, str(ROOT / "charts" / "ai-ops"), "--wait", "--timeout", "6m",
         *_helm_values_args(),
     )  # fmt: skip
     assert "STATUS: deployed" in install.stdout
@@ -131,8 +131,7 @@ def test_install_into_a_restricted_namespace(cluster: Cluster):
     for deployment in deployments:
         cluster.kubectl("rollout", "status", f"deployment/{deployment}", "--timeout=180s")
     cluster.kubectl("rollout", "status", f"statefulset/{RELEASE}-redis", "--timeout=180s")
-    # The register Job created the bundled MCPServers; the operator then writes the agent config and the
-    # chat becomes Ready (it may have restarted while the config was missing).
+    # The register Job created the bundled MCPServers; the operator then writes the agent config.
     assert cluster.exists(f"mcpserver/{RELEASE}-mcp-netops")
     cluster.kubectl("rollout", "status", f"deployment/{CHAT}", "--timeout=360s")
 
