@@ -36,6 +36,7 @@ from mcp.types import CallToolResult, ListToolsResult, TextContent
 from mcp.types import Tool as MCPTool
 
 from chat_service.agent_config import AgentConfig, MCPServerEntry, NamedValue
+from chat_service.http_pool import SharedHttpPool
 
 if TYPE_CHECKING:
     from chat_service.metrics import ChatMetrics
@@ -63,19 +64,6 @@ def describe_exception(exc: BaseException) -> str:
         return "timed out"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
-
-
-class _SharedTransport(httpx.AsyncBaseTransport):
-    """Delegates to one pooled transport and ignores close, so every session's client shares its pool."""
-
-    def __init__(self, inner: httpx.AsyncHTTPTransport):
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:  # the pool outlives the sessions that borrow it
-        return None
 
 
 @dataclass(frozen=True)
@@ -277,9 +265,8 @@ class MCPToolbox:
         self.tool_timeout = tool_timeout
         self.retry_interval = retry_interval
         self.metrics = metrics
-        self._pool = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        )
+        # Tool calls may stream for minutes: a long read timeout by default.
+        self._http = SharedHttpPool(200, 50, default_timeout=httpx.Timeout(30.0, read=300.0))
         self._sessions: dict[str, PersistentSession] = {}
         self._toolsets: dict[str, Toolset] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -287,19 +274,6 @@ class MCPToolbox:
         self.sessions_opened: dict[str, int] = {}
 
     # -- connections ---------------------------------------------------------------------------------
-
-    def _http_client(
-        self,
-        headers: dict[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-        auth: httpx.Auth | None = None,
-    ) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=_SharedTransport(self._pool),
-            headers=headers,
-            timeout=timeout or httpx.Timeout(30.0, read=300.0),
-            auth=auth,
-        )
 
     def _resolve(self, values: tuple[NamedValue, ...]) -> dict[str, str]:
         resolved: dict[str, str] = {}
@@ -330,7 +304,7 @@ class MCPToolbox:
                     "transport": server.transport,
                     "url": server.url,
                     "headers": headers or None,
-                    "httpx_client_factory": self._http_client,
+                    "httpx_client_factory": self._http.client_factory,
                 }
                 if server.transport == "streamable_http":
                     connection["timeout"] = timedelta(seconds=self.connect_timeout)
@@ -559,4 +533,4 @@ class MCPToolbox:
             task.cancel()
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-        await self._pool.aclose()
+        await self._http.aclose()

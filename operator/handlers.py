@@ -49,7 +49,7 @@ from ai_ops_operator.health import (
 )
 from ai_ops_operator.kube import KubeClient, KubeError
 from ai_ops_operator.metrics import OperatorMetrics
-from ai_ops_operator.probe import SharedHttp, probe_server, resolve_headers
+from ai_ops_operator.probe import probe_server, resolve_headers
 from ai_ops_operator.settings import OperatorSettings
 from ai_ops_operator.specs import (
     API_VERSION,
@@ -80,6 +80,7 @@ from ai_ops_operator.wiring import (
     deployment_patch,
     desired_configmap_digest,
 )
+from chat_service.http_pool import SharedHttpPool
 
 logger = logging.getLogger("ai_ops.operator")
 
@@ -702,7 +703,7 @@ class OperatorRuntime:
         self.indices: Mapping[str, Any] | None = None
         # Looked up once: entry points change only with the installed packages, i.e. a new image.
         self.custom_middleware = installed_custom_middleware()
-        self.http = SharedHttp(max_connections=max(10, settings.probe_concurrency))
+        self.http = SharedHttpPool(max_connections=max(10, settings.probe_concurrency))
         self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
         self.gate = PeeringGate(self)
         self.prober = Prober(self)

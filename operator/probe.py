@@ -3,7 +3,7 @@
 One probe is the whole exchange under ``anyio.fail_after(healthCheck.timeoutSeconds)``: resolving the
 host (and refusing link-local, metadata and, unless allowed, loopback addresses), the MCP session with
 the configured headers, the tool list and the optional ``GET healthCheck.path``. All probes share one
-connection pool (``SharedHttp``): the MCP SDK opens and closes an httpx client per session, so the
+connection pool (``SharedHttpPool``): the MCP SDK opens and closes an httpx client per session, so the
 factory hands it light clients over one pooled transport whose ``aclose`` is a no-op.
 
 Header values from Secrets are passed in by the caller, read at probe time (``SecretReader``); they are
@@ -27,50 +27,13 @@ import httpx
 from ai_ops_operator.health import ProbeResult, ServerInfoData
 from ai_ops_operator.specs import MCPServerSpec, MCPTransport
 from ai_ops_operator.translator import METADATA_HOSTS, address_refusal
+from chat_service.http_pool import SharedHttpPool
 
 # Pages of tools/list followed at most (a server with more tools than this is still healthy).
 MAX_TOOL_PAGES = 20
 
 # Reads one Secret key's value (decoded) at probe time: (namespace, secret name, key) -> value or None.
 SecretReader = Callable[[str, str, str], Awaitable[str | None]]
-
-
-class _NonClosingTransport(httpx.AsyncBaseTransport):
-    """Delegates to the shared pool; closing a per-session client must not close the pool."""
-
-    def __init__(self, pool: httpx.AsyncHTTPTransport) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class SharedHttp:
-    """One connection pool for every probe, and the ``httpx_client_factory`` the MCP SDK calls."""
-
-    def __init__(self, max_connections: int = 100) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._pool = httpx.AsyncHTTPTransport(limits=limits)
-        self._transport = _NonClosingTransport(self._pool)
-
-    def client_factory(
-        self,
-        headers: dict[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-        auth: httpx.Auth | None = None,
-    ) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=self._transport,
-            headers=headers,
-            timeout=timeout if timeout is not None else httpx.Timeout(30.0),
-            auth=auth,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
 
 
 def _walk(exc: BaseException) -> Iterator[BaseException]:
@@ -146,7 +109,7 @@ def _unauthenticated_message(status: int, header_names: list[str]) -> str:
 async def probe_server(
     spec: MCPServerSpec,
     headers: dict[str, str],
-    http: SharedHttp,
+    http: SharedHttpPool,
     allow_loopback: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ProbeResult:
@@ -194,7 +157,7 @@ async def probe_server(
 
 
 async def _mcp_session(
-    spec: MCPServerSpec, headers: dict[str, str], http: SharedHttp, timeout: float
+    spec: MCPServerSpec, headers: dict[str, str], http: SharedHttpPool, timeout: float
 ) -> tuple[ServerInfoData, list[str]]:
     from mcp import ClientSession, types
     from mcp.client.sse import sse_client
@@ -258,7 +221,7 @@ async def probe_once(
 ) -> dict[str, ProbeResult]:
     """Probe each server once, concurrently (``ai-ops render --probe``). Only inline header values are
     sent: Secret values are not available without a cluster."""
-    http = SharedHttp(max_connections=concurrency)
+    http = SharedHttpPool(max_connections=concurrency)
     slots = asyncio.Semaphore(concurrency)
 
     async def one(spec: MCPServerSpec) -> ProbeResult:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from ai_ops_operator.probe import SharedHttp, probe_server, resolve_refusal
+from ai_ops_operator.probe import probe_server, resolve_refusal
 from ai_ops_operator.specs import MCPServerSpec
+from chat_service.http_pool import SharedHttpPool
 
 FIXTURE_TOOLS = ("add", "echo", "fail", "get_pod_status", "slow")
 
@@ -22,14 +23,14 @@ def spec(url: str, timeout: int = 2, **health_check: Any) -> MCPServerSpec:
 
 
 @pytest.fixture(scope="module")
-async def http() -> AsyncIterator[SharedHttp]:
-    shared = SharedHttp()
+async def http() -> AsyncIterator[SharedHttpPool]:
+    shared = SharedHttpPool()
     yield shared
     await shared.aclose()
 
 
 async def test_healthy_server_answers_initialize_and_tools_list(
-    mcp_fixture_servers: Any, http: SharedHttp
+    mcp_fixture_servers: Any, http: SharedHttpPool
 ) -> None:
     result = await probe_server(spec(mcp_fixture_servers.healthy.url), {}, http, allow_loopback=True)
     assert result.ok, result.error
@@ -38,7 +39,7 @@ async def test_healthy_server_answers_initialize_and_tools_list(
     assert result.server_info.protocol_version
 
 
-async def test_health_path_must_answer_2xx(mcp_fixture_servers: Any, http: SharedHttp) -> None:
+async def test_health_path_must_answer_2xx(mcp_fixture_servers: Any, http: SharedHttpPool) -> None:
     url = mcp_fixture_servers.healthy.url
     assert (await probe_server(spec(url, path="/healthz"), {}, http, allow_loopback=True)).ok
     missing = await probe_server(spec(url, path="/missing"), {}, http, allow_loopback=True)
@@ -46,7 +47,7 @@ async def test_health_path_must_answer_2xx(mcp_fixture_servers: Any, http: Share
 
 
 async def test_bearer_server_is_unauthenticated_without_or_with_a_wrong_token(
-    mcp_fixture_servers: Any, http: SharedHttp
+    mcp_fixture_servers: Any, http: SharedHttpPool
 ) -> None:
     server = mcp_fixture_servers.auth
     bare = await probe_server(spec(server.url), {}, http, allow_loopback=True)
@@ -58,7 +59,7 @@ async def test_bearer_server_is_unauthenticated_without_or_with_a_wrong_token(
     assert good.ok and good.tools == FIXTURE_TOOLS
 
 
-async def test_hanging_server_fails_at_the_deadline(mcp_fixture_servers: Any, http: SharedHttp) -> None:
+async def test_hanging_server_fails_at_the_deadline(mcp_fixture_servers: Any, http: SharedHttpPool) -> None:
     started = time.monotonic()
     result = await probe_server(
         spec(mcp_fixture_servers.hanging.url, timeout=1), {}, http, allow_loopback=True
@@ -69,13 +70,13 @@ async def test_hanging_server_fails_at_the_deadline(mcp_fixture_servers: Any, ht
     assert elapsed < 5
 
 
-async def test_closed_port_fails_with_a_connection_error(http: SharedHttp) -> None:
+async def test_closed_port_fails_with_a_connection_error(http: SharedHttpPool) -> None:
     result = await probe_server(spec("http://127.0.0.1:9/mcp"), {}, http, allow_loopback=True)
     assert not result.ok and not result.unauthenticated and "connection failed" in result.error
 
 
 async def test_loopback_and_link_local_are_refused_at_probe_time(
-    mcp_fixture_servers: Any, http: SharedHttp
+    mcp_fixture_servers: Any, http: SharedHttpPool
 ) -> None:
     refused = await probe_server(spec(mcp_fixture_servers.healthy.url), {}, http, allow_loopback=False)
     assert not refused.ok and "loopback" in refused.error
@@ -157,7 +158,7 @@ def sse_server() -> Any:
     thread.join(timeout=5)
 
 
-async def test_sse_transport_is_probed_too(sse_server: str, http: SharedHttp) -> None:
+async def test_sse_transport_is_probed_too(sse_server: str, http: SharedHttpPool) -> None:
     spec = MCPServerSpec.model_validate({"transport": "sse", "url": sse_server})
     result = await probe_server(spec, {}, http, allow_loopback=True)
     assert result.ok, result.error
