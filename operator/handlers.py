@@ -347,23 +347,27 @@ class Reconciler:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
-                    delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
-                    self.runtime.metrics.reconcile_errors.labels(namespace).inc()
-                    logger.error(
-                        "reconcile of namespace %s failed (attempt %d, retry in %.1f s): %s",
-                        namespace,
-                        failures,
-                        delay,
-                        exc,
-                        exc_info=not isinstance(exc, KubeError),
-                    )
-                    self.schedule(namespace, delay)
+                    self._retry_later(namespace, exc, f"reconcile of namespace {namespace} failed")
                 finally:
                     self.runtime.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                     self.passes += 1
             self._busy = False
             last_pass = time.perf_counter() - pass_started
+
+    def _retry_later(self, namespace: str, exc: Exception, what: str) -> None:
+        """Count the failure and schedule another pass of the namespace with exponential backoff."""
+        failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
+        delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+        self.runtime.metrics.reconcile_errors.labels(namespace).inc()
+        logger.error(
+            "%s (attempt %d, retry in %.1f s): %s",
+            what,
+            failures,
+            delay,
+            exc,
+            exc_info=not isinstance(exc, KubeError),
+        )
+        self.schedule(namespace, delay)
 
     @property
     def idle(self) -> bool:
@@ -486,19 +490,9 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
-                delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
-                self.runtime.metrics.reconcile_errors.labels(namespace).inc()
-                logger.error(
-                    "status of %s %s/%s not written (retry in %.1f s): %s",
-                    verdict.kind,
-                    namespace,
-                    verdict.name,
-                    delay,
-                    exc,
-                    exc_info=not isinstance(exc, KubeError),
+                self._retry_later(
+                    namespace, exc, f"status of {verdict.kind} {namespace}/{verdict.name} not written"
                 )
-                self.schedule(namespace, delay)
             finally:
                 self._status_inflight.discard(key)
                 self._status_wake.set()
