@@ -32,7 +32,6 @@ from chat_service.settings import Settings, in_cluster
 log = logging.getLogger("ai_ops.chat")
 
 
-
 @dataclass
 class ChatServices:
     """Everything a request needs, built once per app."""
@@ -207,5 +206,3 @@ def create_app(
     app.include_router(web.router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app
-
-

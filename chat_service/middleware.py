@@ -180,11 +180,17 @@ def _model_retry(
     if any(e.type == "model_fallback" and (e.priority, e.name) < position for e in model.middleware):
         on_failure = "error"
     return _Built(
-        [ModelRetryMiddleware(retry_on=is_transient_model_error, on_failure=on_failure, **_retry_settings(cfg))]
+        [
+            ModelRetryMiddleware(
+                retry_on=is_transient_model_error, on_failure=on_failure, **_retry_settings(cfg)
+            )
+        ]
     )
 
 
-def _tool_retry(entry: MiddlewareEntry, cfg: ToolRetryConfig, model: ModelEntry, ctx: MiddlewareContext) -> _Built:
+def _tool_retry(
+    entry: MiddlewareEntry, cfg: ToolRetryConfig, model: ModelEntry, ctx: MiddlewareContext
+) -> _Built:
     tools: list[Any] | None = list(cfg.tools) if cfg.tools else None
     return _Built([ToolRetryMiddleware(tools=tools, on_failure=cfg.on_failure, **_retry_settings(cfg))])
 
@@ -192,7 +198,9 @@ def _tool_retry(entry: MiddlewareEntry, cfg: ToolRetryConfig, model: ModelEntry,
 def _referenced_model(name: str, model: ModelEntry, ctx: MiddlewareContext, role: str) -> BaseChatModel:
     if ctx.config.model_by_name(name) is None:
         known = ", ".join(m.name for m in ctx.config.models) or "none"
-        raise MiddlewareSetupError(f"{role} model {name!r} is not an LLMModel of this config (known: {known})")
+        raise MiddlewareSetupError(
+            f"{role} model {name!r} is not an LLMModel of this config (known: {known})"
+        )
     try:
         return ctx.build_model(name)
     except Exception as exc:
@@ -261,7 +269,9 @@ def _summarization(
     if cfg.trigger_messages is not None:
         triggers.append(("messages", cfg.trigger_messages))
     trigger = triggers[0] if len(triggers) == 1 else triggers  # several thresholds: any of them
-    return _Built([SummarizationMiddleware(summarizer, trigger=trigger, keep=("messages", cfg.keep_messages))])
+    return _Built(
+        [SummarizationMiddleware(summarizer, trigger=trigger, keep=("messages", cfg.keep_messages))]
+    )
 
 
 def _context_editing(

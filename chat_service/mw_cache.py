@@ -95,7 +95,9 @@ def _message_fingerprint(message: BaseMessage) -> dict[str, Any]:
 
 def _tool_name(tool: Any) -> str:
     if isinstance(tool, dict):
-        return str(tool.get("name") or (tool.get("function") or {}).get("name") or json.dumps(tool, sort_keys=True))
+        return str(
+            tool.get("name") or (tool.get("function") or {}).get("name") or json.dumps(tool, sort_keys=True)
+        )
     return str(getattr(tool, "name", tool))
 
 
@@ -188,7 +190,9 @@ class ResponseCacheMiddleware(AgentMiddleware):
         return response
 
     async def awrap_model_call(
-        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage:
         key = self.cache_key(request)
         if key is None:
@@ -209,7 +213,9 @@ class ResponseCacheMiddleware(AgentMiddleware):
         self._redis_retry_at = time.monotonic() + REDIS_BACKOFF_SECONDS
         self.logger.warning(
             "cache: Redis %s failed (%s); calling the model without the cache for %.0f s",
-            operation, type(exc).__name__, REDIS_BACKOFF_SECONDS,
+            operation,
+            type(exc).__name__,
+            REDIS_BACKOFF_SECONDS,
         )
 
     async def _get(self, key: str) -> str | None:
@@ -233,6 +239,8 @@ class ResponseCacheMiddleware(AgentMiddleware):
         if not self._redis_usable():
             return
         try:
-            await asyncio.wait_for(self.redis.set(key, value, ex=self.config.ttl_seconds), REDIS_TIMEOUT_SECONDS)
+            await asyncio.wait_for(
+                self.redis.set(key, value, ex=self.config.ttl_seconds), REDIS_TIMEOUT_SECONDS
+            )
         except Exception as exc:
             self._redis_failed("set", exc)

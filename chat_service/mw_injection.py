@@ -116,7 +116,10 @@ class PromptInjectionMiddleware(AgentMiddleware):
         # The pattern, not the text: the text is the user's (or a tool's) and may be sensitive.
         self.logger.warning(
             "prompt injection suspected in a %s message (action=%s, model=%s, pattern=%r)",
-            message.type, action, self.model_name, pattern.pattern,
+            message.type,
+            action,
+            self.model_name,
+            pattern.pattern,
             extra={
                 "event": "prompt_injection",
                 "action": action,
@@ -156,7 +159,9 @@ class PromptInjectionMiddleware(AgentMiddleware):
         return handler(to_send)
 
     async def awrap_model_call(
-        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage:
         to_send, answer = self._decide(request)
         if to_send is None:

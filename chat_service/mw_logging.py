@@ -63,7 +63,11 @@ class LoggingMiddleware(AgentMiddleware):
         self.logger.log(self.level, message, extra=fields)
 
     def _model_fields(
-        self, request: ModelRequest[Any], started: float, result: ModelResult | None, error: BaseException | None
+        self,
+        request: ModelRequest[Any],
+        started: float,
+        result: ModelResult | None,
+        error: BaseException | None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "event": "model_call",
@@ -89,7 +93,9 @@ class LoggingMiddleware(AgentMiddleware):
                 fields["reply_content"] = self._cut(_text(message.content))
                 if message.tool_calls:
                     fields["tool_calls_content"] = self._cut(
-                        json.dumps([{"name": c["name"], "args": c["args"]} for c in message.tool_calls], default=str)
+                        json.dumps(
+                            [{"name": c["name"], "args": c["args"]} for c in message.tool_calls], default=str
+                        )
                     )
         return fields
 
@@ -129,7 +135,9 @@ class LoggingMiddleware(AgentMiddleware):
         return result
 
     async def awrap_model_call(
-        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResult:
         started = time.perf_counter()
         try:

@@ -72,7 +72,10 @@ def _load_entry_points() -> None:
             except Exception as exc:  # a broken plugin must not break the other providers
                 logger.warning(
                     "provider entry point %r (%s) failed to load: %s: %s",
-                    entry_point.name, entry_point.value, type(exc).__name__, exc,
+                    entry_point.name,
+                    entry_point.value,
+                    type(exc).__name__,
+                    exc,
                 )
                 continue
             if not callable(handler):
@@ -82,7 +85,8 @@ def _load_entry_points() -> None:
                 # A plugin must not silently take over a built-in (or explicitly registered) type.
                 logger.warning(
                     "provider entry point %r (%s) ignored: the type is already registered",
-                    entry_point.name, entry_point.value,
+                    entry_point.name,
+                    entry_point.value,
                 )
                 continue
             register_provider(entry_point.name, handler)
@@ -144,7 +148,11 @@ def _provider_settings(entry: ModelEntry, *consumed: str) -> dict[str, Any]:
 
 
 def _common(entry: ModelEntry) -> dict[str, Any]:
-    settings: dict[str, Any] = {"model": entry.model, "timeout": float(entry.timeout_seconds), "max_retries": 0}
+    settings: dict[str, Any] = {
+        "model": entry.model,
+        "timeout": float(entry.timeout_seconds),
+        "max_retries": 0,
+    }
     if entry.temperature is not None:
         settings["temperature"] = entry.temperature
     return settings

@@ -24,7 +24,9 @@ class SecretUnavailable(Exception):
 
 def secret_env_var(ref: SecretRef) -> str:
     """The environment variable that may hold ``ref`` (``AI_OPS_SECRET_<SECRET>_<KEY>``)."""
-    return ENV_PREFIX + _NOT_ENV_CHAR.sub("_", ref.name.upper()) + "_" + _NOT_ENV_CHAR.sub("_", ref.key.upper())
+    return (
+        ENV_PREFIX + _NOT_ENV_CHAR.sub("_", ref.name.upper()) + "_" + _NOT_ENV_CHAR.sub("_", ref.key.upper())
+    )
 
 
 def _safe_component(value: str) -> bool:

@@ -38,7 +38,9 @@ def make_config(base_url: str, *middleware: MiddlewareEntry, system_prompt: str 
     provider = ProviderEntry(name="fake", type="openai_compatible", base_url=base_url)
 
     def model(name: str, model_id: str, chain: tuple[MiddlewareEntry, ...] = ()) -> ModelEntry:
-        return ModelEntry(name=name, model=model_id, provider=provider, middleware=chain, system_prompt=system_prompt)
+        return ModelEntry(
+            name=name, model=model_id, provider=provider, middleware=chain, system_prompt=system_prompt
+        )
 
     return AgentConfig(
         namespace="netops",
@@ -51,7 +53,9 @@ def make_config(base_url: str, *middleware: MiddlewareEntry, system_prompt: str 
     )
 
 
-def make_context(config: AgentConfig, redis: Any = None, secrets_dir: Path | None = None) -> MiddlewareContext:
+def make_context(
+    config: AgentConfig, redis: Any = None, secrets_dir: Path | None = None
+) -> MiddlewareContext:
     secrets = SecretResolver(secrets_dir or Path("/nonexistent"), environ={})
 
     def build_model(name: str) -> Any:
@@ -63,10 +67,14 @@ def make_context(config: AgentConfig, redis: Any = None, secrets_dir: Path | Non
     logger = logging.getLogger(LOGGER_NAME)
     # Another test may have run logging.config.dictConfig (which disables existing loggers): caplog must see ours.
     logger.disabled, logger.propagate = False, True
-    return MiddlewareContext(config=config, secrets=secrets, redis=redis, build_model=build_model, logger=logger)
+    return MiddlewareContext(
+        config=config, secrets=secrets, redis=redis, build_model=build_model, logger=logger
+    )
 
 
-def build_chain(base_url: str, *middleware: MiddlewareEntry, redis: Any = None) -> tuple[ChainBuild, MiddlewareContext]:
+def build_chain(
+    base_url: str, *middleware: MiddlewareEntry, redis: Any = None
+) -> tuple[ChainBuild, MiddlewareContext]:
     config = make_config(base_url, *middleware)
     ctx = make_context(config, redis=redis)
     main = config.model_by_name("main")
@@ -74,7 +82,9 @@ def build_chain(base_url: str, *middleware: MiddlewareEntry, redis: Any = None) 
     return build_middleware_chain(main, ctx), ctx
 
 
-def make_agent(ctx: MiddlewareContext, chain: ChainBuild, tools: list[Any] | None = None, checkpointer: Any = None) -> Any:
+def make_agent(
+    ctx: MiddlewareContext, chain: ChainBuild, tools: list[Any] | None = None, checkpointer: Any = None
+) -> Any:
     main = ctx.config.model_by_name("main")
     assert main is not None
     return create_agent(
@@ -101,7 +111,9 @@ def user_texts(request: dict[str, Any]) -> list[str]:
     return [str(m.get("content")) for m in request["json"]["messages"] if m.get("role") == "user"]
 
 
-def write_plugin(root: Path, dist: str, group: str, entry_points: dict[str, str], module: str, source: str) -> None:
+def write_plugin(
+    root: Path, dist: str, group: str, entry_points: dict[str, str], module: str, source: str
+) -> None:
     """A minimal installed distribution on `root`: a module and a dist-info declaring entry points."""
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"{dist}-0.1.dist-info"

@@ -141,7 +141,14 @@ async def test_pii_is_redacted_before_the_model_sees_it(fresh_fake_llm: FakeLLM)
 async def test_summarization_replaces_old_turns_with_a_summary(fresh_fake_llm: FakeLLM) -> None:
     chain, ctx = build_chain(
         fresh_fake_llm.base_url,
-        mw("summary", "summarization", model="summarizer", triggerTokens=None, triggerMessages=4, keepMessages=2),
+        mw(
+            "summary",
+            "summarization",
+            model="summarizer",
+            triggerTokens=None,
+            triggerMessages=4,
+            keepMessages=2,
+        ),
     )
     fresh_fake_llm.enqueue(Reply.text("SUMMARY-OF-EARLIER-TURNS"), model=SUMMARIZER)
     agent = make_agent(ctx, chain)
@@ -160,7 +167,9 @@ async def test_context_editing_clears_old_tool_results(fresh_fake_llm: FakeLLM) 
         """Dump a device's running config."""
         return f"{device}-config " + "interface x; " * 200
 
-    chain, ctx = build_chain(fresh_fake_llm.base_url, mw("edit", "context_editing", triggerTokens=100, keep=1))
+    chain, ctx = build_chain(
+        fresh_fake_llm.base_url, mw("edit", "context_editing", triggerTokens=100, keep=1)
+    )
     fresh_fake_llm.enqueue(
         Reply.tool_call("dump_config", {"device": "r1"}),
         Reply.tool_call("dump_config", {"device": "r2"}),
@@ -286,13 +295,16 @@ async def test_custom_middleware_from_an_entry_point(
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         chain, ctx = build_chain(
-            fresh_fake_llm.base_url, mw("stamp", "custom", entryPoint="stamp", options={"suffix": " [checked]"})
+            fresh_fake_llm.base_url,
+            mw("stamp", "custom", entryPoint="stamp", options={"suffix": " [checked]"}),
         )
         assert chain.warnings == [] and chain.unavailable is None
         assert chain.stateful is True
         assert reply_of(await ask(make_agent(ctx, chain), "hi")) == "echo: hi [checked]@netops"
 
-        broken, _ = build_chain(fresh_fake_llm.base_url, mw("gate", "custom", critical=True, entryPoint="broken"))
+        broken, _ = build_chain(
+            fresh_fake_llm.base_url, mw("gate", "custom", critical=True, entryPoint="broken")
+        )
         assert broken.unavailable is not None and "licence server unreachable" in broken.unavailable
     finally:
         sys.modules.pop("acme_mw_plugin", None)

@@ -52,9 +52,15 @@ def entry(provider_type: str, base_url: str | None, *, key: bool = True, **field
 
 def foreign_entry(provider_type: str, base_url: str | None = None, model: str = "x") -> ModelEntry:
     """An entry of a type outside the agent config's built-in list (as a third-party provider would be)."""
-    provider = ProviderEntry.model_construct(name="p", type=cast(Any, provider_type), base_url=base_url, config={})
+    provider = ProviderEntry.model_construct(
+        name="p", type=cast(Any, provider_type), base_url=base_url, config={}
+    )
     return ModelEntry.model_construct(
-        name="m", model=model, provider=provider, parameters={}, timeout_seconds=60,
+        name="m",
+        model=model,
+        provider=provider,
+        parameters={},
+        timeout_seconds=60,
         api_key_secret_ref=SecretRef(name="llm", key="api-key"),
     )
 
@@ -100,8 +106,14 @@ async def test_ollama_accepts_a_base_url_with_or_without_v1(
 ) -> None:
     base = without_v1(fresh_fake_llm.base_url) + suffix
     model = build_chat_model(
-        entry("ollama", base, key=False, model="llama3.1:8b", max_tokens=50,
-              parameters={"extra_body": {"keep_alive": "5m"}}),
+        entry(
+            "ollama",
+            base,
+            key=False,
+            model="llama3.1:8b",
+            max_tokens=50,
+            parameters={"extra_body": {"keep_alive": "5m"}},
+        ),
         secrets,
     )
     assert isinstance(model, ChatOpenAI)
@@ -136,7 +148,9 @@ async def test_openai_compatible_streams_with_usage(fresh_fake_llm: FakeLLM, sec
     assert request["headers"]["authorization"] == f"Bearer {KEY}"
 
 
-async def test_no_client_retries_so_a_500_surfaces_at_once(fresh_fake_llm: FakeLLM, secrets: SecretResolver) -> None:
+async def test_no_client_retries_so_a_500_surfaces_at_once(
+    fresh_fake_llm: FakeLLM, secrets: SecretResolver
+) -> None:
     model = build_chat_model(entry("openai_compatible", fresh_fake_llm.base_url), secrets)
     fresh_fake_llm.enqueue(Reply.error(500), Reply.text("too late"))
     with pytest.raises(Exception, match="500"):
@@ -201,10 +215,13 @@ def test_missing_key_file_names_the_secret_but_no_value(tmp_path: Path) -> None:
     assert KEY not in message
 
 
-@pytest.mark.parametrize(("provider_type", "module", "client"), [
-    ("anthropic", "langchain_anthropic", "ChatAnthropic"),
-    ("huggingface", "langchain_huggingface", "ChatHuggingFace"),
-])
+@pytest.mark.parametrize(
+    ("provider_type", "module", "client"),
+    [
+        ("anthropic", "langchain_anthropic", "ChatAnthropic"),
+        ("huggingface", "langchain_huggingface", "ChatHuggingFace"),
+    ],
+)
 def test_optional_extras(secrets: SecretResolver, provider_type: str, module: str, client: str) -> None:
     model_entry = entry(provider_type, None, model="some-model", max_tokens=64)
     if importlib.util.find_spec(module) is None:
@@ -225,7 +242,9 @@ def test_client_construction_errors_are_reported_without_the_key(secrets: Secret
     assert KEY not in str(caught.value) and "***" in str(caught.value)
 
 
-def write_plugin(root: Path, dist: str, group: str, entry_points: dict[str, str], module: str, source: str) -> None:
+def write_plugin(
+    root: Path, dist: str, group: str, entry_points: dict[str, str], module: str, source: str
+) -> None:
     """A minimal installed distribution: a module and a dist-info with entry points."""
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"{dist}-0.1.dist-info"
@@ -262,7 +281,9 @@ async def test_third_party_handler_through_an_entry_point(
         with caplog.at_level(logging.WARNING, logger="chat_service.providers"):
             assert "acme" in registered_providers()
         # A plugin cannot take over a built-in type.
-        assert any("'openai'" in r.getMessage() and "already registered" in r.getMessage() for r in caplog.records)
+        assert any(
+            "'openai'" in r.getMessage() and "already registered" in r.getMessage() for r in caplog.records
+        )
         model = build_chat_model(foreign_entry("acme", fresh_fake_llm.base_url, model="rocket"), secrets)
         await model.ainvoke([HumanMessage("hello")])
         (request,) = fresh_fake_llm.chat_requests
@@ -272,7 +293,9 @@ async def test_third_party_handler_through_an_entry_point(
         assert isinstance(build_chat_model(entry("openai", fresh_fake_llm.base_url), secrets), ChatOpenAI)
         # A valid agent config reaches the plugin through the provider's config.handler.
         fresh_fake_llm.reset()
-        chosen = entry("openai_compatible", fresh_fake_llm.base_url, model="jet", provider_config={"handler": "acme"})
+        chosen = entry(
+            "openai_compatible", fresh_fake_llm.base_url, model="jet", provider_config={"handler": "acme"}
+        )
         await build_chat_model(chosen, secrets).ainvoke([HumanMessage("hello")])
         (request,) = fresh_fake_llm.chat_requests
         assert request["json"]["model"] == "acme-jet"

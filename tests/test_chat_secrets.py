@@ -25,7 +25,10 @@ def test_reads_the_mounted_file_without_its_trailing_newline(tmp_path: Path) -> 
 
 
 def test_env_var_name_is_upper_cased_with_other_characters_as_underscores() -> None:
-    assert secret_env_var(SecretRef(name="llm-keys.prod", key="api_key")) == "AI_OPS_SECRET_LLM_KEYS_PROD_API_KEY"
+    assert (
+        secret_env_var(SecretRef(name="llm-keys.prod", key="api_key"))
+        == "AI_OPS_SECRET_LLM_KEYS_PROD_API_KEY"
+    )
 
 
 def test_falls_back_to_the_environment(tmp_path: Path) -> None:
@@ -68,7 +71,9 @@ def test_errors_never_contain_the_value(tmp_path: Path) -> None:
     # An empty file is an error; a whitespace-only value too. Neither message may carry what was read.
     write_secret(tmp_path, "blank", "key", "   \n")
     with pytest.raises(SecretUnavailable) as caught:
-        SecretResolver(tmp_path, environ={"AI_OPS_SECRET_OTHER_KEY": VALUE}).read(SecretRef(name="blank", key="key"))
+        SecretResolver(tmp_path, environ={"AI_OPS_SECRET_OTHER_KEY": VALUE}).read(
+            SecretRef(name="blank", key="key")
+        )
     assert "empty" in str(caught.value)
     # A directory where the file should be cannot be read: the message names the error type only.
     (tmp_path / "dir" / "key").mkdir(parents=True)

@@ -859,7 +859,12 @@ async def test_a_chat_deployment_alone_gets_an_empty_config(k8s_emulator: Any) -
     k8s_emulator.create(chat_deployment())
     async with running_operator(k8s_emulator):
         config = await eventually(lambda: agent_config(k8s_emulator), "an agent ConfigMap")
-        assert (config.namespace, config.models, config.mcp_servers, config.default_model) == (NS, (), (), None)
+        assert (config.namespace, config.models, config.mcp_servers, config.default_model) == (
+            NS,
+            (),
+            (),
+            None,
+        )
         template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
         # No Secret is referenced, so the pod template is left alone (no rollout).
         assert all(v["name"] != "ai-ops-secrets" for v in template["spec"].get("volumes", []))

@@ -121,7 +121,9 @@ def test_mcp_server_hook(tmp_path: Path) -> None:
     port = free_port()
     server = run_demo.DemoMcpServer(
         "fixture",
-        tuple(python_module_command("tests.harness.mcp_fixture_server", "--kind", "healthy", "--port", "{port}")),
+        tuple(
+            python_module_command("tests.harness.mcp_fixture_server", "--kind", "healthy", "--port", "{port}")
+        ),
         port=port,
         description="fixture tools",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from ai_ops_operator.specs import HealthState
 from ai_ops_operator.translator import (
     ServerHealth,
