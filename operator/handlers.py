@@ -61,7 +61,10 @@ from ai_ops_operator.specs import (
 )
 from ai_ops_operator.translator import (
     ACCEPTED,
+    FALSE,
+    READY,
     TRUE,
+    Cond,
     Evaluation,
     ServerHealth,
     Snapshot,
@@ -122,6 +125,16 @@ def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": copy.deepcopy(dict(body.get("spec") or {})),
         "status": copy.deepcopy(dict(body.get("status") or {})),
     }
+
+
+def _undelivered(verdict: Verdict, reason: str, error: KubeError) -> Verdict:
+    """A ready resource whose config could not reach the chat service is not usable by the agent."""
+    if not verdict.ready:
+        return verdict
+    what = "the agent ConfigMap" if reason == "AgentConfigNotWritten" else "the chat Deployment's Secret volume"
+    ready = Cond(READY, FALSE, reason, f"{what} could not be written (retrying): {error}")
+    others = [c for c in verdict.conditions if c.type != READY]
+    return Verdict(verdict.kind, verdict.name, [*others, ready], spec=verdict.spec)
 
 
 def _status_subset(status: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -448,10 +461,22 @@ class Reconciler:
         now = rfc3339(_now())
 
         # The ConfigMap first: it is what the agent runs on. Status writes go to the status writers, so a
-        # probe storm's hundreds of them never hold up the next pass (and its ConfigMap).
-        await self._write_configmap(namespace, config, configmaps[0] if configmaps else None)
-        await self._wire_deployment(namespace, referenced_secret_keys(config), has_resources)
+        # probe storm's hundreds of them never hold up the next pass (and its ConfigMap). A failed write
+        # shows in every ready resource's Ready condition (the agent cannot use them) and the pass is
+        # retried with backoff.
+        failure: tuple[str, KubeError] | None = None
+        try:
+            await self._write_configmap(namespace, config, configmaps[0] if configmaps else None)
+        except KubeError as exc:
+            failure = ("AgentConfigNotWritten", exc)
+        else:
+            try:
+                await self._wire_deployment(namespace, referenced_secret_keys(config), has_resources)
+            except KubeError as exc:
+                failure = ("SecretsNotWired", exc)
         for verdict in evaluation.all():
+            if failure is not None:
+                verdict = _undelivered(verdict, *failure)
             obj = objects[verdict.kind][verdict.name]
             current = self._status(obj)
             if (
@@ -467,6 +492,8 @@ class Reconciler:
                 self._status_pending.pop(key, None)  # the latest verdict wins
                 self._status_pending[key] = verdict
                 self._status_wake.set()
+        if failure is not None:
+            raise failure[1]
 
     async def status_writer(self) -> None:
         """One of several workers writing queued status changes, one object at a time each. The change

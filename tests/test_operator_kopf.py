@@ -868,3 +868,29 @@ async def test_a_chat_deployment_alone_gets_an_empty_config(k8s_emulator: Any) -
         template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
         # No Secret is referenced, so the pod template is left alone (no rollout).
         assert all(v["name"] != "ai-ops-secrets" for v in template["spec"].get("volumes", []))
+
+
+async def test_a_configmap_write_that_fails_shows_in_ready_and_is_retried(k8s_emulator: Any) -> None:
+    """The agent ConfigMap cannot be written (a 403): the otherwise ready resources say so in Ready (the
+    agent cannot use them), and the pass is retried with backoff until the write goes through."""
+    forbidden = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "message": 'configmaps is forbidden: User "system:serviceaccount:ai-ops:ai-ops-operator" cannot create',
+    }
+    k8s_emulator.emulator[f"post /api/v1/namespaces/{NS}/configmaps"] << 403 << forbidden
+    k8s_emulator.create(provider("local", key_secret=None, type="ollama"))
+    async with running_operator(k8s_emulator) as runtime:
+        await eventually(
+            lambda: is_ready(k8s_emulator, "llmproviders", "local", "False", "AgentConfigNotWritten"),
+            "Ready False because the ConfigMap cannot be written",
+        )
+        message = condition(k8s_emulator, "llmproviders", "local")["message"]
+        assert "agent ConfigMap could not be written" in message and "403" in message
+        # kmock answers the scripted 403 once: the retry (with backoff) writes the ConfigMap and Ready recovers.
+        await eventually(lambda: agent_config(k8s_emulator), "the ConfigMap written on retry")
+        await eventually(lambda: is_ready(k8s_emulator, "llmproviders", "local"), "Ready again")
+        assert runtime.metrics.reconcile_errors.labels(NS)._value.get() >= 1
