@@ -471,9 +471,11 @@ class ChatEngine:
             logger=logging.getLogger("ai_ops.middleware"),
         )
 
-    def _build_agent(
-        self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
-    ) -> CompiledAgent:
+    def _build_model_and_chain(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry
+    ) -> tuple[BaseChatModel, ChainBuild]:
+        """The model's client and middleware chain, with the outcome reported for /readyz and /api/status;
+        raises ModelUnavailable when either cannot be built."""
         try:
             model = build_chat_model(entry, self.secrets)
         except ProviderUnavailable as exc:
@@ -489,6 +491,12 @@ class ChatEngine:
         )
         if chain.unavailable:
             raise ModelUnavailable(chain.unavailable)
+        return model, chain
+
+    def _build_agent(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
+    ) -> CompiledAgent:
+        model, chain = self._build_model_and_chain(snapshot, entry)
         graph = create_agent(
             model,
             tools=toolset.tools,
@@ -770,19 +778,8 @@ class ChatEngine:
             await self.toolbox.toolset(snapshot.config, snapshot.checksum)
             self._spawn(self._close_removed_servers_later())
             for entry in snapshot.config.models:
-                try:
-                    build_chat_model(entry, self.secrets)
-                except ProviderUnavailable as exc:
-                    self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
-                    continue
-                chain = build_middleware_chain(entry, self._middleware_context(snapshot.config))
-                self._report(
-                    snapshot.checksum,
-                    entry.name,
-                    available=chain.unavailable is None,
-                    reason=chain.unavailable,
-                    warnings=chain.warnings,
-                )
+                with contextlib.suppress(ModelUnavailable):  # reported; shown in /readyz
+                    self._build_model_and_chain(snapshot, entry)
         except Exception:
             log.exception("preparing config %s failed", snapshot.checksum)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +26,7 @@ from chat_service.providers import (
     registered_providers,
 )
 from chat_service.secrets import SecretResolver
+from tests.chat_middleware_support import write_plugin
 from tests.harness.fake_llm import FakeLLM, Reply
 
 KEY = "sk-provider-test-key-123"
@@ -240,18 +240,6 @@ def test_client_construction_errors_are_reported_without_the_key(secrets: Secret
     with pytest.raises(ProviderUnavailable) as caught:
         build_chat_model(foreign_entry("leaky-test"), secrets)
     assert KEY not in str(caught.value) and "***" in str(caught.value)
-
-
-def write_plugin(
-    root: Path, dist: str, group: str, entry_points: dict[str, str], module: str, source: str
-) -> None:
-    """A minimal installed distribution: a module and a dist-info with entry points."""
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
 
 
 async def test_third_party_handler_through_an_entry_point(
