@@ -200,6 +200,17 @@ def _secret_cond(
     return Cond(SECRET_REF_VALIDATED, TRUE, "SecretFound", f"Secret {ref.name}/{ref.key} found ({what})")
 
 
+def _ref_cond(type_: str, kind: str, reason_prefix: str, name: str, target: Verdict | None) -> Cond:
+    """A reference to another resource: missing, not ready (with its reason) or ready."""
+    if target is None:
+        return Cond(type_, FALSE, f"{reason_prefix}NotFound", f"{kind} {name!r} not found")
+    if not target.ready:
+        return Cond(
+            type_, FALSE, f"{reason_prefix}NotReady", f"{kind} {name!r} is not ready ({target.reason})"
+        )
+    return Cond(type_, TRUE, f"{reason_prefix}Ready", f"{kind} {name!r} is ready")
+
+
 def _ready_from(checks: list[Cond], ready_message: str) -> Cond:
     """Ready is True when no check is False; its reason is the first failing check's."""
     for check in checks:
@@ -280,13 +291,7 @@ def _evaluate_model(name: str, obj: dict[str, Any], snap: Snapshot, providers: d
     conds: list[Cond] = []
     provider_name = spec.provider_ref.name
     provider = providers.get(provider_name)
-    if provider is None:
-        conds.append(
-            Cond(
-                PROVIDER_REF_VALIDATED, FALSE, "ProviderNotFound", f"LLMProvider {provider_name!r} not found"
-            )
-        )
-    elif provider.spec is not None and not provider.spec.enabled:
+    if provider is not None and provider.spec is not None and not provider.spec.enabled:
         conds.append(
             Cond(
                 PROVIDER_REF_VALIDATED,
@@ -295,19 +300,8 @@ def _evaluate_model(name: str, obj: dict[str, Any], snap: Snapshot, providers: d
                 f"LLMProvider {provider_name!r} is disabled",
             )
         )
-    elif not provider.ready:
-        conds.append(
-            Cond(
-                PROVIDER_REF_VALIDATED,
-                FALSE,
-                "ProviderNotReady",
-                f"LLMProvider {provider_name!r} is not ready ({provider.reason})",
-            )
-        )
     else:
-        conds.append(
-            Cond(PROVIDER_REF_VALIDATED, TRUE, "ProviderReady", f"LLMProvider {provider_name!r} is ready")
-        )
+        conds.append(_ref_cond(PROVIDER_REF_VALIDATED, "LLMProvider", "Provider", provider_name, provider))
     # The effective key: the model's, else the provider's.
     provider_spec = provider.spec if provider is not None else None
     key_ref = spec.api_key_secret_ref or (provider_spec.api_key_secret_ref if provider_spec else None)
@@ -344,24 +338,8 @@ def _evaluate_middleware(
             [Cond(CONFIG_VALID, FALSE, "InvalidSpec", problems), Cond(READY, FALSE, "InvalidSpec", problems)],
         )
     conds: list[Cond] = []
-    model = models.get(spec.model_ref.name)
-    if model is None:
-        conds.append(
-            Cond(MODEL_REF_VALIDATED, FALSE, "ModelNotFound", f"LLMModel {spec.model_ref.name!r} not found")
-        )
-    elif not model.ready:
-        conds.append(
-            Cond(
-                MODEL_REF_VALIDATED,
-                FALSE,
-                "ModelNotReady",
-                f"LLMModel {spec.model_ref.name!r} is not ready ({model.reason})",
-            )
-        )
-    else:
-        conds.append(
-            Cond(MODEL_REF_VALIDATED, TRUE, "ModelReady", f"LLMModel {spec.model_ref.name!r} is ready")
-        )
+    model_name = spec.model_ref.name
+    conds.append(_ref_cond(MODEL_REF_VALIDATED, "LLMModel", "Model", model_name, models.get(model_name)))
     try:
         parsed = parse_middleware_config(spec.type.value, spec.config)
     except MiddlewareConfigError as exc:
