@@ -131,7 +131,9 @@ def _undelivered(verdict: Verdict, reason: str, error: KubeError) -> Verdict:
     """A ready resource whose config could not reach the chat service is not usable by the agent."""
     if not verdict.ready:
         return verdict
-    what = "the agent ConfigMap" if reason == "AgentConfigNotWritten" else "the chat Deployment's Secret volume"
+    what = (
+        "the agent ConfigMap" if reason == "AgentConfigNotWritten" else "the chat Deployment's Secret volume"
+    )
     ready = Cond(READY, FALSE, reason, f"{what} could not be written (retrying): {error}")
     others = [c for c in verdict.conditions if c.type != READY]
     return Verdict(verdict.kind, verdict.name, [*others, ready], spec=verdict.spec)
