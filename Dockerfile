@@ -17,6 +17,8 @@ WORKDIR /src
 # Optional provider extras, e.g. --build-arg EXTRAS=anthropic,huggingface
 ARG EXTRAS=""
 COPY pyproject.toml README.md ./
+COPY ai_ops_api ./ai_ops_api
+COPY ai_ops_common ./ai_ops_common
 COPY operator ./operator
 COPY chat_service ./chat_service
 COPY mcp_servers ./mcp_servers

@@ -1,9 +1,5 @@
 # ai-ops developer entry points. `make test` does all of its own setup on a fresh Debian machine.
 SHELL := /bin/bash
-# operator/ (imported as ai_ops_operator) would shadow the standard library's `operator` for any
-# `python -m ...` run from this folder, because Python puts the current folder first on sys.path.
-# Python 3.11's safe-path mode leaves it out.
-export PYTHONSAFEPATH := 1
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -40,7 +36,7 @@ test: install system-deps
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy operator chat_service mcp_servers
+	$(BIN)/mypy ai_ops_api ai_ops_common operator/ai_ops_operator chat_service mcp_servers
 
 # Also rewrites the field tables of docs/resources.md, generated from the same spec models.
 crds: install

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under PYTHONSAFEPATH (as `make` runs Python)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import LOG_DIR, PYTHON, Child, Stats, free_port, measure, start_chat_service, start_fake_llm
 from pydantic import BaseModel
@@ -82,7 +82,7 @@ CHAINS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
 
 
 def our_config(llm_url: str, path: Path, chain: str) -> None:
-    from chat_service.agent_config import AgentConfig, MiddlewareEntry, ModelEntry, ProviderEntry
+    from ai_ops_api.agent_config import AgentConfig, MiddlewareEntry, ModelEntry, ProviderEntry
 
     middleware = tuple(
         MiddlewareEntry(name=name, type=kind, priority=10 * (i + 1), config=config)

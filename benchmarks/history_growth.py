@@ -18,13 +18,13 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under PYTHONSAFEPATH (as `make` runs Python)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import LOG_DIR, Child, free_port, start_chat_service, start_fake_llm
 
 
 def write_config(path: Path, llm_url: str, summarize: bool) -> None:
-    from chat_service.agent_config import AgentConfig, MiddlewareEntry, ModelEntry, ProviderEntry
+    from ai_ops_api.agent_config import AgentConfig, MiddlewareEntry, ModelEntry, ProviderEntry
 
     provider = ProviderEntry(name="p", type="openai_compatible", base_url=llm_url.removesuffix("/v1"))
     middleware = (

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under PYTHONSAFEPATH (as `make` runs Python)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Stats, measure, start_mcp_server
 
@@ -23,9 +23,9 @@ from _common import Stats, measure, start_mcp_server
 async def run(calls: int, levels: list[int]) -> None:
     from langchain_mcp_adapters.client import MultiServerMCPClient
 
-    from chat_service.agent_config import AgentConfig, MCPServerEntry
-    from chat_service.mcp_tools import MCPToolbox
+    from ai_ops_api.agent_config import AgentConfig, MCPServerEntry
     from chat_service.secrets import SecretResolver
+    from chat_service.tools.toolbox import MCPToolbox
 
     server, url = start_mcp_server()
     toolbox = MCPToolbox(SecretResolver(Path(tempfile.mkdtemp())), connect_timeout=10, tool_timeout=30)

@@ -18,16 +18,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chat_service import web
 from chat_service.auth import TokenAuth
-from chat_service.config_store import AgentConfigMissing, ConfigStore, KubeConfigMapSource
+from chat_service.config.store import AgentConfigMissing, ConfigStore, KubeConfigMapSource
 from chat_service.conversations import ConversationStore
-from chat_service.engine import ChatEngine
+from chat_service.engine.turns import ChatEngine
 from chat_service.errors import ChatError, error_body
-from chat_service.mcp_tools import MCPToolbox
 from chat_service.metrics import ChatMetrics
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
+from chat_service.tools.toolbox import MCPToolbox
+from chat_service.web import router as web
 
 log = logging.getLogger("ai_ops.chat")
 

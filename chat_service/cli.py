@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from chat_service.agent_config import AgentConfigError
+    from ai_ops_api.agent_config import AgentConfigError
     from chat_service.app import create_app
     from chat_service.auth import TokensFileError
 

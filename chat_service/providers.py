@@ -22,7 +22,7 @@ from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from chat_service.agent_config import ModelEntry
+from ai_ops_api.agent_config import ModelEntry
 from chat_service.secrets import SecretResolver, SecretUnavailable
 
 PROVIDER_ENTRY_POINT_GROUP = "ai_ops.providers"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from chat_service.agent_config import SecretRef
+from ai_ops_api.agent_config import SecretRef
 
 ENV_PREFIX = "AI_OPS_SECRET_"
 _NOT_ENV_CHAR = re.compile(r"[^A-Z0-9]")

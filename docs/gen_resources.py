@@ -2,7 +2,7 @@
 
 The prose and examples of the document are written by hand; only the parts between
 ``<!-- BEGIN generated: KIND PART -->`` and ``<!-- END generated -->`` are rewritten. ``make crds`` runs
-it after changing ``operator/specs.py``; tests/test_docs.py fails while the document is out of date.
+it after changing ``ai_ops_api/specs.py``; tests/test_docs.py fails while the document is out of date.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ai_ops_operator.specs import RESOURCES
-from ai_ops_operator.validation import schema_of
+from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.core.validation import schema_of
 
 DOC = Path(__file__).resolve().parent / "resources.md"
 BLOCK_RE = re.compile(

@@ -174,7 +174,7 @@ def _with_v1(url: str) -> str:
 
 def plan_demo(environ: Mapping[str, str]) -> DemoPlan:
     """The demo for this environment: OpenAI when OPENAI_API_KEY is set, else Ollama."""
-    from chat_service.agent_config import SecretRef
+    from ai_ops_api.agent_config import SecretRef
     from chat_service.secrets import secret_env_var
 
     api_key = environ.get("OPENAI_API_KEY", "").strip()

@@ -10,10 +10,10 @@ from types import ModuleType
 import pytest
 import yaml
 
-from ai_ops_operator.manifests import load_manifests
-from ai_ops_operator.specs import RESOURCES
-from ai_ops_operator.validate_cmd import document_problems, validate_documents
-from ai_ops_operator.validation import schema_of
+from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.commands.validate import document_problems, validate_documents
+from ai_ops_operator.core.manifests import load_manifests
+from ai_ops_operator.core.validation import schema_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "resources.md"

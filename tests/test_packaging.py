@@ -12,7 +12,7 @@ import pytest
 
 from ai_ops_operator.cli import SUBCOMMANDS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 AI_OPS = Path(sys.executable).with_name("ai-ops")
@@ -30,26 +30,28 @@ HEAVY = (
 )
 
 
-def import_name(folder: Path) -> str:
-    """The import name of a source folder, through package-dir (operator/ is ai_ops_operator)."""
-    top, *rest = folder.relative_to(ROOT).parts
-    to_import = {src: name for name, src in SETUPTOOLS["package-dir"].items()}
-    return ".".join([to_import[top], *rest])
+def test_the_operator_folder_is_not_itself_a_package() -> None:
+    # A folder without __init__.py never wins over the standard library's module of the same name.
+    assert not (ROOT / "operator" / "__init__.py").exists()
+    assert SETUPTOOLS["packages"]["find"]["where"] == [".", "operator"]
 
 
-def test_every_source_package_is_listed_in_pyproject() -> None:
-    sources = [ROOT / src for src in SETUPTOOLS["package-dir"].values()]
-    assert {p.name for p in sources} == {"operator", "chat_service", "mcp_servers"}
-    found = {import_name(init.parent) for top in sources for init in top.rglob("__init__.py")}
-    assert found == set(SETUPTOOLS["packages"]), "add new subpackages to [tool.setuptools] packages"
+def test_every_source_package_is_installed() -> None:
+    for top in ("ai_ops_api", "ai_ops_common", "ai_ops_operator", "chat_service", "mcp_servers"):
+        package = importlib.import_module(top)
+        expected = ROOT / "operator" / top if top == "ai_ops_operator" else ROOT / top
+        assert Path(package.__file__ or "").parent == expected
 
 
-def test_operator_folder_is_imported_as_ai_ops_operator_without_shadowing_the_stdlib() -> None:
-    import operator
-
-    package = importlib.import_module("ai_ops_operator")
-    assert Path(package.__file__ or "").parent == ROOT / "operator"
-    assert hasattr(operator, "itemgetter"), "the standard library's operator module"
+def test_a_plain_interpreter_in_the_root_gets_the_standard_librarys_operator() -> None:
+    # Python puts the current folder first on sys.path for -c; operator/ must still not shadow anything,
+    # even when nothing imported the stdlib module at start-up.
+    code = "import sys; sys.modules.pop('operator', None); import operator; operator.eq; print(operator.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.strip().startswith(str(ROOT / "operator"))
 
 
 def test_distribution_metadata() -> None:

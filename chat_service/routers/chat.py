@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chat_service.engine import TurnEvent
+from chat_service.engine.turns import TurnEvent
 from chat_service.errors import ChatError, error_body
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
 

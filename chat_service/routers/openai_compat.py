@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from langchain_core.messages import AnyMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat_service.engine import TurnEvent
+from chat_service.engine.turns import TurnEvent
 from chat_service.errors import ChatError, InvalidRequest, error_body
 from chat_service.routers.chat import ERROR_RESPONSES, KEEPALIVE, SSE_HEADERS, first_then_rest
 from chat_service.routers.deps import Caller, Engine

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chat_service.agent_config import AGENT_CONFIG_DATA_KEY, parse_agent_config
+from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY, parse_agent_config
 from tests.e2e.kind_cluster import Cluster, CommandError, missing_prerequisite
 from tests.e2e.manifests import fixture_server, resources
 

@@ -128,7 +128,7 @@ def test_the_suites_manifests_are_valid():
     """What the kind suite applies passes the project's validation and the restricted Pod Security checks."""
     import kubernetes_validate
 
-    from ai_ops_operator.validation import validate_resource
+    from ai_ops_operator.core.validation import validate_resource
     from tests.e2e.manifests import fixture_server, resources
 
     custom = resources("ns", "key")

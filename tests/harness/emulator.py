@@ -47,9 +47,9 @@ import yaml
 from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s_dicts import Object
 
-from ai_ops_operator.crdgen import all_crds
-from ai_ops_operator.specs import GROUP
-from ai_ops_operator.validation import apply_defaults, schema_of, validate_resource
+from ai_ops_api.specs import GROUP
+from ai_ops_operator.core.crdgen import all_crds
+from ai_ops_operator.core.validation import apply_defaults, schema_of, validate_resource
 
 SECRETS = kmock.resource("v1/secrets")
 ALL_VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}

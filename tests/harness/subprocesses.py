@@ -1,10 +1,7 @@
 """Start this repository's Python modules (``tests.*``, ``benchmarks.*``) in child processes.
 
-The repository root cannot simply go on the child's path: ``operator/`` (the sources of
-``ai_ops_operator``) would shadow the standard library's ``operator`` module, which is why the Makefile runs
-Python in safe-path mode (``PYTHONSAFEPATH``), and that in turn keeps ``python -m tests....`` from finding
-this repository. So the child appends the root to the END of ``sys.path`` and runs the module with runpy:
-the standard library always wins, and our top-level folders are still importable.
+A child may run in any working directory, so it appends the repository root to ``sys.path`` and runs the
+module with runpy: our top-level folders are importable wherever the child starts.
 """
 
 from __future__ import annotations

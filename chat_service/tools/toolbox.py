@@ -1,0 +1,536 @@
+"""The agent's tools: the MCP servers of the config, through langchain-mcp-adapters, with reused sessions.
+
+langchain-mcp-adapters' default opens a new MCP session (and a new HTTP client) for every tool call.
+Here each server has one persistent session, owned by a background task and reconnected when it breaks,
+and every HTTP session shares one connection pool. Tools are still built by the adapter
+(``convert_mcp_tool_to_langchain_tool``); a tool-call interceptor routes each call to the pooled session
+instead of opening a new one.
+
+Failure handling: a server that is down at tool-loading time is skipped with a warning (and retried on a
+later turn); a tool that fails, times out or whose server dropped becomes an error message to the model
+(``ToolMessage`` with status ``error``) and the turn goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import functools
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+from langchain_core.tools import BaseTool
+from langchain_mcp_adapters.interceptors import MCPToolCallRequest, MCPToolCallResult
+from langchain_mcp_adapters.sessions import create_session
+from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
+from mcp import ClientSession
+from mcp.types import CallToolResult, ListToolsResult, TextContent
+from mcp.types import Tool as MCPTool
+
+from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, NamedValue
+from ai_ops_common.http_pool import SharedHttpPool
+
+if TYPE_CHECKING:
+    from chat_service.metrics import ChatMetrics
+    from chat_service.secrets import SecretResolver
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class MCPUnavailable(Exception):
+    """A server could not be reached or initialized; the message is safe to show (no header values)."""
+
+
+class SessionLost(Exception):
+    """The session's connection ended while a request was waiting for its answer."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A short description, unwrapping the ExceptionGroups the MCP SDK raises from its task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from the server"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ServerConnection:
+    """A server's connection with its Secret-backed values resolved (never logged or shown)."""
+
+    name: str
+    connection: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass
+class ServerState:
+    name: str
+    tools: tuple[str, ...] = ()
+    error: str | None = None
+    loaded_at: float = 0.0
+
+
+@dataclass
+class Toolset:
+    """The tools of one config version: what the agent gets, and per-server status for /api/status."""
+
+    checksum: str
+    tools: list[BaseTool] = field(default_factory=list)
+    servers: dict[str, ServerState] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.monotonic)
+
+    @functools.cached_property
+    def version(self) -> str:
+        """Changes whenever the set of loaded tools changes (part of the compiled-graph cache key); read
+        only once the toolset is complete."""
+        names = sorted(t.name for t in self.tools)
+        return hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
+
+    def failed(self) -> list[str]:
+        return [name for name, state in self.servers.items() if state.error is not None]
+
+
+class PersistentSession:
+    """One long-lived MCP ClientSession, entered and exited in its own task (anyio needs that).
+
+    ``resolve`` gives the connection (Secret-backed headers and env read now); it is called again on every
+    reconnect, so a rotated header token is used as soon as the server refuses the old one.
+    """
+
+    def __init__(
+        self,
+        server: ServerConnection,
+        connect_timeout: float,
+        on_open: Callable[[str], None] | None = None,
+        resolve: Callable[[], ServerConnection] | None = None,
+    ):
+        self.server = server
+        self.resolve = resolve
+        self.connect_timeout = connect_timeout
+        self._on_open = on_open
+        self._session: ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._opened_once = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self._session is not None and self._task is not None and not self._task.done()
+
+    async def get(self) -> ClientSession:
+        if self.alive:
+            assert self._session is not None
+            return self._session
+        async with self._lock:
+            if self.alive:
+                assert self._session is not None
+                return self._session
+            await self._shutdown()
+            if self.resolve is not None and self._opened_once:
+                self.server = self.resolve()  # may raise MCPUnavailable (a Secret gone)
+            self._opened_once = True
+            self._ready, self._stop, self._error = asyncio.Event(), asyncio.Event(), None
+            self._task = asyncio.create_task(
+                self._run(self._ready, self._stop), name=f"ai-ops-mcp-session-{self.server.name}"
+            )
+            try:
+                await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
+            except TimeoutError:
+                await self._shutdown()
+                raise MCPUnavailable(
+                    f"MCP server {self.server.name!r} did not complete initialize within {self.connect_timeout:g} s"
+                ) from None
+            if self._session is None:
+                error = self._error
+                await self._shutdown()
+                reason = describe_exception(error) if error else "connection closed"
+                raise MCPUnavailable(f"MCP server {self.server.name!r} is unreachable: {reason}")
+            return self._session
+
+    async def request(self, call: Callable[[ClientSession], Awaitable[T]], timeout: float) -> T:
+        """Run ``call`` on the session; SessionLost when the connection ends first, TimeoutError after
+        ``timeout``. (The SDK leaves a pending request waiting forever when its transport dies.)"""
+        client = await self.get()
+        runner = self._task
+        assert runner is not None
+        pending = asyncio.ensure_future(call(client))
+        try:
+            done, _ = await asyncio.wait(
+                {pending, runner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            pending.cancel()
+            raise
+        if pending in done:
+            return pending.result()
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        if runner in done:
+            reason = describe_exception(self._error) if self._error else "connection closed"
+            raise SessionLost(f"the session to {self.server.name!r} ended: {reason}")
+        raise TimeoutError
+
+    async def _run(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        try:
+            async with create_session(self.server.connection) as session:  # type: ignore[arg-type]
+                await session.initialize()
+                if self._on_open:
+                    self._on_open(self.server.name)
+                self._session = session
+                ready.set()
+                await stop.wait()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the SDK raises ExceptionGroups from its task groups
+            self._error = exc
+            log.debug("MCP session to %s ended: %s", self.server.name, describe_exception(exc))
+        finally:
+            self._session = None
+            ready.set()
+
+    async def _shutdown(self) -> None:
+        task, stop = self._task, self._stop
+        self._task = None
+        self._session = None
+        if task is None:
+            return
+        if stop is not None:
+            stop.set()
+        if not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 2.0)
+            except (TimeoutError, Exception):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def reset(self) -> None:
+        async with self._lock:
+            await self._shutdown()
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def filter_tools(names: list[str], server: MCPServerEntry) -> list[str]:
+    """The server's tool filter: ``include`` (names or globs; empty means all), then ``exclude``."""
+    selected = [n for n in names if not server.tool_filter.include or _matches(n, server.tool_filter.include)]
+    return [n for n in selected if not _matches(n, server.tool_filter.exclude)]
+
+
+async def _list_page(client: ClientSession, cursor: str | None) -> ListToolsResult:
+    return await client.list_tools(cursor=cursor)
+
+
+def _error_result(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
+
+
+class MCPToolbox:
+    """Persistent sessions per server and the tool lists per config version."""
+
+    def __init__(
+        self,
+        secrets: SecretResolver,
+        *,
+        connect_timeout: float = 10.0,
+        tool_timeout: float = 60.0,
+        retry_interval: float = 15.0,
+        metrics: ChatMetrics | None = None,
+    ):
+        self.secrets = secrets
+        self.connect_timeout = connect_timeout
+        self.tool_timeout = tool_timeout
+        self.retry_interval = retry_interval
+        self.metrics = metrics
+        # Tool calls may stream for minutes: a long read timeout by default.
+        self._http = SharedHttpPool(200, 50, default_timeout=httpx.Timeout(30.0, read=300.0))
+        self._sessions: dict[str, PersistentSession] = {}
+        self._toolsets: dict[str, Toolset] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retrying: dict[str, asyncio.Task[Toolset]] = {}
+        self.sessions_opened: dict[str, int] = {}
+
+    # -- connections ---------------------------------------------------------------------------------
+
+    def _resolve(self, values: tuple[NamedValue, ...]) -> dict[str, str]:
+        resolved: dict[str, str] = {}
+        for item in values:
+            if item.secret_ref is not None:
+                resolved[item.name] = self.secrets.read(item.secret_ref)
+            else:
+                resolved[item.name] = item.value or ""
+        return resolved
+
+    def connection_for(self, server: MCPServerEntry) -> ServerConnection:
+        """Resolve headers/env now (so a rotated Secret is used on the next connect)."""
+        try:
+            if server.transport == "stdio":
+                if not server.command:
+                    raise MCPUnavailable(f"MCP server {server.name!r} uses stdio but has no command")
+                connection: dict[str, Any] = {
+                    "transport": "stdio",
+                    "command": server.command,
+                    "args": list(server.args),
+                    "env": self._resolve(server.env) or None,
+                }
+            else:
+                if not server.url:
+                    raise MCPUnavailable(f"MCP server {server.name!r} has no url")
+                headers = self._resolve(server.headers)
+                connection = {
+                    "transport": server.transport,
+                    "url": server.url,
+                    "headers": headers or None,
+                    "httpx_client_factory": self._http.client_factory,
+                }
+                if server.transport == "streamable_http":
+                    connection["timeout"] = timedelta(seconds=self.connect_timeout)
+                else:
+                    connection["timeout"] = self.connect_timeout
+        except MCPUnavailable:
+            raise
+        except Exception as exc:  # SecretUnavailable and friends: the message names the Secret, not its value
+            raise MCPUnavailable(f"MCP server {server.name!r}: {exc}") from None
+        digest = hashlib.sha256(
+            json.dumps(
+                {k: v for k, v in connection.items() if k != "httpx_client_factory"},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
+        return ServerConnection(server.name, connection, digest)
+
+    def _opened(self, server: str) -> None:
+        self.sessions_opened[server] = self.sessions_opened.get(server, 0) + 1
+        if self.metrics:
+            self.metrics.mcp_sessions.labels(server=server).inc()
+
+    def _session_for(self, connection: ServerConnection, entry: MCPServerEntry) -> PersistentSession:
+        current = self._sessions.get(connection.name)
+
+        def resolve() -> ServerConnection:
+            return self.connection_for(entry)
+
+        if current is not None and current.server.fingerprint == connection.fingerprint:
+            current.resolve = resolve  # reconnects follow the newest config of this server
+            return current
+        if current is not None:  # headers or URL changed: the old session goes away in the background
+            asyncio.get_running_loop().create_task(current.close())
+        session = PersistentSession(connection, self.connect_timeout, self._opened, resolve)
+        self._sessions[connection.name] = session
+        return session
+
+    # -- tool loading --------------------------------------------------------------------------------
+
+    async def toolset(self, config: AgentConfig, checksum: str) -> Toolset:
+        """The tools for this config version (loaded once). Servers that failed are retried in the
+        background after the retry interval, so no turn waits for a server that is still down."""
+        cached = self._toolsets.get(checksum)
+        if cached is not None:
+            if self._due_for_retry(cached) and checksum not in self._retrying:
+                task = asyncio.get_running_loop().create_task(self._reload(config, checksum))
+                self._retrying[checksum] = task
+                task.add_done_callback(lambda _t: self._retrying.pop(checksum, None))
+            return cached
+        return await self._reload(config, checksum)
+
+    async def _reload(self, config: AgentConfig, checksum: str) -> Toolset:
+        lock = self._locks.setdefault(checksum, asyncio.Lock())
+        async with lock:
+            cached = self._toolsets.get(checksum)
+            if cached is not None and not self._due_for_retry(cached):
+                return cached
+            toolset = await self._load(config, checksum, previous=cached)
+            self._toolsets[checksum] = toolset
+            return toolset
+
+    @property
+    def open_sessions(self) -> list[str]:
+        """Servers with a session object (connected or to be reconnected)."""
+        return sorted(self._sessions)
+
+    def cached_toolset(self, checksum: str) -> Toolset | None:
+        return self._toolsets.get(checksum)
+
+    def _due_for_retry(self, toolset: Toolset) -> bool:
+        return bool(toolset.failed()) and time.monotonic() - toolset.created >= self.retry_interval
+
+    async def _load(self, config: AgentConfig, checksum: str, previous: Toolset | None) -> Toolset:
+        servers = list(config.mcp_servers)
+        reuse = (
+            {}
+            if previous is None
+            else {name: state for name, state in previous.servers.items() if state.error is None}
+        )
+        results = await asyncio.gather(
+            *(self._load_server(s, previous if s.name in reuse else None) for s in servers)
+        )
+        toolset = Toolset(checksum)
+        taken: set[str] = set()
+        for server, (tools, state) in zip(servers, results, strict=True):
+            toolset.servers[server.name] = state
+            if self.metrics:
+                self.metrics.mcp_server_up.labels(server=server.name).set(0 if state.error else 1)
+            if state.error:
+                toolset.warnings.append(f"MCP server {server.name!r} skipped: {state.error}")
+                log.warning("MCP server %s skipped: %s", server.name, state.error)
+                continue
+            for tool in tools:
+                if tool.name in taken:  # same tool name on two servers: the later one gets a prefix
+                    tool.name = f"{server.name}_{tool.name}"
+                    toolset.warnings.append(f"tool name clash: {server.name}'s tool is named {tool.name!r}")
+                taken.add(tool.name)
+                toolset.tools.append(tool)
+        return toolset
+
+    async def _load_server(
+        self, server: MCPServerEntry, previous: Toolset | None
+    ) -> tuple[list[BaseTool], ServerState]:
+        if previous is not None:
+            kept = [t for t in previous.tools if (t.metadata or {}).get("ai_ops_server") == server.name]
+            return kept, previous.servers[server.name]
+        try:
+            connection = self.connection_for(server)
+            session = self._session_for(connection, server)
+            listed = await self._list_tools(session)
+        except MCPUnavailable as exc:
+            return [], ServerState(server.name, error=str(exc), loaded_at=time.time())
+        except Exception as exc:
+            return [], ServerState(server.name, error=describe_exception(exc), loaded_at=time.time())
+        wanted = set(filter_tools([t.name for t in listed], server))
+        tools = [self._to_langchain(server.name, connection, t) for t in listed if t.name in wanted]
+        return tools, ServerState(server.name, tools=tuple(t.name for t in tools), loaded_at=time.time())
+
+    async def _list_tools(self, session: PersistentSession) -> list[MCPTool]:
+        for attempt in (1, 2):
+            try:
+                listed: list[MCPTool] = []
+                cursor: str | None = None
+                while True:
+                    page = await session.request(
+                        functools.partial(_list_page, cursor=cursor), self.connect_timeout
+                    )
+                    listed.extend(page.tools)
+                    cursor = page.nextCursor
+                    if not cursor:
+                        return listed
+            except MCPUnavailable:
+                raise
+            except Exception as exc:
+                await session.reset()  # a stale session (server restarted): reconnect once
+                if attempt == 2:
+                    raise MCPUnavailable(
+                        f"MCP server {session.server.name!r} failed to list tools: {describe_exception(exc)}"
+                    ) from None
+        return []
+
+    def _to_langchain(self, server: str, connection: ServerConnection, tool: MCPTool) -> BaseTool:
+        # The adapter wants a connection, but our interceptor never lets it open one: give it no headers.
+        bare = {
+            k: v for k, v in connection.connection.items() if k in ("transport", "url", "command", "args")
+        }
+        lc_tool = convert_mcp_tool_to_langchain_tool(
+            None,
+            tool,
+            connection=bare,  # type: ignore[arg-type]
+            server_name=server,
+            tool_interceptors=[self._pooled_call(server)],  # type: ignore[list-item]
+            handle_tool_errors=True,
+        )
+        lc_tool.metadata = {**(lc_tool.metadata or {}), "ai_ops_server": server}
+        return lc_tool
+
+    # -- tool calls ----------------------------------------------------------------------------------
+
+    def _pooled_call(self, server: str) -> Callable[..., Awaitable[MCPToolCallResult]]:
+        async def interceptor(
+            request: MCPToolCallRequest,
+            _handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]],
+        ) -> MCPToolCallResult:
+            # The adapter's own handler would open a new session; ours uses the persistent one.
+            return await self.call_tool(server, request.name, request.args)
+
+        return interceptor
+
+    async def call_tool(self, server: str, tool: str, args: dict[str, Any]) -> CallToolResult:
+        started = time.perf_counter()
+        result = await self._call(server, tool, args)
+        if self.metrics:
+            self.metrics.tool_calls.labels(server=server, outcome="error" if result.isError else "ok").inc()
+            self.metrics.tool_call_duration.labels(server=server).observe(time.perf_counter() - started)
+        return result
+
+    async def _call(self, server: str, tool: str, args: dict[str, Any]) -> CallToolResult:
+        session = self._sessions.get(server)
+        if session is None:
+            return _error_result(f"MCP server {server!r} is not connected.")
+        read_timeout = timedelta(seconds=self.tool_timeout)
+        for attempt in (1, 2):
+            try:
+                return await session.request(
+                    lambda c: c.call_tool(tool, args, read_timeout_seconds=read_timeout),
+                    self.tool_timeout + 1.0,
+                )
+            except MCPUnavailable as exc:
+                return _error_result(f"Tool {tool!r} is unavailable: {exc}")
+            except TimeoutError:
+                return _error_result(f"Tool {tool!r} on {server!r} timed out after {self.tool_timeout:g} s.")
+            except Exception as exc:
+                description = describe_exception(exc)
+                if "timed out" in description.lower() or "timeout" in description.lower():
+                    return _error_result(
+                        f"Tool {tool!r} on {server!r} timed out after {self.tool_timeout:g} s."
+                    )
+                if attempt == 1:
+                    # The session broke (server restarted or dropped us): reconnect and try once more.
+                    log.info(
+                        "MCP session to %s failed during %s (%s); reconnecting", server, tool, description
+                    )
+                    await session.reset()
+                    continue
+                return _error_result(f"Tool {tool!r} on {server!r} failed: {description}")
+        return _error_result(f"Tool {tool!r} on {server!r} failed.")
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def forget_other_configs(self, keep: set[str]) -> None:
+        """Drop tool lists of config versions no longer in use (sessions stay; they are per server)."""
+        for checksum in [c for c in self._toolsets if c not in keep]:
+            self._toolsets.pop(checksum, None)
+            self._locks.pop(checksum, None)
+
+    async def close_servers_not_in(self, config: AgentConfig) -> None:
+        names = {s.name for s in config.mcp_servers}
+        for name in [n for n in self._sessions if n not in names]:
+            session = self._sessions.pop(name)
+            await session.close()
+
+    async def aclose(self) -> None:
+        for task in list(self._retrying.values()):
+            task.cancel()
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await self._http.aclose()

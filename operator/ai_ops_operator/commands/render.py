@@ -1,0 +1,130 @@
+"""``ai-ops render``: manifests in, the agent config the operator would write out.
+
+It runs the operator's own pure code (``translator``) on the manifests. Without a cluster Secret
+references stay references; without ``--probe`` MCP servers are included with health Unknown, with
+``--probe`` each is probed once by the operator's probe code and health rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.core.health import HealthRecord, next_record
+from ai_ops_operator.core.manifests import ManifestError, load_manifests
+from ai_ops_operator.core.translator import (
+    Evaluation,
+    ServerHealth,
+    Snapshot,
+    evaluate,
+    probeable_servers,
+    translate,
+)
+from ai_ops_operator.runtime.probe import probe_once
+
+_KIND_FIELD = {
+    "LLMProvider": "providers",
+    "LLMModel": "models",
+    "LLMMiddleware": "middlewares",
+    "MCPServer": "mcpservers",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="YAML files or folders")
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        default=None,
+        help="only resources of this namespace (manifests without one count)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="write the JSON here instead of stdout"
+    )
+    parser.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="accept MCP servers on loopback addresses (local development)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="probe every included MCP server once (initialize + tools/list) and apply the operator's health "
+        "rules; header values from Secrets are not sent (no cluster)",
+    )
+
+
+def build_snapshot(
+    paths: list[Path], namespace: str | None, allow_loopback: bool = False
+) -> tuple[Snapshot, list[str]]:
+    """The snapshot of one namespace from manifest files, and problems found while reading them."""
+    problems: list[str] = []
+    groups: dict[str, dict[str, dict]] = {field: {} for field in _KIND_FIELD.values()}
+    for doc in load_manifests(paths):
+        obj = doc.obj
+        if not isinstance(obj, dict) or obj.get("kind") not in RESOURCES:
+            continue
+        meta = obj.get("metadata") or {}
+        doc_ns = meta.get("namespace")
+        if namespace is not None and doc_ns not in (None, namespace):
+            continue
+        name = meta.get("name")
+        group = groups[_KIND_FIELD[obj["kind"]]]
+        if name in group:
+            problems.append(
+                f"{doc.source}:{doc.index}: {obj['kind']}/{name}: defined twice; the later one is used"
+            )
+        group[str(name)] = obj
+    snapshot = Snapshot(
+        namespace=namespace or "default",
+        providers=groups["providers"],
+        models=groups["models"],
+        middlewares=groups["middlewares"],
+        mcpservers=groups["mcpservers"],
+        allow_loopback=allow_loopback,
+    )
+    return snapshot, problems
+
+
+def _probe_health(
+    evaluation: Evaluation, allow_loopback: bool, problems: list[str]
+) -> dict[str, ServerHealth]:
+    """One probe per server, folded by the operator's health rules (so below failureThreshold a failing
+    server is Unknown, exactly as a new server is in the cluster)."""
+    servers = probeable_servers(evaluation)
+    for name, spec in servers.items():
+        if any(h.value_from is not None for h in spec.headers or ()):
+            problems.append(f"MCPServer/{name}: probed without its header values from Secrets (no cluster)")
+    results = asyncio.run(probe_once(servers, allow_loopback))
+    return {
+        name: next_record(HealthRecord(), result, servers[name].health_check).as_server_health()
+        for name, result in results.items()
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        snapshot, problems = build_snapshot(args.paths, args.namespace, args.allow_loopback)
+    except ManifestError as exc:
+        print(f"ai-ops render: {exc}", file=sys.stderr)
+        return 2
+    evaluation = evaluate(snapshot)
+    if args.probe:
+        snapshot.health = _probe_health(evaluation, args.allow_loopback, problems)
+        evaluation = evaluate(snapshot)
+    for verdict in evaluation.all():
+        ready = verdict.condition("Ready")
+        if ready is not None and ready.status == "False" and ready.reason != "Maintenance":
+            problems.append(f"{verdict.kind}/{verdict.name}: left out: {ready.reason}: {ready.message}")
+        problems.extend(f"{verdict.kind}/{verdict.name}: {w}" for w in verdict.warnings)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    text = translate(snapshot, evaluation).to_json()
+    if args.output is not None:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0

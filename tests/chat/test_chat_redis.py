@@ -1,0 +1,171 @@
+"""Conversations in a real Redis: the saver passes LangGraph's conformance suite, a conversation goes on in
+another service instance, the TTL slides with each turn and then expires it, and a dead Redis shows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+from chat_service.app import create_app
+from chat_service.conversations import REDIS_KEY_PREFIX, SlidingTTLRedisSaver
+from tests.harness.fake_llm import FakeLLM
+from tests.harness.ports import free_port
+from tests.support.chat_support import agent_config, model_entry, running, settings_for, write_config
+
+
+async def test_checkpoint_conformance_of_our_redis_saver(redis_server: Any) -> None:
+    prefix = f"conformance-{uuid.uuid4().hex[:8]}"
+
+    @checkpointer_test(name="SlidingTTLRedisSaver")
+    async def factory() -> Any:
+        saver = SlidingTTLRedisSaver(
+            url=redis_server.url, prefix=f"{prefix}-{uuid.uuid4().hex[:6]}", ttl=3600
+        )
+        try:
+            yield saver
+        finally:
+            await saver.aclose()
+
+    report = await validate(factory)
+    assert report.passed_all_base(), report.to_dict()
+
+
+def _config_file(tmp_path: Path, fake_llm: FakeLLM) -> Path:
+    path = tmp_path / "agent-config.json"
+    write_config(path, agent_config([model_entry("main", fake_llm.base_url)]))
+    return path
+
+
+def _user_texts(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["json"]["messages"] if m["role"] in ("user", "assistant")]
+
+
+async def test_conversation_continues_on_another_instance(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM
+) -> None:
+    path = _config_file(tmp_path, fresh_fake_llm)
+    settings = settings_for(path, redis_url=redis_server.url)
+    thread = f"replicas-{uuid.uuid4().hex[:8]}"
+    async with running(create_app(settings)) as first, running(create_app(settings)) as second:
+        async with first.client() as client:
+            assert (
+                await client.post("/api/chat", json={"message": "remember 42", "thread_id": thread})
+            ).status_code == 200
+        async with second.client() as client:
+            reply = await client.post("/api/chat", json={"message": "what number?", "thread_id": thread})
+            assert reply.status_code == 200
+            view = (await client.get(f"/api/threads/{thread}")).json()
+        assert _user_texts(fresh_fake_llm.chat_requests[-1]) == [
+            "remember 42",
+            "echo: remember 42",
+            "what number?",
+        ]
+        assert [m["content"] for m in view["messages"]] == [
+            "remember 42",
+            "echo: remember 42",
+            "what number?",
+            "echo: what number?",
+        ]
+        # Deleted on one instance, gone on the other.
+        async with first.client() as client:
+            assert (await client.delete(f"/api/threads/{thread}")).status_code == 204
+        async with second.client() as client:
+            assert (await client.get(f"/api/threads/{thread}")).status_code == 404
+        status = (await first.client().get("/api/status")).json()
+        assert status["conversation_store"] == "redis"
+
+
+async def _exists(client: Any, thread: str) -> bool:
+    response = await client.get(f"/api/threads/{thread}")
+    assert response.status_code in (200, 404)
+    return response.status_code == 200
+
+
+async def test_session_ttl_slides_with_each_turn_then_expires(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM
+) -> None:
+    ttl = 4
+    path = _config_file(tmp_path, fresh_fake_llm)
+    settings = settings_for(path, redis_url=redis_server.url, session_ttl_seconds=ttl)
+    thread = f"ttl-{uuid.uuid4().hex[:8]}"
+    redis = aioredis.from_url(redis_server.url)
+    async with running(create_app(settings)) as app, app.client() as client:
+        await client.post("/api/chat", json={"message": "one", "thread_id": thread})
+        keys = [k async for k in redis.scan_iter(match=f"{REDIS_KEY_PREFIX}:*:anonymous:{thread}:*")]
+        assert keys, "the conversation is stored in Redis"
+        ttls = [await redis.pttl(k) for k in keys]
+        assert all(0 < t <= ttl * 1000 for t in ttls), "every key of the thread has the TTL"
+        await asyncio.sleep(ttl * 0.6)
+        await client.post("/api/chat", json={"message": "two", "thread_id": thread})
+        await asyncio.sleep(ttl * 0.6)
+        # Longer than the TTL since the first turn, shorter since the second: still there, whole.
+        view = (await client.get(f"/api/threads/{thread}")).json()
+        assert [m["content"] for m in view["messages"]] == ["one", "echo: one", "two", "echo: two"]
+        for _ in range(100):
+            if not await _exists(client, thread):
+                break
+            await asyncio.sleep(0.1)
+        assert not await _exists(client, thread), "the conversation expired after the TTL without a turn"
+    await redis.aclose()
+
+
+async def test_redis_down_makes_readyz_fail_and_turns_answer_503(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    path = _config_file(tmp_path, fresh_fake_llm)
+    settings = settings_for(path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with running(create_app(settings)) as app, app.client() as client:
+        ready = await client.get("/readyz")
+        turn = await client.post("/api/chat", json={"message": "hi"})
+        thread = await client.get("/api/threads/abc")
+    assert ready.status_code == 503 and any("Redis" in r for r in ready.json()["reasons"])
+    for response in (turn, thread):
+        assert response.status_code == 503, response.text
+        assert (
+            response.json()["error"]["code"] == "not_ready" and "Redis" in response.json()["error"]["message"]
+        )
+
+
+@pytest.mark.parametrize("ttl", [2])
+async def test_in_memory_conversations_expire_too(tmp_path: Path, fresh_fake_llm: FakeLLM, ttl: int) -> None:
+    path = _config_file(tmp_path, fresh_fake_llm)
+    async with (
+        running(create_app(settings_for(path, session_ttl_seconds=ttl))) as app,
+        app.client() as client,
+    ):
+        await client.post("/api/chat", json={"message": "one", "thread_id": "mem"})
+        assert await _exists(client, "mem")
+        for _ in range(100):
+            if not await _exists(client, "mem"):
+                break
+            await asyncio.sleep(0.1)
+        assert not await _exists(client, "mem")
+
+
+async def test_ttl_of_channels_unchanged_since_an_earlier_turn_is_refreshed(redis_server: Any) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    ttl = 10
+    saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"slide-{uuid.uuid4().hex[:6]}", ttl=ttl)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    first = empty_checkpoint()
+    first["channel_values"] = {"messages": ["a"], "settings": {"x": 1}}
+    first["channel_versions"] = {"messages": "1", "settings": "1"}
+    saved = await saver.aput(config, first, {}, {"messages": "1", "settings": "1"})
+    blob = saver._key_blob("t", "", "settings", "1")
+    await asyncio.sleep(2)
+    second = empty_checkpoint()
+    second["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
+    second["channel_versions"] = {"messages": "2", "settings": "1"}
+    await saver.aput(saved, second, {}, {"messages": "2"})
+    # "settings" was written 2 s ago and not since; the second checkpoint still uses it.
+    assert await saver.client.pttl(blob) > (ttl - 1) * 1000
+    latest = await saver.aget_tuple(config)
+    assert latest is not None and latest.checkpoint["channel_values"]["settings"] == {"x": 1}
+    await saver.aclose()

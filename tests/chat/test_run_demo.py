@@ -1,0 +1,215 @@
+"""``make run`` (scripts/run_demo.py): the config it renders, its LLM check, the MCP-server hook, and the
+whole demo started as a process against the fake LLM and stopped again without leaving processes behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from ai_ops_api.agent_config import parse_agent_config
+from tests.harness.ports import free_port, port_accepts
+from tests.harness.subprocesses import python_module_command
+
+if TYPE_CHECKING:
+    from tests.harness.fake_llm import FakeLLM
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "run_demo.py"
+KEY = "sk-demo-test-key-0123456789"
+KEY_ENV = "AI_OPS_SECRET_OPENAI_API_KEY_API_KEY"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_demo", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_demo"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+run_demo = _load_script()
+
+
+@pytest.fixture
+def demo_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No LLM settings from the developer's shell leak into a test."""
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_MODEL",
+        "OLLAMA_HOST",
+        "OLLAMA_BASE_URL",
+        "OLLAMA_MODEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_ollama_by_default_and_says_when_it_is_not_running(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = run_demo.plan_demo({})
+    assert plan.provider == "ollama" and plan.llm_base_url == "http://localhost:11434/v1" and plan.env == {}
+
+    closed = free_port()
+    demo_env.setenv("OLLAMA_HOST", f"127.0.0.1:{closed}")
+    assert run_demo.main(["--render-only", "--workdir", str(tmp_path)]) == 0
+
+    config = parse_agent_config((tmp_path / "agent-config.json").read_text())
+    assert config.default_model == "llama3"
+    (model,) = config.models
+    assert (model.provider.type, model.model) == ("ollama", "llama3.1:8b")
+    assert model.provider.base_url == f"http://127.0.0.1:{closed}/v1"
+    assert config.checksum == config.content_checksum()
+    assert (tmp_path / ".gitignore").read_text() == "*\n"
+    err = capsys.readouterr().err
+    assert f"WARNING: no Ollama answers at http://127.0.0.1:{closed}/v1" in err
+    assert "ollama pull llama3.1:8b" in err
+
+
+def test_ollama_model_check(demo_env: pytest.MonkeyPatch, fresh_fake_llm: FakeLLM) -> None:
+    # The fake LLM stands in for Ollama's OpenAI-compatible API; it lists the model "fake-model".
+    demo_env.setenv("OLLAMA_BASE_URL", fresh_fake_llm.base_url)
+    missing = run_demo.check_llm(run_demo.plan_demo(os.environ))
+    assert missing is not None and "Ollama has no model llama3.1:8b" in missing and "fake-model" in missing
+    demo_env.setenv("OLLAMA_MODEL", "fake-model")
+    assert run_demo.check_llm(run_demo.plan_demo(os.environ)) is None
+
+
+def test_openai_key_only_in_the_environment(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path, fresh_fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo_env.setenv("OPENAI_API_KEY", KEY)
+    demo_env.setenv("OPENAI_BASE_URL", fresh_fake_llm.base_url)
+    demo_env.setenv("OPENAI_MODEL", "fake-model")
+    plan = run_demo.plan_demo(os.environ)
+    assert plan.provider == "openai" and plan.env == {KEY_ENV: KEY}
+    assert KEY not in repr(plan)
+
+    assert run_demo.main(["--render-only", "--workdir", str(tmp_path)]) == 0
+    config = parse_agent_config((tmp_path / "agent-config.json").read_text())
+    default = config.model_by_name(config.default_model or "")
+    assert default is not None and default.provider.type == "openai" and default.model == "fake-model"
+    assert default.api_key_secret_ref is not None
+    assert default.api_key_secret_ref.name == "openai-api-key"
+    for written in tmp_path.iterdir():
+        assert KEY not in written.read_text(), written
+    output = capsys.readouterr()
+    assert KEY not in output.out + output.err
+    assert "WARNING" not in output.err
+    # The LLM check used the key.
+    assert fresh_fake_llm.requests[-1]["headers"]["authorization"] == f"Bearer {KEY}"
+
+
+def test_mcp_server_hook(tmp_path: Path) -> None:
+    """A DemoMcpServer is started, handed to the agent config, and stopped again."""
+    port = free_port()
+    server = run_demo.DemoMcpServer(
+        "fixture",
+        tuple(
+            python_module_command("tests.harness.mcp_fixture_server", "--kind", "healthy", "--port", "{port}")
+        ),
+        port=port,
+        description="fixture tools",
+    )
+    config_path = run_demo.render(run_demo.plan_demo({}), tmp_path, [server])
+    (entry,) = parse_agent_config(config_path.read_text()).mcp_servers
+    assert (entry.name, entry.url, entry.transport) == (
+        "fixture",
+        f"http://127.0.0.1:{port}/mcp",
+        "streamable_http",
+    )
+    with run_demo.mcp_servers_running([server]):
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    assert not port_accepts("127.0.0.1", port)
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path, fresh_fake_llm: FakeLLM) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``scripts/run_demo.py`` as ``make run`` starts it, with the fake LLM as "OpenAI"."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_", "AI_OPS_"))}
+    env.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fresh_fake_llm.base_url, OPENAI_MODEL="fake-model")
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--port", str(port), "--workdir", str(tmp_path / ".run")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, so the cleanup below reaches the chat service too
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _ready_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The script's "ready" line; empty when it exits first or says nothing within ``timeout`` (a ceiling)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put("")  # EOF: the script exited
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if not line or "is ready" in line:
+            return line
+    return ""
+
+
+def test_demo_runs_and_stops(
+    demo_process: tuple[subprocess.Popen[str], int], fresh_fake_llm: FakeLLM
+) -> None:
+    process, port = demo_process
+    ready = _ready_line(process, timeout=180)
+    url = f"http://127.0.0.1:{port}/"
+    assert f"open {url}" in ready
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert '<script src="static/app.js"' in client.get("/").text
+        models = client.get("/api/models").json()["models"]
+        assert [m["name"] for m in models if m["default"]] == ["gpt-4o"]
+        answer = client.post("/api/chat", json={"message": "hello demo"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["reply"] == "echo: hello demo"
+    # The key reached the LLM through AI_OPS_SECRET_OPENAI_API_KEY_API_KEY.
+    chat = fresh_fake_llm.chat_requests[-1]
+    assert chat["headers"]["authorization"] == f"Bearer {KEY}"
+    assert chat["json"]["model"] == "fake-model"
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    # The chat service went with it: nothing listens on the port any more.
+    deadline = time.monotonic() + 10
+    while port_accepts("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not port_accepts("127.0.0.1", port)

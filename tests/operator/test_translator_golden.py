@@ -1,0 +1,72 @@
+"""Golden files for the pure core: tests/golden/translator/<case>/ holds the input and the expected output.
+
+- ``resources.yaml``: the namespace's resources (multi-document);
+- ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys) and ``health`` (server -> state, tools);
+  without it the snapshot is offline (as in ``ai-ops render``);
+- ``expected-agent-config.json``: ``translate`` output, byte for byte;
+- ``expected-conditions.yaml``: every resource's conditions (type, status, reason, message).
+
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_translator_golden.py`` and
+review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ai_ops_api.specs import HealthState
+from ai_ops_operator.core.translator import ServerHealth, Snapshot, evaluate, translate
+
+GOLDEN = Path(__file__).parent / "golden" / "translator"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+KIND_FIELD = {
+    "LLMProvider": "providers",
+    "LLMModel": "models",
+    "LLMMiddleware": "middlewares",
+    "MCPServer": "mcpservers",
+}
+
+
+def load_snapshot(case: Path) -> Snapshot:
+    groups: dict[str, dict[str, Any]] = {field: {} for field in KIND_FIELD.values()}
+    for doc in yaml.safe_load_all((case / "resources.yaml").read_text()):
+        groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
+    secrets = health = None
+    cluster_file = case / "cluster.yaml"
+    if cluster_file.exists():
+        cluster = yaml.safe_load(cluster_file.read_text())
+        secrets = {name: frozenset(keys) for name, keys in (cluster.get("secrets") or {}).items()}
+        health = {
+            name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
+            for name, h in (cluster.get("health") or {}).items()
+        }
+    return Snapshot(
+        namespace="golden", secrets=secrets, health=health, custom_middleware=frozenset(), **groups
+    )
+
+
+def check(path: Path, actual: str) -> None:
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(actual)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to create it"
+    assert actual == path.read_text(), f"{path} differs (UPDATE_GOLDEN=1 regenerates it; review the diff)"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    snapshot = load_snapshot(GOLDEN / case)
+    evaluation = evaluate(snapshot)
+    check(GOLDEN / case / "expected-agent-config.json", translate(snapshot, evaluation).to_json())
+    conditions = {
+        f"{verdict.kind}/{verdict.name}": [
+            {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+            for c in verdict.conditions
+        ]
+        for verdict in evaluation.all()
+    }
+    check(GOLDEN / case / "expected-conditions.yaml", yaml.safe_dump(conditions, sort_keys=True, width=200))

@@ -1,0 +1,303 @@
+"""``ai-ops validate``: the broken-manifest corpus, the output format, exit codes and unreadable input.
+
+Each file of ``tests/fixtures/broken`` holds one mistake and declares, in its first line, the problem
+validate must report: ``# expect: FIELD.PATH: MESSAGE FRAGMENT`` (the path exact, the message containing
+the fragment). The corpus runs through the real CLI entry point in-process (fast) and once through the
+installed console script (the real process, exit status and all).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.cli import main
+from ai_ops_operator.core.validation import schema_of
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = ROOT / "tests" / "fixtures" / "broken"
+AI_OPS = Path(sys.executable).with_name("ai-ops")
+LINE_RE = re.compile(
+    r"^(?P<file>.+?):(?P<index>\d+(?:\.\d+)?): (?P<label>[^:]+/[^:]*): (?P<path>[^ :]*): (?P<message>.+)$"
+)
+
+
+@dataclass(frozen=True)
+class BrokenCase:
+    file: Path
+    path: str
+    fragment: str
+    spec_model_skip: str | None
+
+    @property
+    def id(self) -> str:
+        return self.file.stem
+
+
+def broken_cases() -> list[BrokenCase]:
+    cases = []
+    for file in sorted(BROKEN.glob("*.yaml")):
+        header = file.read_text().splitlines()
+        match = re.match(r"^# expect: (?P<path>[^ ]*?): (?P<fragment>.+)$", header[0])
+        assert match, f"{file.name}: first line must be '# expect: PATH: MESSAGE FRAGMENT'"
+        skip = next(
+            (line.removeprefix("# spec-model: skip") for line in header if line.startswith("# spec-model:")),
+            None,
+        )
+        cases.append(BrokenCase(file, match["path"], match["fragment"], skip))
+    return cases
+
+
+CASES = broken_cases()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["validate", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def problem_lines(out: str) -> list[re.Match[str]]:
+    lines = out.splitlines()
+    matches = [LINE_RE.match(line) for line in lines[:-1]]
+    assert all(matches), f"every line but the summary is a problem line:\n{out}"
+    return [m for m in matches if m]
+
+
+def test_corpus_is_large_and_each_file_holds_one_resource() -> None:
+    assert len(CASES) >= 50
+    for case in CASES:
+        docs = [d for d in yaml.safe_load_all(case.file.read_text()) if d is not None]
+        assert len(docs) == 1, case.file.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_broken_manifest_is_rejected_with_the_expected_path_and_message(
+    case: BrokenCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, str(case.file))
+    assert code == 1, out + err
+    assert err == ""
+    problems = problem_lines(out)
+    assert problems, out
+    assert all(p["file"] == str(case.file) and p["index"] == "0" for p in problems)
+    assert any(p["path"] == case.path and case.fragment in p["message"] for p in problems), (
+        f"expected {case.path}: ...{case.fragment}... in\n{out}"
+    )
+    assert out.splitlines()[-1] == "1 ai-ops resource: 0 valid, 1 invalid; 0 documents of other kinds skipped"
+
+
+def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
+    messages = {rule["message"] for kind in RESOURCES for rule in _cel_rules(schema_of(kind))}
+    assert len(messages) >= 6
+    covered = {m for m in messages if any(m.startswith(c.fragment) or c.fragment in m for c in CASES)}
+    assert covered == messages
+
+
+def _cel_rules(schema: dict[str, Any]) -> list[dict[str, str]]:
+    rules = list(schema.get("x-kubernetes-validations", ()))
+    children = list(schema.get("properties", {}).values())
+    if isinstance(schema.get("items"), dict):
+        children.append(schema["items"])
+    for child in children:
+        rules += _cel_rules(child)
+    return rules
+
+
+def test_every_enum_and_every_kind_is_exercised_by_the_corpus() -> None:
+    fragments = " ".join(f"{c.path}: {c.fragment}" for c in CASES)
+    for path in ("spec.type", "spec.transport", "spec.scope", "status.health"):
+        assert f"{path}: must be one of" in fragments
+    kinds = {yaml.safe_load(c.file.read_text()).get("kind") for c in CASES}
+    assert set(RESOURCES) <= kinds
+
+
+def test_corpus_through_the_console_script() -> None:
+    result = subprocess.run(
+        [str(AI_OPS), "validate", str(BROKEN)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr == ""
+    files = {Path(m["file"]).name for m in problem_lines(result.stdout)}
+    assert files == {c.file.name for c in CASES}
+    assert result.stdout.splitlines()[-1] == (
+        f"{len(CASES)} ai-ops resources: 0 valid, {len(CASES)} invalid; 0 documents of other kinds skipped"
+    )
+
+
+# --- output, skipped kinds, exit codes ----------------------------------------------------------
+
+VALID_PROVIDER = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMProvider
+metadata:
+  name: ollama
+spec:
+  type: ollama
+"""
+SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: key
+stringData:
+  key: value
+"""
+BROKEN_MODEL = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMModel
+metadata:
+  name: gpt
+spec:
+  providerRef: {name: openai}
+  model: gpt-4o
+  temperature: 3
+  timeoutSeconds: 0
+"""
+
+
+def test_valid_documents_and_other_kinds_give_exit_0_and_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "all.yaml").write_text(f"{VALID_PROVIDER}---\n{SECRET}---\napiVersion: v1\nkind: Namespace\n")
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 0
+    assert out == "1 ai-ops resource: 1 valid, 0 invalid; 2 documents of other kinds skipped\n"
+
+
+def test_every_problem_of_a_resource_gets_a_line_with_file_and_document_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "models.yaml"
+    file.write_text(f"{VALID_PROVIDER}---\n{SECRET}---\n{BROKEN_MODEL}")
+    code, out, _ = run_cli(capsys, str(file))
+    assert code == 1
+    assert out.splitlines() == [
+        f"{file}:2: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2",
+        f"{file}:2: LLMModel/gpt: spec.timeoutSeconds: 0 is less than the minimum of 1",
+        "2 ai-ops resources: 1 valid, 1 invalid; 1 document of other kinds skipped",
+    ]
+
+
+def test_misspelt_api_version_of_an_ai_ops_kind_is_reported_not_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.yaml").write_text(VALID_PROVIDER.replace("ai-ops.dev/v1alpha1", "ai-ops.dev/v1beta1"))
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    assert "LLMProvider/ollama: apiVersion: must be ai-ops.dev/v1alpha1, not 'ai-ops.dev/v1beta1'" in out
+
+
+def test_a_document_that_is_not_an_object_is_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "odd.yaml").write_text("- just\n- a list\n---\nname: no kind\n")
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    lines = out.splitlines()
+    assert "odd.yaml:0: ?: document is not a Kubernetes object" in lines[0]
+    assert (
+        "odd.yaml:1: ?/?: document is not a Kubernetes object: apiVersion and kind are required" in lines[1]
+    )
+    assert lines[2] == "2 ai-ops resources: 0 valid, 2 invalid; 0 documents of other kinds skipped"
+
+
+def test_resources_exported_from_a_cluster_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kubectl get -o yaml` output: a List, server-set metadata, a status written by the operator."""
+    exported = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "ai-ops.dev/v1alpha1",
+                "kind": "MCPServer",
+                "metadata": {
+                    "name": "tools",
+                    "namespace": "ops",
+                    "uid": "3f1c",
+                    "resourceVersion": "42",
+                    "generation": 2,
+                    "creationTimestamp": "2024-05-01T10:00:00Z",
+                },
+                "spec": {"url": "http://tools:8000/mcp"},
+                "status": {
+                    "observedGeneration": 2,
+                    "health": "Healthy",
+                    "tools": {"count": 2, "names": ["a", "b"]},
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "Healthy",
+                            "lastTransitionTime": "2024-05-01T10:00:05Z",
+                        }
+                    ],
+                },
+            }
+        ],
+    }
+    (tmp_path / "export.yaml").write_text(
+        yaml.safe_dump(exported).replace("'2024-05-01T10:00:00Z'", "2024-05-01T10:00:00Z")
+    )
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert (code, out) == (0, "1 ai-ops resource: 1 valid, 0 invalid; 0 documents of other kinds skipped\n")
+
+
+def test_middleware_config_is_checked_against_its_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mw.yaml").write_text(
+        "apiVersion: ai-ops.dev/v1alpha1\nkind: LLMMiddleware\nmetadata: {name: retry}\n"
+        "spec: {modelRef: {name: m}, type: model_retry, config: {maxRetries: 11}}\n"
+    )
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    assert "LLMMiddleware/retry: spec.config.maxRetries: Input should be less than or equal to 10" in out
+
+
+def run_script(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(AI_OPS), *args], capture_output=True, text=True, input=stdin, check=False)
+
+
+def test_missing_path_exits_2_with_a_clear_message_and_no_traceback(tmp_path: Path) -> None:
+    result = run_script("validate", str(tmp_path / "nowhere.yaml"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"ai-ops validate: {tmp_path / 'nowhere.yaml'}: no such file or folder\n"
+
+
+def test_yaml_syntax_error_exits_2_with_file_and_line_and_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(VALID_PROVIDER + "---\nspec:\n  type: [ollama\n")
+    (tmp_path / "good.yaml").write_text(VALID_PROVIDER)
+    result = run_script("validate", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"ai-ops validate: {bad}:10:1: invalid YAML: ")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_stdin(tmp_path: Path) -> None:
+    result = run_script("validate", "-", stdin=BROKEN_MODEL)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        "<stdin>:0: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2"
+    )
+
+
+def test_no_path_is_a_usage_error() -> None:
+    result = run_script("validate")
+    assert result.returncode == 2
+    assert "usage: ai-ops validate" in result.stderr
+    assert "Traceback" not in result.stderr
