@@ -22,17 +22,33 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 
 from ai_ops_api.middleware import PromptInjectionConfig
 
+# Each pattern needs an intent (override, leak, role switch), not just a topic: operators ask about system
+# prompts, instructions, roles, modes and tokens in good faith all the time, and blocking them is a bug.
+# Measured on a labelled set by benchmarks/prompt_injection.py; every benign case of that set must pass.
 DEFAULT_INJECTION_PATTERNS: tuple[str, ...] = (
-    # "ignore all previous instructions", "disregard the above rules", "forget your instructions" ...
-    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|every|the|your|my|these|those|of|"
-    r"previous|prior|above|earlier|preceding|system|original)\s+){0,4}"
-    r"(?:instructions?|prompts?|rules|directions|guidelines|guardrails)\b",
-    r"\byou\s+are\s+now\b",
-    r"\bsystem\s+prompt\b",
+    # "ignore all previous instructions", "disregard the above rules", "stop following your rules" ...
+    r"\b(?:ignore|disregard|forget|override|bypass|stop\s+following|(?:do\s+not|don'?t)\s+follow)\s+"
+    r"(?:(?:all|any|every|the|your|my|these|those|of|previous|prior|above|earlier|preceding|system|original|"
+    r"safety)\s+){0,4}(?:instructions?|prompts?|rules?|directions|guidelines|guardrails)\b",
+    r"\b(?:ignore|disregard|forget)\s+(?:everything|all)\s+(?:you\s+(?:were|have\s+been)\s+told|above|before)",
+    # Leaking the instructions: "reveal your system prompt", "what were your original instructions".
+    r"\b(?:reveal|print|show|repeat|output|leak|dump|display|quote|tell\s+me|give\s+me|what\s+(?:is|are|was|were))"
+    r"\s+(?:me\s+)?(?:the\s+full\s+text\s+of\s+)?(?:your|the\s+(?:hidden|original|initial|secret))\s+"
+    r"(?:(?:full|entire|exact|complete|original|hidden|initial|secret|system)\s+)*(?:system\s+prompt|prompt|instructions)",
+    r"\bsystem\s+prompt\s+you\s+(?:were|have\s+been)\s+given\b",
+    r"\byour\s+(?:previous\s+|original\s+)?(?:instructions|rules|guidelines)\s+(?:are|have\s+been)\s+"
+    r"(?:cancel+ed|void|revoked|lifted|suspended|removed|replaced)\b",
+    # Role switches: "you are now DAN", "from now on you are EvilOps".
+    r"\byou\s+are\s+now\s+(?:an?\s+|the\s+)?(?:in\s+(?:developer|god|DAN|jailbreak)\s+mode|unrestricted|"
+    r"unfiltered|uncensored|jailbroken|DAN\b|evil|root\b|(?:cluster\s+)?admin|no\s+longer)",
+    r"\bfrom\s+now\s+on,?\s+you\s+(?:are|will|must|obey|only|answer)\b",
     r"\bnew\s+instructions\s*:",
-    r"\b(?:developer|god|jailbreak|DAN)\s+mode\b",
-    r"\bjailbreak",
-    r"\bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+(?:rules|restrictions|limits|guidelines)\b",
+    r"\bsystem\s+override\b",
+    r"\b(?:enable|enter|activate|switch\s+to|turn\s+on)\s+(?:the\s+)?(?:developer|god|jailbreak|DAN|unrestricted)\s+mode\b",
+    r"\b(?:god|jailbreak|DAN)\s+mode\b",
+    r"\bthis\s+is\s+a\s+jailbreak\b|^\W*jailbreak\b|\bjailbreak\s*:",
+    r"\bpretend\s+(?:that\s+)?you\s+(?:have\s+no|are\s+no\s+longer\s+bound\s+by|are\s+not\s+bound\s+by|are\s+free\s+of)"
+    r"\s+(?:any\s+)?(?:rules|restrictions|limits|guidelines|filters)\b",
     # Chat-template control tokens smuggled into text.
     r"<\|?im_(?:start|end)\|?>|<\|(?:system|endoftext)\|>|\[/?INST\]",
 )
