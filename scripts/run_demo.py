@@ -3,8 +3,10 @@
 
 1. Picks the LLM: OpenAI when ``OPENAI_API_KEY`` is set (``examples/openai/``), else Ollama
    (``examples/local/``, http://localhost:11434 by default).
-2. Writes those example manifests, with the overrides below applied, to ``.run/demo-manifests.yaml`` and
-   renders them with ``ai-ops render`` into ``.run/agent-config.json`` (``.run/`` ignores itself in git).
+2. Writes those example manifests, with the overrides below applied, to ``.run/port-<PORT>/demo-manifests.yaml``
+   and renders them with ``ai-ops render`` into ``agent-config.json`` beside it (``.run/`` ignores itself in
+   git). Each demo has its own folder, taken with a lock, and a busy port is refused before anything is
+   written: a second ``make run`` never rewrites the files a running demo hot-reloads.
 3. Says whether the LLM answers (and for Ollama, whether the model is pulled); the chat page shows the
    same problem in plain words when a message cannot be answered.
 4. Starts the demo's MCP servers (``demo_mcp_servers``: netops, and kubernetes when a kubeconfig is
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import fcntl
 import json
 import os
 import signal
@@ -43,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOCAL_EXAMPLE = REPO / "examples" / "local"
 OPENAI_EXAMPLE = REPO / "examples" / "openai" / "openai.yaml"  # not secret.yaml: the key comes from the env
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
-DEFAULT_WORKDIR = REPO / ".run"
+RUN_ROOT = REPO / ".run"
 MANIFESTS_FILE = "demo-manifests.yaml"
 CONFIG_FILE = "agent-config.json"
 
@@ -321,6 +324,21 @@ def mcp_servers_running(servers: Sequence[DemoMcpServer]) -> Iterator[None]:
             stop(process, f"MCP server {server.name}")
 
 
+@contextlib.contextmanager
+def state_folder(workdir: Path) -> Iterator[Path]:
+    """``workdir``, held with an exclusive lock for as long as the demo runs (released when it exits)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"make run: another demo is using {workdir}; stop it, or choose another port: "
+                "make run RUN_PORT=8081"
+            ) from None
+        yield workdir
+
+
 def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -329,24 +347,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ai-ops chat demo (make run).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the rendered files go")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the rendered files go (default: .run/port-PORT)"
+    )
     parser.add_argument("--render-only", action="store_true", help="render the config, check the LLM, stop")
     args = parser.parse_args(argv)
 
+    # Before anything is written: a demo already on this port keeps its files untouched.
+    if not args.render_only and port_in_use(args.host, args.port):
+        print(
+            f"make run: port {args.port} is in use; choose another: make run RUN_PORT=8081", file=sys.stderr
+        )
+        return 1
+    workdir = args.workdir or RUN_ROOT / f"port-{args.port}"
+    with state_folder(workdir):
+        return _run(args, workdir)
+
+
+def _run(args: argparse.Namespace, workdir: Path) -> int:
     plan = plan_demo(os.environ)
     mcp_servers = demo_mcp_servers(os.environ)
-    config = render(plan, args.workdir, mcp_servers)
+    config = render(plan, workdir, mcp_servers)
     print(f"make run: {plan.describe()}; agent config {config}", file=sys.stderr)
     warning = check_llm(plan)
     if warning:
         print(f"make run: WARNING: {warning}", file=sys.stderr)
     if args.render_only:
         return 0
-    if port_in_use(args.host, args.port):
-        print(
-            f"make run: port {args.port} is in use; choose another: make run RUN_PORT=8081", file=sys.stderr
-        )
-        return 1
 
     # A `kill` of this script (not only Ctrl-C) also stops the service and the MCP servers.
     signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -213,3 +214,35 @@ def test_demo_runs_and_stops(
     while port_accepts("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not port_accepts("127.0.0.1", port)
+
+
+def test_a_busy_port_changes_nothing_on_disk(tmp_path: Path) -> None:
+    # A running demo hot-reloads its agent config: a second `make run` that fails on the port must not
+    # rewrite it (before, it rendered first and pointed the running demo at MCP ports that never started).
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    config = workdir / run_demo.CONFIG_FILE
+    config.write_text("the running demo's config\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert run_demo.main(["--port", str(port), "--workdir", str(workdir)]) == 1
+    assert config.read_text() == "the running demo's config\n"
+    assert sorted(p.name for p in workdir.iterdir()) == [run_demo.CONFIG_FILE]
+
+
+def test_each_port_gets_its_own_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_demo, "RUN_ROOT", tmp_path)
+    for name in ("OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for port in ("8181", "8182"):
+        assert run_demo.main(["--render-only", "--port", port]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["port-8181", "port-8182"]
+    for folder in tmp_path.iterdir():
+        assert (folder / run_demo.CONFIG_FILE).is_file()
+
+
+def test_a_state_folder_in_use_is_refused(tmp_path: Path) -> None:
+    with run_demo.state_folder(tmp_path), pytest.raises(SystemExit, match="another demo is using"):
+        run_demo.main(["--render-only", "--workdir", str(tmp_path)])
