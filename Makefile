@@ -4,19 +4,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install test lint crds check-crds run chart kind-up deploy e2e clean system-deps
+.PHONY: install install-test test lint crds check-crds run chart kind-up deploy e2e clean system-deps
 
+# `make install` is what `make run` needs; the test toolchain (Helm SDK, Playwright, linters) comes with
+# `make test` and `make lint` only.
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
 # Debian packages the tests use: a real redis-server and a real Chromium for the web page.
 system-deps:
@@ -29,11 +40,11 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install system-deps
+test: install-test system-deps
 	$(BIN)/ai-ops crds --check crds
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ai_ops_api ai_ops_common operator/ai_ops_operator chat_service mcp_servers
@@ -92,7 +103,7 @@ deploy: kind-up image
 
 # The kind end-to-end suite (pytest marker e2e) on its own cluster, $(E2E_CLUSTER). Without Docker or kind
 # the suite still runs and skips, saying why.
-e2e: install
+e2e: install-test
 	@if command -v kind >/dev/null && command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
 	  $(MAKE) kind-up KIND_CLUSTER=$(E2E_CLUSTER) && $(MAKE) image IMAGE=$(E2E_IMAGE) \
 	  && kind load docker-image $(E2E_IMAGE) --name $(E2E_CLUSTER); \

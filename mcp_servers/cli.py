@@ -124,7 +124,12 @@ def _build_kubernetes(args: argparse.Namespace) -> FastMCP | None:
     try:
         cluster = connect(kubeconfig=args.kubeconfig, context=args.context)
     except ClusterConfigError as error:
-        print(f"ai-ops mcp kubernetes: {error}", file=sys.stderr)
+        print(
+            f"ai-ops mcp kubernetes: {error}\n"
+            "  Point it at a cluster with --kubeconfig PATH (and --context NAME), or set KUBECONFIG; "
+            "in a pod it uses its ServiceAccount.",
+            file=sys.stderr,
+        )
         return None
     log.info("kubernetes API at %s (%s)", cluster.host, cluster.source)
     settings = KubernetesSettings(max_response_bytes=args.max_response_bytes)

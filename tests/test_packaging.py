@@ -107,3 +107,17 @@ def test_help_does_not_import_the_heavy_stacks() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", "keep heavy imports inside the subcommand's run()"
+
+
+def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() -> None:
+    def planned(target: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "pip install --quiet -e .\n" in planned("install")
+    assert ".[test]" not in planned("install")
+    assert ".[test]" not in planned("run").split("run_demo.py")[0]
+    assert ".[test]" in planned("test")
