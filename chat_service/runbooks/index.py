@@ -71,12 +71,43 @@ class UpdateStats:
 
 
 @dataclass
+class _Segment:
+    """BM25 and vectors over a fixed list of sections."""
+
+    sections: list[Section]
+    tokens: list[list[str]]
+    bm25: bm25s.BM25 | None
+    vectors: np.ndarray | None  # one unit row per section, or None without an embedder
+
+
+@dataclass
 class _State:
     documents: dict[str, RunbookDocument] = field(default_factory=dict)
-    sections: list[Section] = field(default_factory=list)
-    tokens: list[list[str]] = field(default_factory=list)
-    bm25: bm25s.BM25 | None = None
-    vectors: np.ndarray | None = None  # one unit row per section, or None without an embedder
+    # The bulk of the sections, built in one go, and the sections of runbooks changed since, in a small
+    # overlay: a change to one runbook among thousands rebuilds only the overlay (milliseconds), and the
+    # base sections of changed or deleted runbooks are masked out until the next full build.
+    base: _Segment | None = None
+    base_live: np.ndarray | None = None
+    overlay: _Segment | None = None
+    dirty: frozenset[str] = frozenset()
+
+    @property
+    def segments(self) -> list[tuple[_Segment, np.ndarray | None]]:
+        out: list[tuple[_Segment, np.ndarray | None]] = []
+        if self.base is not None:
+            out.append((self.base, self.base_live))
+        if self.overlay is not None:
+            out.append((self.overlay, None))
+        return out
+
+    @property
+    def has_vectors(self) -> bool:
+        return any(segment.vectors is not None for segment, _ in self.segments)
+
+
+# A full rebuild once the overlay holds this share of all sections (and at least OVERLAY_MIN of them).
+OVERLAY_SHARE = 0.05
+OVERLAY_MIN = 500
 
 
 class RunbookIndex:
@@ -96,6 +127,7 @@ class RunbookIndex:
         self.min_similarity = min_similarity
         self.min_coverage = min_coverage
         self._state = _State()
+        self._doc_sections: dict[str, list[Section]] = {}  # runbook content hash -> its sections
         self._section_vectors: dict[str, np.ndarray] = {}  # section content hash -> unit row
         self._section_tokens: dict[str, list[str]] = {}
         self.vector_error: str | None = None  # why vectors are unavailable (the index then runs on BM25)
@@ -106,21 +138,60 @@ class RunbookIndex:
 
     @property
     def mode(self) -> str:
-        return "hybrid" if self._state.vectors is not None else "bm25"
+        return "hybrid" if self._state.has_vectors else "bm25"
 
     def __len__(self) -> int:
         return len(self._state.documents)
 
+    def _sections_of(self, doc: RunbookDocument) -> list[Section]:
+        key = doc.content_hash + doc.name
+        sections = self._doc_sections.get(key)
+        if sections is None:
+            sections = self._doc_sections[key] = split_sections(doc)
+        return sections
+
     async def update(self, documents: Sequence[RunbookDocument]) -> UpdateStats:
         """Make the index hold exactly ``documents``; only sections whose text changed are embedded."""
         started = time.perf_counter()
-        old = self._state.documents
-        by_name = {d.name: d for d in documents}
-        changed = sum(1 for d in documents if d.name not in old or old[d.name].content_hash != d.content_hash)
-        changed += sum(1 for name in old if name not in by_name)
-        sections = [s for d in sorted(by_name.values(), key=lambda d: d.name) for s in split_sections(d)]
-        hashes = [s.content_hash for s in sections]
+        old = self._state
+        by_name = {d.name: d for d in sorted(documents, key=lambda d: d.name)}
+        changed = {
+            d.name
+            for d in by_name.values()
+            if d.name not in old.documents or old.documents[d.name].content_hash != d.content_hash
+        } | {name for name in old.documents if name not in by_name}
+        stats = UpdateStats(runbooks=len(by_name), changed_runbooks=len(changed))
+        dirty = old.dirty | changed
+        overlay_sections = [
+            s for name in sorted(dirty & by_name.keys()) for s in self._sections_of(by_name[name])
+        ]
+        base_size = len(old.base.sections) if old.base is not None else 0
+        full = old.base is None or len(overlay_sections) > max(OVERLAY_MIN, OVERLAY_SHARE * base_size)
+        if full:
+            sections = [s for d in by_name.values() for s in self._sections_of(d)]
+            base = await self._segment(sections, stats)
+            state = _State(by_name, base, None, None, frozenset())
+            live_keys = {s.content_hash for s in sections}
+            self._section_tokens = {h: v for h, v in self._section_tokens.items() if h in live_keys}
+            self._section_vectors = {h: v for h, v in self._section_vectors.items() if h in live_keys}
+            live_docs = {d.content_hash + d.name for d in by_name.values()}
+            self._doc_sections = {k: v for k, v in self._doc_sections.items() if k in live_docs}
+            stats.sections = len(sections)
+        elif not changed:
+            state = _State(by_name, old.base, old.base_live, old.overlay, old.dirty)
+            stats.sections = base_size + (len(old.overlay.sections) if old.overlay else 0)
+        else:
+            assert old.base is not None
+            live = np.fromiter((s.runbook not in dirty for s in old.base.sections), dtype=bool)
+            overlay = await self._segment(overlay_sections, stats) if overlay_sections else None
+            state = _State(by_name, old.base, live, overlay, frozenset(dirty))
+            stats.sections = int(live.sum()) + len(overlay_sections)
+        self._state = state
+        stats.seconds = time.perf_counter() - started
+        return stats
 
+    async def _segment(self, sections: list[Section], stats: UpdateStats) -> _Segment:
+        hashes = [s.content_hash for s in sections]
         new_tokens = [i for i, h in enumerate(hashes) if h not in self._section_tokens]
         fresh = tokenize([sections[i].indexed_text for i in new_tokens])
         for i, section_tokens in zip(new_tokens, fresh, strict=True):
@@ -130,15 +201,8 @@ class RunbookIndex:
         if sections:
             bm25 = bm25s.BM25()
             bm25.index(tokens, show_progress=False)
-
-        stats = UpdateStats(runbooks=len(by_name), sections=len(sections), changed_runbooks=changed)
         vectors = await self._vectors(sections, hashes, stats)
-        self._state = _State(by_name, sections, tokens, bm25, vectors)
-        live = set(hashes)
-        self._section_tokens = {h: t for h, t in self._section_tokens.items() if h in live}
-        self._section_vectors = {h: v for h, v in self._section_vectors.items() if h in live}
-        stats.seconds = time.perf_counter() - started
-        return stats
+        return _Segment(sections, tokens, bm25, vectors)
 
     async def _vectors(
         self, sections: list[Section], hashes: list[str], stats: UpdateStats
@@ -154,66 +218,94 @@ class RunbookIndex:
                 self.vector_error = f"embedding model unavailable: {type(exc).__name__}: {exc}"[:300]
                 log.warning("runbook index without vectors: %s", self.vector_error)
                 return None
-            stats.embedded_sections = self.embedder.embedded_texts - before
+            stats.embedded_sections += self.embedder.embedded_texts - before
             for i, row in zip(todo, rows, strict=True):
                 self._section_vectors[hashes[i]] = row
         self.vector_error = None
         return np.vstack([self._section_vectors[h] for h in hashes])
 
-    async def search(self, query: str, limit: int = 5) -> SearchResult:
-        """The best section of each of the best ``limit`` runbooks, or no match."""
+    async def search(
+        self, query: str, limit: int = 5, methods: frozenset[str] = frozenset({"bm25", "vector"})
+    ) -> SearchResult:
+        """The best section of each of the best ``limit`` runbooks, or no match.
+
+        ``methods`` narrows the search to one signal, for measuring each against the fusion.
+        """
         state = self._state
-        mode = "hybrid" if state.vectors is not None else "bm25"
-        if not state.sections or not query.strip():
+        mode = "hybrid" if state.has_vectors else "bm25"
+        segments = state.segments
+        if not segments or not query.strip():
             return SearchResult((), False, mode)
         limit = max(1, min(limit, 50))
-        depth = min(len(state.sections), max(50, limit * 10))
+        depth = max(50, limit * 10)
 
+        # Candidates as (raw score, segment number, section number), best first, per signal.
         query_tokens = tokenize([query])[0]
-        bm25_order: list[int] = []
+        bm25_hits: list[tuple[float, int, int]] = []
+        if query_tokens and "bm25" in methods:
+            for number, (segment, live) in enumerate(segments):
+                if segment.bm25 is None:
+                    continue
+                scores = segment.bm25.get_scores(query_tokens)
+                if live is not None:
+                    scores = scores * live
+                bm25_hits.extend(
+                    (float(scores[i]), number, int(i)) for i in _top(scores, depth) if scores[i] > 0
+                )
+            bm25_hits.sort(key=lambda hit: -hit[0])
+            bm25_hits = bm25_hits[:depth]
         coverage = 0.0
-        if state.bm25 is not None and query_tokens:
-            scores = state.bm25.get_scores(query_tokens)
-            bm25_order = [int(i) for i in np.argsort(-scores)[:depth] if scores[i] > 0]
-            if bm25_order:
-                best = set(state.tokens[bm25_order[0]])
-                coverage = sum(1 for t in set(query_tokens) if t in best) / len(set(query_tokens))
+        if bm25_hits:
+            _, number, index = bm25_hits[0]
+            best = set(segments[number][0].tokens[index])
+            unique = set(query_tokens)
+            coverage = sum(1 for t in unique if t in best) / len(unique)
 
-        vector_order: list[int] = []
-        similarity = 0.0
-        if state.vectors is not None and self.embedder is not None:
+        vector_hits: list[tuple[float, int, int]] = []
+        if state.has_vectors and self.embedder is not None and "vector" in methods:
             try:
                 query_vector = await self.embedder.embed_query(query)
             except Exception as exc:
                 log.warning("runbook search without vectors for this query: %s", type(exc).__name__)
                 mode = "bm25"
             else:
-                sims = state.vectors @ query_vector
-                top = np.argpartition(-sims, depth - 1)[:depth] if depth < len(sims) else np.arange(len(sims))
-                vector_order = [int(i) for i in top[np.argsort(-sims[top])]]
-                similarity = float(sims[vector_order[0]])
+                for number, (segment, live) in enumerate(segments):
+                    if segment.vectors is None:
+                        continue
+                    sims = segment.vectors @ query_vector
+                    if live is not None:
+                        sims = np.where(live, sims, -1.0)
+                    vector_hits.extend(
+                        (float(sims[i]), number, int(i)) for i in _top(sims, depth) if sims[i] > -1.0
+                    )
+                vector_hits.sort(key=lambda hit: -hit[0])
+                vector_hits = vector_hits[:depth]
+        similarity = vector_hits[0][0] if vector_hits else 0.0
 
         if similarity < self.min_similarity and coverage < self.min_coverage:
             return SearchResult((), False, mode, similarity, coverage)
 
-        fused: dict[int, float] = {}
-        for order in (bm25_order, vector_order):
-            for rank, index in enumerate(order):
-                fused[index] = fused.get(index, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best_per_runbook: dict[str, tuple[float, int]] = {}
-        for index, score in fused.items():
-            name = state.sections[index].runbook
-            if name not in best_per_runbook or score > best_per_runbook[name][0]:
-                best_per_runbook[name] = (score, index)
-        ranked = sorted(best_per_runbook.values(), key=lambda pair: (-pair[0], pair[1]))[:limit]
+        fused: dict[tuple[int, int], float] = {}
+        for candidates in (bm25_hits, vector_hits):
+            for rank, (_, number, index) in enumerate(candidates):
+                fused[number, index] = fused.get((number, index), 0.0) + 1.0 / (RRF_K + rank + 1)
+        best_per_runbook: dict[str, tuple[float, Section]] = {}
+        for (number, index), score in fused.items():
+            section = segments[number][0].sections[index]
+            kept = best_per_runbook.get(section.runbook)
+            if kept is None or score > kept[0]:
+                best_per_runbook[section.runbook] = (score, section)
+        ranked = sorted(best_per_runbook.values(), key=lambda pair: (-pair[0], pair[1].runbook))[:limit]
         hits = tuple(
-            SearchHit(
-                runbook=state.sections[i].runbook,
-                title=state.sections[i].title,
-                section=state.sections[i].heading,
-                score=round(score, 6),
-                text=state.sections[i].text,
-            )
-            for score, i in ranked
+            SearchHit(section.runbook, section.title, section.heading, round(score, 6), section.text)
+            for score, section in ranked
         )
         return SearchResult(hits, True, mode, similarity, coverage)
+
+
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` highest scores, best first (a partial sort: the full one costs more)."""
+    if count >= len(scores):
+        return np.argsort(-scores)
+    top = np.argpartition(-scores, count - 1)[:count]
+    return top[np.argsort(-scores[top])]
