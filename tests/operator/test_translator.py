@@ -6,17 +6,11 @@ from typing import Any
 
 import pytest
 
+from ai_ops_api.addresses import address_refusal, url_refusal
 from ai_ops_api.specs import HealthState
-from ai_ops_operator.core.translator import (
-    ServerHealth,
-    Snapshot,
-    address_refusal,
-    apply_tool_filter,
-    evaluate,
-    referenced_secret_keys,
-    translate,
-    url_refusal,
-)
+from ai_ops_operator.core.evaluate import evaluate
+from ai_ops_operator.core.snapshot import ServerHealth, Snapshot
+from ai_ops_operator.core.translate import apply_tool_filter, referenced_secret_keys, translate
 
 
 def res(kind: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:

@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from ai_ops_api.specs import HealthState
-from ai_ops_operator.core.translator import ServerHealth, Snapshot, evaluate, translate
+from ai_ops_operator.core.evaluate import evaluate
+from ai_ops_operator.core.snapshot import ServerHealth, Snapshot
+from ai_ops_operator.core.translate import translate
 
 GOLDEN = Path(__file__).parent / "golden" / "translator"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
