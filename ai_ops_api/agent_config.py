@@ -1,7 +1,7 @@
 """The agent config: the one document the operator writes and the chat service reads.
 
-It is defined here, by its consumer, and imported by the operator (and by ``ai-ops render``), so the two
-sides cannot drift. It is versioned (``apiVersion``), deterministic (lists sorted, no timestamps) and
+It is defined here, in the contract package both sides import (the operator and ``ai-ops render`` write
+it, the chat service reads it), so the two cannot drift; its enums are those of the CRDs (``specs``). It is versioned (``apiVersion``), deterministic (lists sorted, no timestamps) and
 carries a content checksum so a writer can tell whether anything changed. Secret values never appear in
 it: only ``{name, key}`` references, which the chat service resolves from its Secrets directory.
 """
@@ -15,31 +15,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from ai_ops_api.specs import HealthState, MCPScope, MCPTransport, MiddlewareType, ProviderType
+
 AGENT_CONFIG_API_VERSION = "ai-ops.dev/agent-config/v1"
 AGENT_CONFIG_KIND = "AgentConfig"
-# The key of the ConfigMap's data that holds the document.
+# The ConfigMap the operator writes the document into (by default; both sides take another name as a
+# setting) and the key of its data that holds the document.
+AGENT_CONFIGMAP_NAME = "ai-ops-agent-config"
 AGENT_CONFIG_DATA_KEY = "agent-config.json"
-
-ProviderTypeName = Literal[
-    "ollama", "openai", "azure_openai", "anthropic", "huggingface", "openai_compatible"
-]
-MiddlewareTypeName = Literal[
-    "logging",
-    "cache",
-    "model_retry",
-    "tool_retry",
-    "model_fallback",
-    "model_call_limit",
-    "tool_call_limit",
-    "pii",
-    "prompt_injection",
-    "summarization",
-    "context_editing",
-    "custom",
-]
-HealthName = Literal[
-    "Healthy", "Degraded", "Unhealthy", "Unauthenticated", "Unknown", "Maintenance", "NotProbed"
-]
+# Where the chat pod finds the referenced Secret keys, as files ``<dir>/<secret name>/<key>``: the operator
+# mounts them there, the chat service reads them there.
+SECRETS_MOUNT_PATH = "/var/run/secrets/ai-ops"
 
 
 class ConfigModel(BaseModel):
@@ -69,14 +55,14 @@ class NamedValue(ConfigModel):
 
 class ProviderEntry(ConfigModel):
     name: str
-    type: ProviderTypeName
+    type: ProviderType
     base_url: str | None = Field(default=None, alias="baseURL")
     config: dict[str, Any] = Field(default_factory=dict)
 
 
 class MiddlewareEntry(ConfigModel):
     name: str
-    type: MiddlewareTypeName
+    type: MiddlewareType
     priority: int = Field(ge=1, le=100)
     critical: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
@@ -105,15 +91,15 @@ class ToolFilterEntry(ConfigModel):
 
 class MCPServerEntry(ConfigModel):
     name: str
-    transport: Literal["streamable_http", "sse", "stdio"]
+    transport: MCPTransport
     url: str | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[NamedValue, ...] = ()
     headers: tuple[NamedValue, ...] = ()
-    scope: Literal["internal", "external"] = "internal"
+    scope: MCPScope = MCPScope.INTERNAL
     tool_filter: ToolFilterEntry = Field(default_factory=ToolFilterEntry)
-    health: HealthName = "Unknown"
+    health: HealthState = HealthState.UNKNOWN
     # Tool names known from the last probe, with the tool filter applied; empty when never probed.
     tools: tuple[str, ...] = ()
     description: str | None = None

@@ -1,18 +1,25 @@
 """The ``config`` schema of each LLMMiddleware type.
 
-Defined once, here in the chat service (which builds the middleware from it), and used by the operator to
-set the ``ConfigValid`` condition, so a config the operator accepts is one the chat service can build.
+Defined once, here in the contract: the chat service builds the middleware from it and the operator sets
+the ``ConfigValid`` condition with it, so a config the operator accepts is one the chat service can build.
+``check_chain`` does the same for the rules that span several middleware of one model.
 Field names are camelCase on the wire like every other ai-ops field. Each type maps onto a LangChain v1
 built-in agent middleware where one exists; the field names follow that middleware's parameters.
 """
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from ai_ops_api.agent_config import MiddlewareEntry
+from ai_ops_api.specs import MiddlewareType
 
 PositiveLimit = Annotated[int, Field(ge=1, le=100_000)]
 
@@ -205,19 +212,20 @@ class CustomConfig(MiddlewareConfig):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-MIDDLEWARE_CONFIG_MODELS: dict[str, type[MiddlewareConfig]] = {
-    "logging": LoggingConfig,
-    "cache": CacheConfig,
-    "model_retry": ModelRetryConfig,
-    "tool_retry": ToolRetryConfig,
-    "model_fallback": ModelFallbackConfig,
-    "model_call_limit": ModelCallLimitConfig,
-    "tool_call_limit": ToolCallLimitConfig,
-    "pii": PIIConfig,
-    "prompt_injection": PromptInjectionConfig,
-    "summarization": SummarizationConfig,
-    "context_editing": ContextEditingConfig,
-    "custom": CustomConfig,
+# The config schema of each type; a test checks every MiddlewareType has one (and a builder in the chat).
+MIDDLEWARE_CONFIG_MODELS: dict[MiddlewareType, type[MiddlewareConfig]] = {
+    MiddlewareType.LOGGING: LoggingConfig,
+    MiddlewareType.CACHE: CacheConfig,
+    MiddlewareType.MODEL_RETRY: ModelRetryConfig,
+    MiddlewareType.TOOL_RETRY: ToolRetryConfig,
+    MiddlewareType.MODEL_FALLBACK: ModelFallbackConfig,
+    MiddlewareType.MODEL_CALL_LIMIT: ModelCallLimitConfig,
+    MiddlewareType.TOOL_CALL_LIMIT: ToolCallLimitConfig,
+    MiddlewareType.PII: PIIConfig,
+    MiddlewareType.PROMPT_INJECTION: PromptInjectionConfig,
+    MiddlewareType.SUMMARIZATION: SummarizationConfig,
+    MiddlewareType.CONTEXT_EDITING: ContextEditingConfig,
+    MiddlewareType.CUSTOM: CustomConfig,
 }
 
 CUSTOM_MIDDLEWARE_GROUP = "ai_ops.middleware"
@@ -233,9 +241,10 @@ class MiddlewareConfigError(ValueError):
 
 def parse_middleware_config(middleware_type: str, config: dict[str, Any] | None) -> MiddlewareConfig:
     """Validate one middleware's ``config``; field paths in errors start at ``config``."""
-    model = MIDDLEWARE_CONFIG_MODELS.get(middleware_type)
-    if model is None:
-        raise MiddlewareConfigError([("type", f"unknown middleware type {middleware_type!r}")])
+    try:
+        model = MIDDLEWARE_CONFIG_MODELS[MiddlewareType(middleware_type)]
+    except ValueError:
+        raise MiddlewareConfigError([("type", f"unknown middleware type {middleware_type!r}")]) from None
     try:
         return model.model_validate(config or {})
     except ValidationError as exc:
@@ -245,3 +254,83 @@ def parse_middleware_config(middleware_type: str, config: dict[str, Any] | None)
             message = err["msg"].removeprefix("Value error, ")
             problems.append((path, message))
         raise MiddlewareConfigError(problems) from None
+
+
+# --- rules of a whole chain ---------------------------------------------------------------------
+
+
+class ChainRule(enum.StrEnum):
+    """A rule that spans the middleware of one model; the value is the condition reason when broken."""
+
+    # A model_fallback lists the model itself: on an error it would call the failing model again.
+    SELF_FALLBACK = "SelfFallback"
+    # Two call limits on one agent-state counter: each would count every call (LangChain keeps one count
+    # per counter), so the stricter one silently wins and the other is dead configuration.
+    DUPLICATE_COUNTER = "DuplicateCounter"
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """One middleware of a chain that breaks a chain rule: which, which rule, where, and why."""
+
+    entry: str  # the LLMMiddleware's name
+    rule: ChainRule
+    path: str  # the offending field of the LLMMiddleware, e.g. spec.config.models[0]
+    message: str
+
+
+def chain_order(entry: MiddlewareEntry) -> tuple[int, str]:
+    """The position of a middleware in its model's chain: priority, then name."""
+    return (entry.priority, entry.name)
+
+
+def _state_counter(cfg: MiddlewareConfig) -> tuple[str, str] | None:
+    """The agent-state counter a call-limit middleware uses, and the field that selects it."""
+    if isinstance(cfg, ModelCallLimitConfig):
+        return "model calls", "spec.type"
+    if isinstance(cfg, ToolCallLimitConfig):
+        return (f"calls of tool {cfg.tool_name!r}" if cfg.tool_name else "tool calls"), "spec.config.toolName"
+    return None
+
+
+def check_chain(model_name: str, entries: Iterable[MiddlewareEntry]) -> list[ChainProblem]:
+    """The problems of the chain of ``model_name`` made of ``entries`` (any order; taken in chain order).
+
+    Of two entries that conflict, the later one in chain order is at fault, so the earlier one keeps
+    working. Entries whose config does not parse are left out: their own config check reports them.
+    The operator (conditions, ``ai-ops validate``) and the chat service (building the chain) both call
+    this, so a chain the operator marks Ready is one the chat service builds.
+    """
+    problems: list[ChainProblem] = []
+    counters: dict[str, str] = {}  # counter -> the entry that owns it
+    for entry in sorted(entries, key=chain_order):
+        try:
+            cfg = parse_middleware_config(entry.type, entry.config)
+        except MiddlewareConfigError:
+            continue
+        if isinstance(cfg, ModelFallbackConfig) and model_name in cfg.models:
+            problems.append(
+                ChainProblem(
+                    entry.name,
+                    ChainRule.SELF_FALLBACK,
+                    f"spec.config.models[{cfg.models.index(model_name)}]",
+                    f"the fallback models include the model itself ({model_name!r})",
+                )
+            )
+        counter = _state_counter(cfg)
+        if counter is None:
+            continue
+        what, path = counter
+        if what in counters:
+            problems.append(
+                ChainProblem(
+                    entry.name,
+                    ChainRule.DUPLICATE_COUNTER,
+                    path,
+                    f"{counters[what]!r} already limits {what} of this model; "
+                    "two limits on one counter would each count every call",
+                )
+            )
+        else:
+            counters[what] = entry.name
+    return problems

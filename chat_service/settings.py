@@ -13,8 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-DEFAULT_SECRETS_DIR = "/var/run/secrets/ai-ops"
-DEFAULT_CONFIGMAP_NAME = "ai-ops-agent-config"
+from ai_ops_api.agent_config import AGENT_CONFIGMAP_NAME, SECRETS_MOUNT_PATH
+
+DEFAULT_SECRETS_DIR = SECRETS_MOUNT_PATH
+DEFAULT_CONFIGMAP_NAME = AGENT_CONFIGMAP_NAME
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 

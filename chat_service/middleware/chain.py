@@ -7,8 +7,9 @@ PII, summarization, context editing); ``logging``, ``cache`` and ``prompt_inject
 
 The chain is in priority-then-name order; for the wrapping hooks the first is the outermost, so a lower
 priority sees a call first (``logging`` at priority 1 times the whole call, retries included). A middleware
-whose config is invalid or whose setup raises makes the model unavailable when it is ``critical``, and is
-skipped with a warning otherwise.
+whose config is invalid, that breaks a rule of the whole chain (``check_chain``, which the operator applies
+too) or whose setup raises makes the model unavailable when it is ``critical``, and is skipped with a
+warning otherwise.
 
 Every middleware instance is renamed after its LLMMiddleware (``create_agent`` needs unique names, and
 several PII types or two middleware of one type would otherwise collide).
@@ -44,7 +45,6 @@ from ai_ops_api.middleware import (
     ContextEditingConfig,
     CustomConfig,
     LoggingConfig,
-    MiddlewareConfig,
     MiddlewareConfigError,
     ModelCallLimitConfig,
     ModelFallbackConfig,
@@ -54,8 +54,11 @@ from ai_ops_api.middleware import (
     SummarizationConfig,
     ToolCallLimitConfig,
     ToolRetryConfig,
+    chain_order,
+    check_chain,
     parse_middleware_config,
 )
+from ai_ops_api.specs import MiddlewareType
 from chat_service.middleware.cache import ResponseCacheMiddleware
 from chat_service.middleware.call_logging import LoggingMiddleware
 from chat_service.middleware.injection import PromptInjectionMiddleware
@@ -176,8 +179,10 @@ def _model_retry(
     on_failure: Any = "error" if cfg.on_failure == "error" else _retry_failure_message
     # Inside a fallback (a model_fallback earlier in the chain wraps this retry), giving up must raise, or
     # the fallback would take the failure notice for an answer and never try its models.
-    position = (entry.priority, entry.name)
-    if any(e.type == "model_fallback" and (e.priority, e.name) < position for e in model.middleware):
+    if any(
+        e.type == MiddlewareType.MODEL_FALLBACK and chain_order(e) < chain_order(entry)
+        for e in model.middleware
+    ):
         on_failure = "error"
     return _Built(
         [
@@ -210,8 +215,6 @@ def _referenced_model(name: str, model: ModelEntry, ctx: MiddlewareContext, role
 def _model_fallback(
     entry: MiddlewareEntry, cfg: ModelFallbackConfig, model: ModelEntry, ctx: MiddlewareContext
 ) -> _Built:
-    if model.name in cfg.models:
-        raise MiddlewareSetupError(f"the fallback models include the model itself ({model.name!r})")
     first, *others = (_referenced_model(name, model, ctx, "fallback") for name in cfg.models)
     return _Built([ModelFallbackMiddleware(first, *others)])
 
@@ -315,54 +318,41 @@ def _custom(entry: MiddlewareEntry, cfg: CustomConfig, model: ModelEntry, ctx: M
     return _Built([middleware], stateful=bool(getattr(factory, "stateful", False)))
 
 
-BUILDERS: dict[str, Builder] = {
-    "logging": _logging,
-    "cache": _cache,
-    "model_retry": _model_retry,
-    "tool_retry": _tool_retry,
-    "model_fallback": _model_fallback,
-    "model_call_limit": _model_call_limit,
-    "tool_call_limit": _tool_call_limit,
-    "pii": _pii,
-    "prompt_injection": _prompt_injection,
-    "summarization": _summarization,
-    "context_editing": _context_editing,
-    "custom": _custom,
+# One builder per MiddlewareType (a test checks none is missing).
+BUILDERS: dict[MiddlewareType, Builder] = {
+    MiddlewareType.LOGGING: _logging,
+    MiddlewareType.CACHE: _cache,
+    MiddlewareType.MODEL_RETRY: _model_retry,
+    MiddlewareType.TOOL_RETRY: _tool_retry,
+    MiddlewareType.MODEL_FALLBACK: _model_fallback,
+    MiddlewareType.MODEL_CALL_LIMIT: _model_call_limit,
+    MiddlewareType.TOOL_CALL_LIMIT: _tool_call_limit,
+    MiddlewareType.PII: _pii,
+    MiddlewareType.PROMPT_INJECTION: _prompt_injection,
+    MiddlewareType.SUMMARIZATION: _summarization,
+    MiddlewareType.CONTEXT_EDITING: _context_editing,
+    MiddlewareType.CUSTOM: _custom,
 }
-
-
-def _state_counter(entry: MiddlewareEntry, cfg: MiddlewareConfig) -> str | None:
-    """The agent-state counter a call-limit middleware uses: two on one counter would each count every call."""
-    if isinstance(cfg, ModelCallLimitConfig):
-        return "model calls"
-    if isinstance(cfg, ToolCallLimitConfig):
-        return f"calls of tool {cfg.tool_name!r}" if cfg.tool_name else "tool calls"
-    return None
 
 
 def build_middleware_chain(model: ModelEntry, ctx: MiddlewareContext) -> ChainBuild:
     """The middleware of ``model`` ready for ``create_agent``, with warnings and availability."""
     chain = ChainBuild(middleware=[])
-    counters: dict[str, str] = {}
-    for entry in sorted(model.middleware, key=lambda e: (e.priority, e.name)):
+    # The rules across entries, shared with the operator (which leaves such entries out of the config).
+    broken_rules = {problem.entry: problem for problem in check_chain(model.name, model.middleware)}
+    for entry in sorted(model.middleware, key=chain_order):
         try:
             cfg = parse_middleware_config(entry.type, entry.config)
-            counter = _state_counter(entry, cfg)
-            if counter is not None and counter in counters:
-                raise MiddlewareSetupError(
-                    f"{counters[counter]!r} already limits {counter} of this model; "
-                    "two limits on one counter would each count every call"
-                )
+            if entry.name in broken_rules:
+                raise MiddlewareSetupError(broken_rules[entry.name].message)
             built = BUILDERS[entry.type](entry, cfg, model, ctx)
         except (MiddlewareConfigError, MiddlewareSetupError) as exc:
             reason = str(exc)
         except Exception as exc:  # a setup bug must not take the whole service down
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            if counter is not None:
-                counters[counter] = entry.name
             for index, middleware in enumerate(built.middleware):
-                if entry.type != "pii":  # PII instances are already named per type
+                if entry.type != MiddlewareType.PII:  # PII instances are already named per type
                     _named(middleware, entry.name if len(built.middleware) == 1 else f"{entry.name}[{index}]")
                 chain.middleware.append(middleware)
             chain.stateful = chain.stateful or built.stateful

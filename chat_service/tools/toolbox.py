@@ -32,11 +32,13 @@ from langchain_mcp_adapters.interceptors import MCPToolCallRequest, MCPToolCallR
 from langchain_mcp_adapters.sessions import create_session
 from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from mcp import ClientSession
-from mcp.types import CallToolResult, ListToolsResult, TextContent
+from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
 
 from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, NamedValue
+from ai_ops_common.errors import describe_exception
 from ai_ops_common.http_pool import SharedHttpPool
+from ai_ops_common.mcp import list_all_tools, list_tools_page
 
 if TYPE_CHECKING:
     from chat_service.metrics import ChatMetrics
@@ -52,18 +54,6 @@ class MCPUnavailable(Exception):
 
 class SessionLost(Exception):
     """The session's connection ended while a request was waiting for its answer."""
-
-
-def describe_exception(exc: BaseException) -> str:
-    """A short description, unwrapping the ExceptionGroups the MCP SDK raises from its task groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code} from the server"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -238,10 +228,6 @@ def filter_tools(names: list[str], server: MCPServerEntry) -> list[str]:
     """The server's tool filter: ``include`` (names or globs; empty means all), then ``exclude``."""
     selected = [n for n in names if not server.tool_filter.include or _matches(n, server.tool_filter.include)]
     return [n for n in selected if not _matches(n, server.tool_filter.exclude)]
-
-
-async def _list_page(client: ClientSession, cursor: str | None) -> ListToolsResult:
-    return await client.list_tools(cursor=cursor)
 
 
 def _error_result(text: str) -> CallToolResult:
@@ -427,16 +413,11 @@ class MCPToolbox:
     async def _list_tools(self, session: PersistentSession) -> list[MCPTool]:
         for attempt in (1, 2):
             try:
-                listed: list[MCPTool] = []
-                cursor: str | None = None
-                while True:
-                    page = await session.request(
-                        functools.partial(_list_page, cursor=cursor), self.connect_timeout
+                return await list_all_tools(
+                    lambda cursor: session.request(
+                        functools.partial(list_tools_page, cursor=cursor), self.connect_timeout
                     )
-                    listed.extend(page.tools)
-                    cursor = page.nextCursor
-                    if not cursor:
-                        return listed
+                )
             except MCPUnavailable:
                 raise
             except Exception as exc:

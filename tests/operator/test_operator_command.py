@@ -15,29 +15,14 @@ import httpx
 
 from tests.harness.ports import free_port
 from tests.harness.waiting import eventually
-
-AI = "ai-ops.dev/v1alpha1"
+from tests.support.resources import model, provider
 
 
 async def test_operator_process_writes_the_configmap_and_serves_liveness_and_metrics(
     k8s_emulator: Any, tmp_path: Path
 ) -> None:
-    k8s_emulator.create(
-        {
-            "apiVersion": AI,
-            "kind": "LLMProvider",
-            "metadata": {"name": "local", "namespace": "default"},
-            "spec": {"type": "ollama"},
-        }
-    )
-    k8s_emulator.create(
-        {
-            "apiVersion": AI,
-            "kind": "LLMModel",
-            "metadata": {"name": "llama", "namespace": "default"},
-            "spec": {"providerRef": {"name": "local"}, "model": "llama3.1"},
-        }
-    )
+    k8s_emulator.create(provider("local", namespace="default", created=None, type="ollama"))
+    k8s_emulator.create(model("llama", "local", model_id="llama3.1", namespace="default", created=None))
     health_port, metrics_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     env = {
         **os.environ,

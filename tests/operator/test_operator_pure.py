@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ai_ops_api.conditions import Cond
 from ai_ops_api.specs import HealthCheck, HealthState
 from ai_ops_operator.core.conditions import merge_conditions
 from ai_ops_operator.core.health import (
@@ -20,7 +21,6 @@ from ai_ops_operator.core.health import (
     record_from_status,
     should_publish,
 )
-from ai_ops_operator.core.translator import Cond
 from ai_ops_operator.core.wiring import (
     SECRET_REFS_ANNOTATION,
     SECRETS_VOLUME,

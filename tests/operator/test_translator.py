@@ -6,42 +6,12 @@ from typing import Any
 
 import pytest
 
+from ai_ops_api.addresses import address_refusal, url_refusal
 from ai_ops_api.specs import HealthState
-from ai_ops_operator.core.translator import (
-    ServerHealth,
-    Snapshot,
-    address_refusal,
-    apply_tool_filter,
-    evaluate,
-    referenced_secret_keys,
-    translate,
-    url_refusal,
-)
-
-
-def res(kind: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
-    return {
-        "apiVersion": "ai-ops.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, "creationTimestamp": created},
-        "spec": spec,
-    }
-
-
-def provider(name: str, **spec: Any) -> dict[str, Any]:
-    return res("LLMProvider", name, spec)
-
-
-def model(
-    name: str, provider_name: str, created: str = "2026-01-01T00:00:00Z", **spec: Any
-) -> dict[str, Any]:
-    return res(
-        "LLMModel", name, {"providerRef": {"name": provider_name}, "model": f"{name}-id", **spec}, created
-    )
-
-
-def middleware(name: str, model_name: str, type_: str, **spec: Any) -> dict[str, Any]:
-    return res("LLMMiddleware", name, {"modelRef": {"name": model_name}, "type": type_, **spec})
+from ai_ops_operator.core.evaluate import evaluate
+from ai_ops_operator.core.snapshot import ServerHealth, Snapshot
+from ai_ops_operator.core.translate import apply_tool_filter, referenced_secret_keys, translate
+from tests.support.resources import mcpserver, middleware, model, provider
 
 
 def conds(verdict: Any) -> dict[str, tuple[str, str]]:
@@ -190,25 +160,21 @@ def test_custom_middleware_needs_an_installed_entry_point() -> None:
     assert conds(ev.middlewares["theirs"])["ConfigValid"] == ("False", "EntryPointNotFound")
 
 
-def mcp(name: str, **spec: Any) -> dict[str, Any]:
-    return res("MCPServer", name, spec)
-
-
 def test_mcp_servers_included_only_when_usable_with_the_tool_filter_applied() -> None:
     snap = snapshot(
         mcpservers={
-            "healthy": mcp(
+            "healthy": mcpserver(
                 "healthy",
                 url="http://a:8000/mcp",
                 toolFilter={"include": ["get_*", "echo"], "exclude": ["get_secret*"]},
             ),
-            "degraded": mcp("degraded", url="http://b:8000/mcp"),
-            "down": mcp("down", url="http://c:8000/mcp"),
-            "locked": mcp("locked", url="http://d:8000/mcp"),
-            "new": mcp("new", url="http://e:8000/mcp"),
-            "resting": mcp("resting", url="http://f:8000/mcp", maintenance=True),
-            "local": mcp("local", transport="stdio", command="mcp-server-time"),
-            "unchecked": mcp("unchecked", url="http://g:8000/mcp", healthCheck={"enabled": False}),
+            "degraded": mcpserver("degraded", url="http://b:8000/mcp"),
+            "down": mcpserver("down", url="http://c:8000/mcp"),
+            "locked": mcpserver("locked", url="http://d:8000/mcp"),
+            "new": mcpserver("new", url="http://e:8000/mcp"),
+            "resting": mcpserver("resting", url="http://f:8000/mcp", maintenance=True),
+            "local": mcpserver("local", transport="stdio", command="mcp-server-time"),
+            "unchecked": mcpserver("unchecked", url="http://g:8000/mcp", healthCheck={"enabled": False}),
         },
         health={
             "healthy": ServerHealth(HealthState.HEALTHY, ("echo", "get_pods", "get_secrets", "delete_pod")),
@@ -229,8 +195,8 @@ def test_offline_rendering_includes_every_server_not_in_maintenance_as_unknown()
     snap = Snapshot(
         "default",
         mcpservers={
-            "a": mcp("a", url="http://a:8000/mcp"),
-            "b": mcp("b", url="http://b/mcp", maintenance=True),
+            "a": mcpserver("a", url="http://a:8000/mcp"),
+            "b": mcpserver("b", url="http://b/mcp", maintenance=True),
         },
     )
     config = translate(snap, evaluate(snap))
@@ -266,8 +232,8 @@ def test_header_secrets_are_references_never_values_and_missing_ones_refuse_the_
     header = {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "bearer"}}}
     snap = snapshot(
         mcpservers={
-            "a": mcp("a", url="http://a/mcp", headers=[header]),
-            "b": mcp("b", url="http://b/mcp", headers=[header]),
+            "a": mcpserver("a", url="http://a/mcp", headers=[header]),
+            "b": mcpserver("b", url="http://b/mcp", headers=[header]),
         },
         secrets={},
         health={"a": ServerHealth(HealthState.HEALTHY), "b": ServerHealth(HealthState.HEALTHY)},
@@ -284,7 +250,9 @@ def test_header_secrets_are_references_never_values_and_missing_ones_refuse_the_
 def test_invalid_spec_is_not_ready_with_the_field_path() -> None:
     snap = snapshot(
         mcpservers={
-            "bad": mcp("bad", url="http://a/mcp", healthCheck={"intervalSeconds": 5, "timeoutSeconds": 9})
+            "bad": mcpserver(
+                "bad", url="http://a/mcp", healthCheck={"intervalSeconds": 5, "timeoutSeconds": 9}
+            )
         }
     )
     verdict = evaluate(snap).mcpservers["bad"]

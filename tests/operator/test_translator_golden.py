@@ -1,4 +1,4 @@
-"""Golden files for the pure core: tests/golden/translator/<case>/ holds the input and the expected output.
+"""Golden files for the pure core: tests/operator/golden/translator/<case>/ holds the input and the expected output.
 
 - ``resources.yaml``: the namespace's resources (multi-document);
 - ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys) and ``health`` (server -> state, tools);
@@ -6,8 +6,8 @@
 - ``expected-agent-config.json``: ``translate`` output, byte for byte;
 - ``expected-conditions.yaml``: every resource's conditions (type, status, reason, message).
 
-Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_translator_golden.py`` and
-review the diff.
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/operator/test_translator_golden.py``
+and review the diff. Together the cases produce every condition reason (``ai_ops_api.conditions.Reason``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ai_ops_api.conditions import Reason
 from ai_ops_api.specs import HealthState
-from ai_ops_operator.core.translator import ServerHealth, Snapshot, evaluate, translate
+from ai_ops_operator.core.evaluate import evaluate
+from ai_ops_operator.core.snapshot import ServerHealth, Snapshot
+from ai_ops_operator.core.translate import translate
 
 GOLDEN = Path(__file__).parent / "golden" / "translator"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
@@ -70,3 +73,12 @@ def test_golden(case: str) -> None:
         for verdict in evaluation.all()
     }
     check(GOLDEN / case / "expected-conditions.yaml", yaml.safe_dump(conditions, sort_keys=True, width=200))
+
+
+def test_every_condition_reason_has_a_golden_case() -> None:
+    """A new reason comes with a golden case that produces it (and the cases produce no unlisted one)."""
+    produced = set()
+    for case in CASES:
+        conditions = yaml.safe_load((GOLDEN / case / "expected-conditions.yaml").read_text())
+        produced |= {c["reason"] for conds in conditions.values() for c in conds}
+    assert produced == {reason.value for reason in Reason}

@@ -301,3 +301,72 @@ def test_no_path_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "usage: ai-ops validate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- rules across documents: one model's whole middleware chain ----------------------------------
+
+REPRODUCTION = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMModel
+metadata: {name: m}
+spec: {providerRef: {name: ollama}, model: llama3.1}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMMiddleware
+metadata: {name: fallback}
+spec: {modelRef: {name: m}, type: model_fallback, critical: true, config: {models: [m]}}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMMiddleware
+metadata: {name: limit-a}
+spec: {modelRef: {name: m}, type: model_call_limit, critical: true, config: {runLimit: 5}}
+---
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMMiddleware
+metadata: {name: limit-b}
+spec: {modelRef: {name: m}, type: model_call_limit, critical: true, config: {runLimit: 3}}
+"""
+
+
+def test_chain_rules_are_checked_across_the_files_with_the_offending_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "provider.yaml").write_text(VALID_PROVIDER)
+    (tmp_path / "model.yaml").write_text(REPRODUCTION)
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    problems = problem_lines(out)
+    assert [(p["label"], p["path"], p["index"]) for p in problems] == [
+        ("LLMMiddleware/fallback", "spec.config.models[0]", "1"),
+        ("LLMMiddleware/limit-b", "spec.type", "3"),
+    ]
+    assert problems[0]["message"].startswith("SelfFallback: the fallback models include the model itself")
+    assert problems[1]["message"].startswith("DuplicateCounter: 'limit-a' already limits model calls")
+    assert (
+        out.splitlines()[-1] == "5 ai-ops resources: 3 valid, 2 invalid; 0 documents of other kinds skipped"
+    )
+
+
+def test_chain_rules_apply_per_namespace_and_only_to_active_chains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limit = (
+        "apiVersion: ai-ops.dev/v1alpha1\nkind: LLMMiddleware\nmetadata: {{name: {name}, namespace: {ns}}}\n"
+    )
+    limit += (
+        "spec: {{modelRef: {{name: m}}, type: tool_call_limit, active: {active}, config: {{runLimit: 1}}}}\n"
+    )
+    docs = [
+        limit.format(name="a", ns="team-a", active="true"),
+        limit.format(name="b", ns="team-b", active="true"),
+        limit.format(name="c", ns="team-a", active="false"),
+    ]
+    (tmp_path / "limits.yaml").write_text("---\n".join(docs))
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert (code, out) == (0, "3 ai-ops resources: 3 valid, 0 invalid; 0 documents of other kinds skipped\n")
+    (tmp_path / "more.yaml").write_text(limit.format(name="d", ns="team-b", active="true"))
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    assert [(p["label"], p["path"]) for p in problem_lines(out)] == [
+        ("LLMMiddleware/d", "spec.config.toolName")
+    ]

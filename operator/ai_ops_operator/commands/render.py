@@ -1,6 +1,6 @@
 """``ai-ops render``: manifests in, the agent config the operator would write out.
 
-It runs the operator's own pure code (``translator``) on the manifests. Without a cluster Secret
+It runs the operator's own pure code (``evaluate`` and ``translate``) on the manifests. Without a cluster Secret
 references stay references; without ``--probe`` MCP servers are included with health Unknown, with
 ``--probe`` each is probed once by the operator's probe code and health rules.
 """
@@ -12,17 +12,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+from ai_ops_api.conditions import FALSE, READY, Reason
 from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.core.evaluate import evaluate, probeable_servers
 from ai_ops_operator.core.health import HealthRecord, next_record
 from ai_ops_operator.core.manifests import ManifestError, load_manifests
-from ai_ops_operator.core.translator import (
-    Evaluation,
-    ServerHealth,
-    Snapshot,
-    evaluate,
-    probeable_servers,
-    translate,
-)
+from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot
+from ai_ops_operator.core.translate import translate
 from ai_ops_operator.runtime.probe import probe_once
 
 _KIND_FIELD = {
@@ -116,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
         snapshot.health = _probe_health(evaluation, args.allow_loopback, problems)
         evaluation = evaluate(snapshot)
     for verdict in evaluation.all():
-        ready = verdict.condition("Ready")
-        if ready is not None and ready.status == "False" and ready.reason != "Maintenance":
+        ready = verdict.condition(READY)
+        if ready is not None and ready.status == FALSE and ready.reason != Reason.MAINTENANCE:
             problems.append(f"{verdict.kind}/{verdict.name}: left out: {ready.reason}: {ready.message}")
         problems.extend(f"{verdict.kind}/{verdict.name}: {w}" for w in verdict.warnings)
     for problem in problems:

@@ -2,7 +2,9 @@
 
 Every ai-ops resource is checked against its CRD's schema and CEL rules (``validation.validate_resource``);
 an LLMMiddleware's ``config`` is also checked against its type's settings (the API server keeps ``config``
-free-form, but the operator would mark such a middleware ``ConfigValid=False``). Output is one line per
+free-form, but the operator would mark such a middleware ``ConfigValid=False``), and the valid LLMMiddleware
+of the files are checked together against the rules of a model's whole chain (``check_chain``: no
+self-fallback, no two limits on one counter), as the operator checks them. Output is one line per
 problem, ``FILE:DOC_INDEX: Kind/name: field.path: message``, then a summary. Exit status: 0 when every
 resource is valid, 1 when any is not, 2 when the input cannot be read or parsed.
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ai_ops_api.specs import GROUP, RESOURCES
+from ai_ops_api.specs import GROUP, RESOURCES, LLMMiddlewareSpec
+from ai_ops_operator.core.evaluate import chain_problems
 from ai_ops_operator.core.manifests import LoadedDocument, ManifestError, load_manifests
-from ai_ops_operator.core.validation import Problem, validate_resource
+from ai_ops_operator.core.validation import Problem, apply_defaults, validate_resource
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -102,14 +105,37 @@ def document_problems(obj: Any) -> list[Problem] | None:
     return problems
 
 
+def chain_rule_problems(valid: Mapping[int, dict[str, Any]]) -> dict[int, list[Problem]]:
+    """The chain-rule problems of the valid LLMMiddleware among ``valid`` (position -> resource), checked
+    per namespace as the operator does (no namespace counts as one; of two with one name, the later one
+    counts, as in ``ai-ops render``)."""
+    by_namespace: dict[str | None, dict[str, tuple[int, LLMMiddlewareSpec]]] = {}
+    for position, obj in valid.items():
+        if obj.get("kind") != "LLMMiddleware":
+            continue
+        spec = LLMMiddlewareSpec.model_validate(apply_defaults(obj)["spec"])
+        metadata = obj["metadata"]
+        by_namespace.setdefault(metadata.get("namespace"), {})[metadata["name"]] = (position, spec)
+    found: dict[int, list[Problem]] = {}
+    for members in by_namespace.values():
+        problems = chain_problems({name: spec for name, (_, spec) in members.items()})
+        for name, broken in problems.items():
+            found[members[name][0]] = [Problem(p.path, f"{p.rule}: {p.message}") for p in broken]
+    return found
+
+
 def validate_documents(documents: Iterable[LoadedDocument]) -> Report:
     report = Report()
+    checked: list[tuple[LoadedDocument, str, list[Problem]]] = []
     for doc in documents:
         problems = document_problems(doc.obj)
         if problems is None:
             report.skipped += 1
             continue
-        label = _label(doc.obj) if isinstance(doc.obj, dict) else "?"
+        checked.append((doc, _label(doc.obj) if isinstance(doc.obj, dict) else "?", problems))
+    across = chain_rule_problems({n: doc.obj for n, (doc, _, problems) in enumerate(checked) if not problems})
+    for position, (doc, label, problems) in enumerate(checked):
+        problems = problems or across.get(position, [])
         if problems:
             report.invalid += 1
             report.problems += [(doc, label, problem) for problem in problems]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ai_ops_operator.core.translator import Cond
+from ai_ops_api.conditions import Cond
 
 # Kubernetes caps condition messages at 32 KiB; ours are much shorter, this guards pathological input.
 MAX_MESSAGE = 32768

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ai_ops_api.specs import USABLE_HEALTH, HealthCheck, HealthState
-from ai_ops_operator.core.translator import ServerHealth
+from ai_ops_operator.core.snapshot import ServerHealth
 
 # A stable server's status is refreshed (lastProbeTime, latency) once every this many probe intervals.
 REFRESH_INTERVALS = 10

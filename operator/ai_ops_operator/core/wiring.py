@@ -15,14 +15,13 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY, AgentConfig
+from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY, SECRETS_MOUNT_PATH, AgentConfig
 
 CHECKSUM_ANNOTATION = "ai-ops.dev/checksum"
 SECRET_REFS_ANNOTATION = "ai-ops.dev/secret-refs-checksum"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "ai-ops-operator"
 SECRETS_VOLUME = "ai-ops-secrets"
-SECRETS_MOUNT_PATH = "/var/run/secrets/ai-ops"
 
 
 # --- the agent ConfigMap ------------------------------------------------------------------------

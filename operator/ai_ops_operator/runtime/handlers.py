@@ -39,16 +39,24 @@ from typing import Any
 import kopf
 from kopf._core.engines.peering import Identity  # a NewType of str; kopf exports no alias
 
+from ai_ops_api.conditions import ACCEPTED, FALSE, READY, TRUE, Cond
 from ai_ops_api.specs import (
     API_VERSION,
     GROUP,
     RESOURCES,
+    USABLE_HEALTH,
     VERSION,
     HealthState,
     MCPServerSpec,
 )
 from ai_ops_common.http_pool import SharedHttpPool
 from ai_ops_operator.core.conditions import Transition, merge_conditions, rfc3339
+from ai_ops_operator.core.evaluate import (
+    evaluate,
+    installed_custom_middleware,
+    probeable_servers,
+    server_health_state,
+)
 from ai_ops_operator.core.health import (
     HealthRecord,
     ProbeResult,
@@ -56,23 +64,8 @@ from ai_ops_operator.core.health import (
     record_from_status,
     should_publish,
 )
-from ai_ops_operator.core.translator import (
-    ACCEPTED,
-    FALSE,
-    READY,
-    TRUE,
-    Cond,
-    Evaluation,
-    ServerHealth,
-    Snapshot,
-    Verdict,
-    evaluate,
-    installed_custom_middleware,
-    probeable_servers,
-    referenced_secret_keys,
-    server_health_state,
-    translate,
-)
+from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot, Verdict
+from ai_ops_operator.core.translate import referenced_secret_keys, translate
 from ai_ops_operator.core.wiring import (
     configmap_body,
     configmap_digest,
@@ -618,7 +611,7 @@ class Reconciler:
         ready_transitioned = any(t.type == "Ready" for t in transitions)
         if verdict.kind == "MCPServer" and old_health and new_health != old_health and not ready_transitioned:
             # Only when Ready did not tell already (e.g. Healthy -> Degraded, Unhealthy -> Unauthenticated).
-            usable = new_health in ("Healthy", "Degraded", "NotProbed")
+            usable = new_health in USABLE_HEALTH
             events.append(
                 (
                     "Normal" if usable else "Warning",

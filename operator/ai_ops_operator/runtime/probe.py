@@ -14,9 +14,10 @@ request headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -24,58 +25,18 @@ from urllib.parse import urljoin, urlparse
 import anyio
 import httpx
 
+from ai_ops_api.addresses import METADATA_HOSTS, address_refusal
 from ai_ops_api.specs import MCPServerSpec, MCPTransport
+from ai_ops_common.errors import describe_exception, http_status, walk_exception
 from ai_ops_common.http_pool import SharedHttpPool
+from ai_ops_common.mcp import list_all_tools, list_tools_page
 from ai_ops_operator.core.health import ProbeResult, ServerInfoData
-from ai_ops_operator.core.translator import METADATA_HOSTS, address_refusal
 
 # Pages of tools/list followed at most (a server with more tools than this is still healthy).
 MAX_TOOL_PAGES = 20
 
 # Reads one Secret key's value (decoded) at probe time: (namespace, secret name, key) -> value or None.
 SecretReader = Callable[[str, str, str], Awaitable[str | None]]
-
-
-def _walk(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything inside its groups and causes (the SDK nests task-group errors)."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                stack.append(linked)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    for inner in _walk(exc):
-        if isinstance(inner, httpx.HTTPStatusError):
-            return inner.response.status_code
-    return None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short, secret-free description: the HTTP status or the innermost exception type and text."""
-    status = _http_status(exc)
-    if status is not None:
-        return f"HTTP {status}"
-    leaves = [
-        e
-        for e in _walk(exc)
-        if not isinstance(e, BaseExceptionGroup) and not isinstance(e, asyncio.CancelledError)
-    ]
-    for leaf in leaves:
-        if isinstance(leaf, httpx.ConnectError | ConnectionError | OSError):
-            return f"connection failed: {type(leaf).__name__}: {leaf}"[:300]
-    leaf = leaves[0] if leaves else exc
-    text = str(leaf)
-    return f"{type(leaf).__name__}: {text}"[:300] if text else type(leaf).__name__
 
 
 async def resolve_refusal(url: str, allow_loopback: bool) -> str | None:
@@ -145,12 +106,12 @@ async def probe_server(
         task = asyncio.current_task()
         if isinstance(exc, KeyboardInterrupt | SystemExit) or (task is not None and task.cancelling()):
             raise  # cancelled from outside (shutdown): not a probe failure
-        if isinstance(exc, TimeoutError) or any(isinstance(e, TimeoutError) for e in _walk(exc)):
+        if isinstance(exc, TimeoutError) or any(isinstance(e, TimeoutError) for e in walk_exception(exc)):
             return failure(f"no complete answer within the timeout ({timeout:g} s)")
-        status = _http_status(exc)
+        status = http_status(exc)
         if status in (401, 403):
             return failure(_unauthenticated_message(status, sorted(headers)), True)
-        return failure(describe_error(exc))
+        return failure(describe_exception(exc))
     return ProbeResult(
         ok=True, latency_ms=elapsed_ms(), at=started_at, server_info=info, tools=tuple(sorted(tools))
     )
@@ -159,7 +120,7 @@ async def probe_server(
 async def _mcp_session(
     spec: MCPServerSpec, headers: dict[str, str], http: SharedHttpPool, timeout: float
 ) -> tuple[ServerInfoData, list[str]]:
-    from mcp import ClientSession, types
+    from mcp import ClientSession
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
 
@@ -180,15 +141,8 @@ async def _mcp_session(
     try:
         async with transport_cm as streams, ClientSession(streams[0], streams[1]) as session:
             init = await session.initialize()
-            names: list[str] = []
-            cursor: str | None = None
-            for _ in range(MAX_TOOL_PAGES):
-                params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-                page = await session.list_tools(params=params)
-                names.extend(tool.name for tool in page.tools)
-                cursor = page.nextCursor
-                if not cursor:
-                    break
+            tools = await list_all_tools(functools.partial(list_tools_page, session), MAX_TOOL_PAGES)
+            names = [tool.name for tool in tools]
     finally:
         if client is not None:
             await client.aclose()

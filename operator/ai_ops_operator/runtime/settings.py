@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ai_ops_api.agent_config import AGENT_CONFIGMAP_NAME
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -30,7 +32,7 @@ class SettingsError(ValueError):
 class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
-    configmap_name: str = "ai-ops-agent-config"
+    configmap_name: str = AGENT_CONFIGMAP_NAME
     chat_deployment: str = "ai-ops-chat"
     probe_concurrency: int = 50
     allow_loopback: bool = False
@@ -164,7 +166,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> O
                 f"namespace {ns!r} is not a valid namespace name (--namespace, AI_OPS_WATCH_NAMESPACES)"
             )
 
-    configmap = pick(args.configmap_name, "AI_OPS_CONFIGMAP_NAME") or "ai-ops-agent-config"
+    configmap = pick(args.configmap_name, "AI_OPS_CONFIGMAP_NAME") or AGENT_CONFIGMAP_NAME
     if not DNS_SUBDOMAIN.match(configmap) or len(configmap) > 253:
         raise SettingsError(
             f"ConfigMap name {configmap!r} is not a valid name (--configmap-name, AI_OPS_CONFIGMAP_NAME)"

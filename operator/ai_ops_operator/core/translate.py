@@ -1,0 +1,130 @@
+"""``translate``: the agent config of a namespace from its evaluation (pure)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from typing import Any
+
+from ai_ops_api.agent_config import (
+    AgentConfig,
+    MCPServerEntry,
+    ModelEntry,
+    NamedValue,
+    ProviderEntry,
+    SecretRef,
+    ToolFilterEntry,
+)
+from ai_ops_api.conditions import READY, TRUE, UNKNOWN
+from ai_ops_api.middleware import chain_order
+from ai_ops_api.specs import LLMModelSpec, LLMProviderSpec, MCPServerSpec, SecretKeyRef
+from ai_ops_operator.core.evaluate import middleware_entry, server_health_state
+from ai_ops_operator.core.snapshot import Evaluation, Snapshot
+
+
+def apply_tool_filter(
+    names: Iterable[str], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> list[str]:
+    include, exclude = list(include), list(exclude)
+    kept = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
+    return sorted(n for n in kept if not any(fnmatch.fnmatchcase(n, g) for g in exclude))
+
+
+def _secret_ref(ref: SecretKeyRef | None) -> SecretRef | None:
+    return SecretRef(name=ref.name, key=ref.key) if ref else None
+
+
+def _named_values(items: Iterable[Any] | None) -> tuple[NamedValue, ...]:
+    out = []
+    for item in items or ():
+        if item.value_from is not None:
+            out.append(NamedValue(name=item.name, secret_ref=_secret_ref(item.value_from.secret_key_ref)))
+        else:
+            out.append(NamedValue(name=item.name, value=item.value))
+    return tuple(out)
+
+
+def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
+    """The agent config of the namespace: ready models with their chains, usable MCP servers."""
+    models = []
+    for name, verdict in ev.models.items():
+        if not verdict.ready:
+            continue
+        spec: LLMModelSpec = verdict.spec
+        provider_spec: LLMProviderSpec = ev.providers[spec.provider_ref.name].spec
+        chain = sorted(
+            (
+                middleware_entry(mw.name, mw.spec)
+                for mw in ev.middlewares.values()
+                if mw.ready and mw.spec.active and mw.spec.model_ref.name == name
+            ),
+            key=chain_order,
+        )
+        models.append(
+            ModelEntry(
+                name=name,
+                model=spec.model,
+                provider=ProviderEntry(
+                    name=spec.provider_ref.name,
+                    type=provider_spec.type,
+                    base_url=provider_spec.base_url,
+                    config=provider_spec.config or {},
+                ),
+                api_key_secret_ref=_secret_ref(spec.api_key_secret_ref or provider_spec.api_key_secret_ref),
+                default=name == ev.default_model,
+                temperature=spec.temperature,
+                max_tokens=spec.max_tokens,
+                timeout_seconds=spec.timeout_seconds,
+                system_prompt=spec.system_prompt,
+                parameters=spec.parameters or {},
+                description=spec.description,
+                middleware=tuple(chain),
+            )
+        )
+    servers = []
+    for name, verdict in ev.mcpservers.items():
+        ready = verdict.condition(READY)
+        included = ready is not None and (
+            ready.status == TRUE or (snap.health is None and ready.status == UNKNOWN)
+        )
+        if not included:
+            continue
+        server: MCPServerSpec = verdict.spec
+        state = server_health_state(server, snap.health.get(name) if snap.health is not None else None)
+        tool_filter = server.tool_filter
+        include = tuple(tool_filter.include or ()) if tool_filter else ()
+        exclude = tuple(tool_filter.exclude or ()) if tool_filter else ()
+        servers.append(
+            MCPServerEntry(
+                name=name,
+                transport=server.transport,
+                url=server.url,
+                command=server.command,
+                args=tuple(server.args or ()),
+                env=_named_values(server.env),
+                headers=_named_values(server.headers),
+                scope=server.scope,
+                tool_filter=ToolFilterEntry(include=include, exclude=exclude),
+                health=state.state,
+                tools=tuple(apply_tool_filter(state.tools, include, exclude)),
+                description=server.description,
+            )
+        )
+    return AgentConfig(
+        namespace=snap.namespace,
+        default_model=ev.default_model,
+        models=tuple(models),
+        mcp_servers=tuple(servers),
+    ).finalize()
+
+
+def referenced_secret_keys(config: AgentConfig) -> set[tuple[str, str]]:
+    """Every (Secret, key) the chat service needs for this config: API keys, header and env values."""
+    refs = {
+        (m.api_key_secret_ref.name, m.api_key_secret_ref.key) for m in config.models if m.api_key_secret_ref
+    }
+    for server in config.mcp_servers:
+        for item in (*server.headers, *server.env):
+            if item.secret_ref is not None:
+                refs.add((item.secret_ref.name, item.secret_ref.key))
+    return refs
