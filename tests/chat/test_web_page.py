@@ -616,10 +616,21 @@ def test_every_import_resolves_to_a_served_module() -> None:
                 pending.append(urljoin(path, specifier))
 
         # Every imported name is exported by the module it comes from (else the page fails to link).
+        imported_by: dict[str, set[str]] = {}
         for path, source in sources.items():
             for specifier, names in _imports(source):
-                exported = set(_EXPORTED.findall(sources[urljoin(path, specifier)]))
+                target = urljoin(path, specifier)
+                imported_by.setdefault(path, set()).add(target)
+                exported = set(_EXPORTED.findall(sources[target]))
                 assert set(names) <= exported, f"{path} imports {set(names) - exported} from {specifier}"
+
+    # No import cycles: in a cycle one module runs before the other's exports are initialised.
+    def assert_no_cycle(path: str, chain: tuple[str, ...]) -> None:
+        assert path not in chain, "import cycle: " + " -> ".join((*chain, path))
+        for target in imported_by.get(path, ()):
+            assert_no_cycle(target, (*chain, path))
+
+    assert_no_cycle("/static/app.js", ())
 
     served_modules = {name for name in web.ASSETS if name.endswith(".js")}
     assert {path.removeprefix("/static/") for path in sources} == served_modules == set(MODULE_NAMES)
