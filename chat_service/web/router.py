@@ -1,9 +1,10 @@
 """The web chat page: ``GET /`` and its assets under ``/static/``, from the package's ``static/`` folder.
 
 The page and its assets hold no data, so they are served without auth (a browser cannot send a bearer
-token when it navigates); the page asks for a token itself when the API answers 401. Only the files that
-ship in ``static/`` are served, by exact name, so no path can reach anything else. The strict
-Content-Security-Policy allows only our own scripts and styles and connections to this origin.
+token when it navigates); the page asks for a token itself when the API answers 401. Only the files listed
+in ``ASSET_NAMES`` are served, by exact name, so no path can reach anything else. The script is a tree of
+native ES modules (``app.js`` imports the others); the strict Content-Security-Policy allows only our own
+scripts (modules included) and styles and connections to this origin.
 """
 
 from __future__ import annotations
@@ -40,15 +41,32 @@ _PAGE_HEADERS = {
 }
 
 
+# The ES modules of the page: app.js is the entry, the others are what it imports (directly or not).
+# Listed rather than found in the folder, so that nothing else that lands in static/ is ever served;
+# tests/chat/test_web_page.py checks that this list is exactly the module graph of app.js.
+MODULE_NAMES = (
+    "app.js",
+    "api.js",
+    "chat.js",
+    "composer.js",
+    "elements.js",
+    "errors.js",
+    "format.js",
+    "models.js",
+    "notices.js",
+    "render.js",
+    "status.js",
+    "storage.js",
+    "stream.js",
+    "thread.js",
+    "token.js",
+)
+ASSET_NAMES = (*MODULE_NAMES, "app.css", "favicon.svg")
+
+
 def _asset_names() -> frozenset[str]:
-    """The servable assets: regular files directly in ``static/`` with a known type."""
-    if not STATIC_DIR.is_dir():
-        return frozenset()
-    return frozenset(
-        p.name
-        for p in STATIC_DIR.iterdir()
-        if p.is_file() and p.suffix in _MEDIA_TYPES and p.name != "index.html"
-    )
+    """The servable assets: the listed files that are installed (a missing one is a 404, not an error)."""
+    return frozenset(name for name in ASSET_NAMES if (STATIC_DIR / name).is_file())
 
 
 ASSETS = _asset_names()
@@ -65,7 +83,7 @@ async def chat_page() -> Response:
     """The chat page."""
     page = STATIC_DIR / "index.html"
     if not page.is_file():
-        return _not_found("the chat page (chat_service/static/index.html is not installed)")
+        return _not_found("the chat page (chat_service/web/static/index.html is not installed)")
     return FileResponse(page, media_type=_MEDIA_TYPES[".html"], headers=_PAGE_HEADERS)
 
 

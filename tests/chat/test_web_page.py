@@ -3,7 +3,8 @@
 The service is ``create_app`` served by uvicorn on 127.0.0.1 (in its own thread, so Playwright's sync API
 can drive the browser from the test), with models on the scripted fake LLM and the healthy fixture MCP
 server. A second instance has auth on and no model, for the token prompt and the no-model message.
-The page's assets are also checked over plain HTTP (no browser needed for those).
+The page's assets are also checked over plain HTTP (no browser needed for those), and so is its module
+graph: every ``import`` of every served module names a module the router serves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.harness.mcp_fixture_server import pod_status_text
 from tests.harness.ports import bound_socket, free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, Response
 
     from tests.harness.fake_llm import FakeLLM
     from tests.harness.mcp_servers import McpFixtureServers
@@ -48,6 +49,24 @@ CHROMIUM_ARGS = [
 TOKEN = "web-test-token-1234"
 # How long to wait for something to appear on the page (a ceiling, not a timed assertion).
 WAIT_MS = 20_000
+# The page's ES modules, spelled out here so that a module the router stops serving fails a test.
+MODULE_NAMES = (
+    "api.js",
+    "app.js",
+    "chat.js",
+    "composer.js",
+    "elements.js",
+    "errors.js",
+    "format.js",
+    "models.js",
+    "notices.js",
+    "render.js",
+    "status.js",
+    "storage.js",
+    "stream.js",
+    "thread.js",
+    "token.js",
+)
 
 
 # ------------------------------------------------------------------------------------------- serving
@@ -489,10 +508,12 @@ def test_page_and_assets_are_served_safely(chat_url: str) -> None:
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert '<script src="static/app.js"' in page.text
+        assert '<script src="static/app.js" type="module">' in page.text
         for name, kind in (
             ("app.js", "javascript"),
             ("app.css", "text/css"),
             ("favicon.svg", "image/svg+xml"),
+            *((module, "javascript") for module in MODULE_NAMES),
         ):
             asset = client.get(f"/static/{name}")
             assert asset.status_code == 200 and kind in asset.headers["content-type"], name
@@ -527,6 +548,112 @@ def test_web_router_headers() -> None:
         script = client.get("/static/app.js")
         assert script.headers["content-type"] == "text/javascript; charset=utf-8"
         assert script.headers["x-content-type-options"] == "nosniff"
-        assert sorted(web.ASSETS) == ["app.css", "app.js", "favicon.svg"]
+        assert sorted(web.ASSETS) == sorted(["app.css", "favicon.svg", *MODULE_NAMES])
+        for module in MODULE_NAMES:
+            assert client.get(f"/static/{module}").headers["content-type"] == "text/javascript; charset=utf-8"
         missing = client.get("/static/index.html")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+# ------------------------------------------------------------------------------------------- module graph
+
+# Static imports and re-exports: `import {a, b as c} from "./x.js";`, `import "./x.js";`,
+# `export {a} from "./x.js";`. No parentheses or semicolons inside, so a function body never matches.
+_FROM_IMPORT = re.compile(r"""^(import|export)\b([^;"'()]*?)\bfrom\s*(["'])([^"']+)\3""", re.MULTILINE)
+_BARE_IMPORT = re.compile(r"""^import\s*(["'])([^"']+)\1""", re.MULTILINE)
+_EXPORTED = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|class|const|let)\s+(\w+)", re.MULTILINE)
+_ENTRY_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc="(static/[^"]+)"[^>]*>""")
+
+
+def _imports(source: str) -> list[tuple[str, list[str]]]:
+    """The import specifiers of an ES module, each with the names it imports."""
+    found: list[tuple[str, list[str]]] = []
+    understood = 0  # import statements (not re-exports) the patterns read
+    for match in _FROM_IMPORT.finditer(source):
+        braces = re.search(r"\{([^}]*)\}", match.group(2))
+        names = [part.split(" as ")[0].strip() for part in braces.group(1).split(",")] if braces else []
+        found.append((match.group(4), [name for name in names if name]))
+        if match.group(1) == "import":
+            understood += 1
+    for match in _BARE_IMPORT.finditer(source):
+        found.append((match.group(2), []))
+        understood += 1
+    # Every import statement must be one the patterns understood, or the walk below would miss a module.
+    statements = len(re.findall(r"^import\b", source, re.MULTILINE))
+    assert statements == understood, "an import statement the test cannot parse"
+    assert not re.search(r"\bimport\s*\(", source), "dynamic import(): the test cannot follow it"
+    return found
+
+
+def test_every_import_resolves_to_a_served_module() -> None:
+    # Walk the module graph as the browser would: from the page's script tags, over HTTP, through the router.
+    from urllib.parse import urljoin
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from chat_service.web import router as web
+
+    app = FastAPI()
+    app.include_router(web.router)
+    with TestClient(app) as client:
+        page = client.get("/").text
+        entries = [urljoin("/", src) for src in _ENTRY_SCRIPT.findall(page)]
+        assert entries == ["/static/app.js"]
+        sources: dict[str, str] = {}
+        pending = list(entries)
+        while pending:
+            path = pending.pop()
+            if path in sources:
+                continue
+            response = client.get(path)
+            assert response.status_code == 200, f"{path} is imported but not served"
+            assert response.headers["content-type"] == "text/javascript; charset=utf-8", path
+            sources[path] = response.text
+            for specifier, _ in _imports(response.text):
+                # Relative specifiers only: a bare one ("lodash") needs an import map or a bundler.
+                assert specifier.startswith("./") and specifier.endswith(".js"), f"{path}: {specifier!r}"
+                pending.append(urljoin(path, specifier))
+
+        # Every imported name is exported by the module it comes from (else the page fails to link).
+        imported_by: dict[str, set[str]] = {}
+        for path, source in sources.items():
+            for specifier, names in _imports(source):
+                target = urljoin(path, specifier)
+                imported_by.setdefault(path, set()).add(target)
+                exported = set(_EXPORTED.findall(sources[target]))
+                assert set(names) <= exported, f"{path} imports {set(names) - exported} from {specifier}"
+
+    # No import cycles: in a cycle one module runs before the other's exports are initialised.
+    def assert_no_cycle(path: str, chain: tuple[str, ...]) -> None:
+        assert path not in chain, "import cycle: " + " -> ".join((*chain, path))
+        for target in imported_by.get(path, ()):
+            assert_no_cycle(target, (*chain, path))
+
+    assert_no_cycle("/static/app.js", ())
+
+    served_modules = {name for name in web.ASSETS if name.endswith(".js")}
+    assert {path.removeprefix("/static/") for path in sources} == served_modules == set(MODULE_NAMES)
+    # Nothing ships in static/ that the router does not serve (a stray module would be dead code).
+    shipped = {p.name for p in web.STATIC_DIR.iterdir()}
+    assert shipped == {"index.html", *web.ASSETS}
+
+
+@pytest.mark.browser
+def test_page_loads_every_module(page: Page, chat_url: str) -> None:
+    scripts: dict[str, tuple[int, str]] = {}  # module name: (HTTP status, content type)
+
+    def record_script(response: Response) -> None:
+        if "/static/" in response.url and response.url.endswith(".js"):
+            name = response.url.rsplit("/", 1)[-1]
+            scripts[name] = (response.status, response.headers.get("content-type", ""))
+
+    page.on("response", record_script)
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(chat_url)
+    # The picker is enabled once app.js has run and loaded the models: the whole graph linked.
+    expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
+    assert failed == []
+    assert sorted(scripts) == sorted(MODULE_NAMES)
+    assert all(status == 200 and "text/javascript" in kind for status, kind in scripts.values()), scripts

@@ -1,0 +1,27 @@
+// The page's elements, looked up once. Module scripts run after the document is parsed, so all exist.
+
+const byId = (id) => document.getElementById(id);
+
+export const ui = {
+  modelSelect: byId("model-select"),
+  newConversation: byId("new-conversation"),
+  tokenButton: byId("token-button"),
+  banner: byId("banner"),
+  bannerText: byId("banner-text"),
+  bannerAction: byId("banner-action"),
+  conversation: byId("conversation"),
+  emptyHint: byId("empty-hint"),
+  composer: byId("composer"),
+  input: byId("message-input"),
+  send: byId("send-button"),
+  stop: byId("stop-button"),
+  statusBody: byId("status-body"),
+  threadLabel: byId("thread-label"),
+  tokenDialog: byId("token-dialog"),
+  tokenForm: byId("token-form"),
+  tokenReason: byId("token-reason"),
+  tokenInput: byId("token-input"),
+  tokenCancel: byId("token-cancel"),
+  tokenForget: byId("token-forget"),
+  announcer: byId("announcer"),
+};
