@@ -222,14 +222,32 @@ def test_allowlist_matches_names_wildcards_and_networks() -> None:
         policy.check("192.0.2.2", [])
 
 
-def test_open_policy_refuses_only_link_local_metadata_addresses() -> None:
+def test_open_policy_refuses_what_the_address_policy_refuses_and_allows_the_rest() -> None:
     open_policy = parse_policy([])
     open_policy.check("anything.example", [ipaddress.ip_address("203.0.113.5")])
-    with pytest.raises(TargetRefused, match="link-local"):
+    open_policy.check("10.0.0.7", [])  # private in-cluster addresses are ordinary targets
+    open_policy.check("127.0.0.1", [])  # loopback is the netops pod itself
+    with pytest.raises(TargetRefused, match=r"169\.254\.169\.254 is a cloud metadata endpoint"):
         open_policy.check("169.254.169.254", [])
-    with pytest.raises(TargetRefused, match="link-local"):
+    with pytest.raises(TargetRefused, match=r"metadata\.internal resolves to 169\.254\.169\.254"):
         open_policy.check("metadata.internal", [ipaddress.ip_address("169.254.169.254")])
-    parse_policy(["169.254.169.254"]).check("169.254.169.254", [])  # an explicit entry allows it
+    with pytest.raises(TargetRefused, match="link-local"):
+        open_policy.check("169.254.10.10", [])
+    with pytest.raises(TargetRefused, match=r"IPv4-mapped IPv6 for 169\.254\.169\.254"):
+        open_policy.check("::ffff:169.254.169.254", [])
+
+
+def test_only_an_entry_naming_refused_addresses_exactly_lets_them_through() -> None:
+    parse_policy(["169.254.169.254"]).check("169.254.169.254", [])
+    parse_policy(["169.254.0.0/16"]).check("metadata.internal", [ipaddress.ip_address("169.254.169.254")])
+    with pytest.raises(TargetRefused, match="cloud metadata endpoint"):
+        parse_policy(["0.0.0.0/0"]).check("169.254.169.254", [])
+    with pytest.raises(TargetRefused, match="Alibaba"):
+        parse_policy(["100.64.0.0/10"]).check("100.100.100.200", [])  # CGNAT entry: not the metadata host
+    with pytest.raises(TargetRefused, match="cloud metadata endpoint"):  # a name entry never does
+        parse_policy(["metadata.internal"]).check(
+            "metadata.internal", [ipaddress.ip_address("169.254.169.254")]
+        )
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "bad host!", "*.", "-leading.example"])
