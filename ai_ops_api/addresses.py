@@ -145,15 +145,15 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.I
         found.append(("NAT64", number & 0xFFFFFFFF))
     elif address in _NAT64_LOCAL:
         # RFC 6052: where the IPv4 address sits depends on the prefix length the operator chose (48 to 96
-        # bits; bits 64-71 stay zero), so every position is judged. A position holding 0.0.0.0 is one not
-        # in use (unless all are).
+        # bits; bits 64-71 stay zero), so every position is judged. A position holding 0.x.x.x is one not in
+        # use (the zero bits of another layout), unless every position does.
         positions = [
             ((number >> 64) & 0xFFFF) << 16 | (number >> 40) & 0xFFFF,
             ((number >> 64) & 0xFF) << 24 | (number >> 32) & 0xFFFFFF,
             (number >> 24) & 0xFFFFFFFF,
             number & 0xFFFFFFFF,
         ]
-        used = [value for value in dict.fromkeys(positions) if value] or [0]
+        used = [value for value in dict.fromkeys(positions) if value >= 1 << 24] or [positions[-1]]
         found.extend(("NAT64", value) for value in used)
     elif address.sixtofour is not None:
         found.append(("6to4", int(address.sixtofour)))
