@@ -160,37 +160,64 @@ DNS_ZONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def dns_responder() -> Iterator[int]:
-    """A tiny authoritative UDP DNS server for the `test.` zone above, on 127.0.0.1."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
+# A zone maps (name, type) to records. A tuple of record lists answers them in turn, one per query, the
+# last one from then on: a rebinding name (allowed first, something else afterwards).
+DnsZone = dict[tuple[str, str], list[str] | tuple[list[str], ...]]
 
-    def serve() -> None:
-        while not stop.is_set():
+
+class DnsResponder:
+    """A tiny authoritative UDP DNS server for a zone, logging every question it gets."""
+
+    def __init__(self, zone: DnsZone, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.zone = zone
+        self.queries: list[tuple[str, str]] = []
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, port))
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DnsResponder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    def _records(self, name: str, rdtype: str) -> list[str] | None:
+        records = self.zone.get((name, rdtype))
+        if isinstance(records, tuple):
+            asked_before = self.queries.count((name, rdtype)) - 1
+            return records[min(asked_before, len(records) - 1)]
+        return records
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
             try:
-                wire, client = sock.recvfrom(4096)
+                wire, client = self._sock.recvfrom(4096)
             except TimeoutError:
                 continue
             query = dns.message.from_wire(wire)
             response = dns.message.make_response(query)
             question = query.question[0]
             name, rdtype = question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
-            records = DNS_ZONE.get((name, rdtype))
+            self.queries.append((name, rdtype))
+            records = self._records(name, rdtype)
             if records:
                 response.answer.append(dns.rrset.from_text(name, 300, "IN", rdtype, *records))
-            elif not any(zone_name == name for zone_name, _ in DNS_ZONE):
+            elif not any(zone_name == name for zone_name, _ in self.zone):
                 response.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(response.to_wire(), client)
+            self._sock.sendto(response.to_wire(), client)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join()
-    sock.close()
+
+@pytest.fixture(scope="module")
+def dns_responder() -> Iterator[int]:
+    """The responder for the `test.` zone above, on 127.0.0.1; its port."""
+    with DnsResponder(DNS_ZONE) as responder:
+        yield responder.port
 
 
 @pytest.fixture(scope="module")
