@@ -73,8 +73,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}: {text}") from None
         except AddressRefused as error:
             raise ConnectRefused(error.reason) from error
-        # Any other exception of the resolver (a caller's own refusal) passes through httpcore and httpx
-        # unchanged, for the caller to catch.
+        # Any other exception of the resolver (a caller's own refusal; not an OSError, which means the
+        # name could not be resolved) passes through httpcore and httpx unchanged, for the caller.
         if not addresses:
             raise httpcore.ConnectError(f"{host} has no address to connect to")
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
