@@ -246,7 +246,7 @@ async def test_resolve_and_check_refuses_any_refused_answer(lookups: dict[str, A
         "a cloud metadata endpoint (AWS, GCP, Azure, DigitalOcean, OpenStack, Oracle, Hetzner)"
     )
     lookups["answers"]["self.test"] = [["127.0.0.1"]]
-    with pytest.raises(AddressRefused, match="self.test resolves to 127.0.0.1, a loopback"):
+    with pytest.raises(AddressRefused, match=r"self\.test resolves to 127\.0\.0\.1, a loopback"):
         await resolve_and_check("self.test", 80)
     assert await resolve_and_check("self.test", 80, allow_loopback=True) == [
         ipaddress.ip_address("127.0.0.1")
@@ -254,9 +254,9 @@ async def test_resolve_and_check_refuses_any_refused_answer(lookups: dict[str, A
 
 
 async def test_resolve_and_check_never_looks_up_literals_or_metadata_names(lookups: dict[str, Any]) -> None:
-    with pytest.raises(AddressRefused, match="2852039166 is 169.254.169.254"):
+    with pytest.raises(AddressRefused, match=r"2852039166 is 169\.254\.169\.254"):
         await resolve_and_check("2852039166", 80)
-    with pytest.raises(AddressRefused, match="metadata.google.internal is a cloud metadata endpoint"):
+    with pytest.raises(AddressRefused, match=r"metadata\.google\.internal is a cloud metadata endpoint"):
         await resolve_and_check("metadata.google.internal", 80)
     assert await resolve_and_check("0x0a000007", 80) == [ipaddress.ip_address("10.0.0.7")]
     assert lookups["calls"] == []
