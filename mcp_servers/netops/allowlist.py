@@ -1,10 +1,15 @@
 """Which targets the netops server may connect to (pure logic, no I/O).
 
-Entries are host names (`db.example.com`), wildcard domains (`*.example.com`, subdomains only), IP
-addresses and CIDR blocks. A target is allowed when its name matches a name entry, or when every address
-it resolves to lies in an address entry. With no entries every target is allowed except link-local
-addresses: those hold cloud metadata endpoints (169.254.169.254) that hand out credentials, so they need
-an explicit entry.
+Every target first passes the shared address policy (ai_ops_api.addresses): link-local, cloud metadata
+(169.254.169.254, fd00:ec2::254, 100.100.100.200, ...), unspecified, multicast and broadcast addresses, in
+any literal form and behind IPv4-mapped, NAT64, 6to4 or Teredo IPv6, are refused. Loopback is allowed:
+it is this pod. An address entry that names only refused addresses (`169.254.169.254`,
+`169.254.0.0/16`) is the one deliberate exception; a wide entry (`0.0.0.0/0`) or a name entry is not.
+
+Allowlist entries are host names (`db.example.com`), wildcard domains (`*.example.com`, subdomains only),
+IP addresses and CIDR blocks. A target is allowed when its name matches a name entry, or when every
+address it resolves to lies in an address entry. With no entries every target the policy accepts is
+allowed.
 """
 
 from __future__ import annotations
@@ -14,8 +19,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ai_ops_api.addresses import (
+    AddressRefused,
+    IPAddress,
+    IPNetwork,
+    check_addresses,
+    parse_ip_literal,
+    refused_network,
+)
+
+# The netops pod's own loopback holds nothing but this server; checking it is harmless and useful.
+ALLOW_LOOPBACK = True
 
 ALLOW_ENV_VAR = "AI_OPS_NETOPS_ALLOW"
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
@@ -26,7 +40,8 @@ class TargetRefused(Exception):
 
 
 def parse_ip(text: str) -> IPAddress | None:
-    """`text` as an IP address (brackets around IPv6 accepted), or None when it is a name."""
+    """`text` as an IP address in standard notation (brackets around IPv6 accepted), or None. For
+    allowlist entries and nameservers; targets accept every literal form (parse_ip_literal)."""
     try:
         return ipaddress.ip_address(text.strip("[]"))
     except ValueError:
@@ -61,18 +76,32 @@ class TargetPolicy:
     def address_allowed(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
 
+    def permits(self, address: IPAddress) -> bool:
+        """Whether an address entry lists `address` deliberately although the policy refuses it: the
+        entry covers it and holds refused addresses only."""
+        return any(
+            address.version == network.version
+            and address in network
+            and refused_network(network, ALLOW_LOOPBACK) is not None
+            for network in self.networks
+        )
+
     def check(self, host: str, addresses: Sequence[IPAddress]) -> None:
-        """Raise TargetRefused unless connecting to `host` at `addresses` is allowed."""
-        literal = parse_ip(host)
+        """Raise TargetRefused unless connecting to `host` at `addresses` is allowed (policy, then list)."""
+        literal = parse_ip_literal(host)
         candidates = [literal] if literal is not None else list(addresses)
+        try:
+            check_addresses(host, candidates, allow_loopback=ALLOW_LOOPBACK, permit=self.permits)
+        except AddressRefused as error:
+            raise refused_by_policy(error) from None
+        self.check_allowlist(host, candidates)
+
+    def check_allowlist(self, host: str, addresses: Sequence[IPAddress]) -> None:
+        """Raise TargetRefused when the allowlist has entries and none allows `host` at `addresses`."""
         if not self.restricted:
-            link_local = [str(a) for a in candidates if a.is_link_local]
-            if link_local:
-                raise TargetRefused(
-                    f"target {host} ({', '.join(link_local)}) is link-local (cloud metadata endpoints live "
-                    f"there); add it to the netops allowlist ({ALLOW_ENV_VAR} or --allow) to check it"
-                )
             return
+        literal = parse_ip_literal(host)
+        candidates = [literal] if literal is not None else list(addresses)
         if literal is None and self.name_allowed(host):
             return
         if candidates and all(self.address_allowed(a) for a in candidates):
@@ -85,6 +114,13 @@ class TargetPolicy:
     def describe(self) -> str:
         shown = ", ".join(self.entries[:20])
         return shown + (f" and {len(self.entries) - 20} more" if len(self.entries) > 20 else "")
+
+
+def refused_by_policy(error: AddressRefused) -> TargetRefused:
+    return TargetRefused(
+        f"target refused: {error.reason}; only an allowlist entry naming exactly such addresses "
+        f"({ALLOW_ENV_VAR} or --allow) lets netops check it"
+    )
 
 
 def split_entries(values: Iterable[str]) -> list[str]:

@@ -1,4 +1,6 @@
-"""TCP, HTTP(S) and TLS checks: each resolves its target, applies the allowlist, and runs under a deadline.
+"""TCP, HTTP(S) and TLS checks: each resolves its target once, applies the address policy and the allowlist
+to the addresses found, connects to those addresses only, and runs under a deadline. http_check does the
+same for every connection (redirect hops included) through the guarded transport.
 
 Network outcomes (refused, timed out, certificate rejected) are results with `ok: false` and an `error`
 text, because they answer the question asked ("is it up?"). Allowlist refusals and unusable arguments
@@ -8,7 +10,6 @@ raise (TargetRefused, InvalidArgument) and become tool errors.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Iterable, Sequence
@@ -20,8 +21,10 @@ from urllib.parse import urljoin, urlsplit
 import anyio
 import httpx
 
+from ai_ops_api.addresses import AddressRefused, IPAddress, resolve_and_check
+from ai_ops_common.guarded_transport import GuardedTransport
 from mcp_servers.common import InvalidArgument
-from mcp_servers.netops.allowlist import IPAddress, TargetPolicy, TargetRefused, parse_ip
+from mcp_servers.netops.allowlist import ALLOW_LOOPBACK, TargetPolicy, TargetRefused, refused_by_policy
 from mcp_servers.netops.certificates import describe_certificate
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -80,41 +83,31 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
-async def resolve(host: str, port: int, timeout: float) -> list[IPAddress]:
-    """Addresses of `host` (itself when it is an IP), in resolver order, without duplicates."""
-    literal = parse_ip(host)
-    if literal is not None:
-        return [literal]
-    loop = asyncio.get_running_loop()
-    try:
-        with anyio.fail_after(timeout):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except TimeoutError:
-        raise ResolutionFailed(f"resolving {host} took longer than {timeout:g}s") from None
-    except OSError as error:
-        raise ResolutionFailed(f"cannot resolve {host}: {error_text(error)}") from None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        address = parse_ip(str(info[4][0]))
-        if address is not None and address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
 async def admit(policy: TargetPolicy, host: str, port: int, timeout: float) -> list[IPAddress]:
-    """Resolve and apply the allowlist. A name that an entry allows by name may stay unresolved here."""
+    """Resolve `host` once and apply the address policy and the allowlist to what it resolved to: the
+    addresses returned are the ones to connect to (never the name again, so no rebinding window)."""
     if not host:
         raise InvalidArgument("a host is required")
     if not 0 < port < 65536:
         raise InvalidArgument(f"port {port} is out of range 1-65535")
     try:
-        addresses = await resolve(host, port, timeout)
-    except ResolutionFailed:
-        if policy.restricted and not policy.name_allowed(host):
-            raise TargetRefused(f"target {host} cannot be resolved and is not allowed by name") from None
-        raise
-    policy.check(host, addresses)
-    return addresses
+        with anyio.fail_after(timeout):
+            return await resolve_and_check(
+                host,
+                port,
+                allow_loopback=ALLOW_LOOPBACK,
+                permit=policy.permits,
+                extra_check=policy.check_allowlist,
+            )
+    except AddressRefused as error:
+        raise refused_by_policy(error) from None
+    except TimeoutError:
+        failure = ResolutionFailed(f"resolving {host} took longer than {timeout:g}s")
+    except OSError as error:
+        failure = ResolutionFailed(f"cannot resolve {host}: {error_text(error)}")
+    if policy.restricted and not policy.name_allowed(host):
+        raise TargetRefused(f"target {host} cannot be resolved and is not allowed by name")
+    raise failure
 
 
 async def tcp_check(policy: TargetPolicy, host: str, port: int, timeout: float) -> dict[str, Any]:
@@ -210,16 +203,18 @@ async def http_check(
     result: dict[str, Any] = {"url": url, "method": method}
     start = time.perf_counter()
     current = url
-    # Redirects are followed here, not by httpx, so that every hop passes the allowlist.
-    async with httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False) as client:
+
+    async def resolve_target(host: str, port: int) -> list[IPAddress]:
+        return await admit(policy, host, port, timeout)
+
+    # Every connection, redirect hops included, goes to addresses `admit` returned (one lookup, checked).
+    # Redirects are followed here, not by httpx, to report each hop.
+    transport = GuardedTransport(resolve_target, verify=verify)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False) as client:
         try:
             with anyio.fail_after(timeout):
                 while True:
-                    _, host, port = _split_url(current)
-                    try:
-                        await admit(policy, host, port, timeout)
-                    except ResolutionFailed as error:
-                        return {**result, "ok": False, "error": str(error), "redirects": hops}
+                    _split_url(current)
                     hop_start = time.perf_counter()
                     request = client.build_request(method, current, headers={"user-agent": "ai-ops-netops/1"})
                     response = await client.send(request, stream=True)
@@ -248,6 +243,8 @@ async def http_check(
                     current = next_url
         except TimeoutError:
             return {**result, "ok": False, "error": f"timed out after {timeout:g}s", "redirects": hops}
+        except ResolutionFailed as error:
+            return {**result, "ok": False, "error": str(error), "redirects": hops}
         except httpx.HTTPError as error:
             return {
                 **result,

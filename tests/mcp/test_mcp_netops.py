@@ -160,37 +160,64 @@ DNS_ZONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def dns_responder() -> Iterator[int]:
-    """A tiny authoritative UDP DNS server for the `test.` zone above, on 127.0.0.1."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
+# A zone maps (name, type) to records. A tuple of record lists answers them in turn, one per query, the
+# last one from then on: a rebinding name (allowed first, something else afterwards).
+DnsZone = dict[tuple[str, str], list[str] | tuple[list[str], ...]]
 
-    def serve() -> None:
-        while not stop.is_set():
+
+class DnsResponder:
+    """A tiny authoritative UDP DNS server for a zone, logging every question it gets."""
+
+    def __init__(self, zone: DnsZone, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.zone = zone
+        self.queries: list[tuple[str, str]] = []
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, port))
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DnsResponder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    def _records(self, name: str, rdtype: str) -> list[str] | None:
+        records = self.zone.get((name, rdtype))
+        if isinstance(records, tuple):
+            asked_before = self.queries.count((name, rdtype)) - 1
+            return records[min(asked_before, len(records) - 1)]
+        return records
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
             try:
-                wire, client = sock.recvfrom(4096)
+                wire, client = self._sock.recvfrom(4096)
             except TimeoutError:
                 continue
             query = dns.message.from_wire(wire)
             response = dns.message.make_response(query)
             question = query.question[0]
             name, rdtype = question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
-            records = DNS_ZONE.get((name, rdtype))
+            self.queries.append((name, rdtype))
+            records = self._records(name, rdtype)
             if records:
                 response.answer.append(dns.rrset.from_text(name, 300, "IN", rdtype, *records))
-            elif not any(zone_name == name for zone_name, _ in DNS_ZONE):
+            elif not any(zone_name == name for zone_name, _ in self.zone):
                 response.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(response.to_wire(), client)
+            self._sock.sendto(response.to_wire(), client)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join()
-    sock.close()
+
+@pytest.fixture(scope="module")
+def dns_responder() -> Iterator[int]:
+    """The responder for the `test.` zone above, on 127.0.0.1; its port."""
+    with DnsResponder(DNS_ZONE) as responder:
+        yield responder.port
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +249,32 @@ def test_allowlist_matches_names_wildcards_and_networks() -> None:
         policy.check("192.0.2.2", [])
 
 
-def test_open_policy_refuses_only_link_local_metadata_addresses() -> None:
+def test_open_policy_refuses_what_the_address_policy_refuses_and_allows_the_rest() -> None:
     open_policy = parse_policy([])
     open_policy.check("anything.example", [ipaddress.ip_address("203.0.113.5")])
-    with pytest.raises(TargetRefused, match="link-local"):
+    open_policy.check("10.0.0.7", [])  # private in-cluster addresses are ordinary targets
+    open_policy.check("127.0.0.1", [])  # loopback is the netops pod itself
+    with pytest.raises(TargetRefused, match=r"169\.254\.169\.254 is a cloud metadata endpoint"):
         open_policy.check("169.254.169.254", [])
-    with pytest.raises(TargetRefused, match="link-local"):
+    with pytest.raises(TargetRefused, match=r"metadata\.internal resolves to 169\.254\.169\.254"):
         open_policy.check("metadata.internal", [ipaddress.ip_address("169.254.169.254")])
-    parse_policy(["169.254.169.254"]).check("169.254.169.254", [])  # an explicit entry allows it
+    with pytest.raises(TargetRefused, match="link-local"):
+        open_policy.check("169.254.10.10", [])
+    with pytest.raises(TargetRefused, match=r"IPv4-mapped IPv6 for 169\.254\.169\.254"):
+        open_policy.check("::ffff:169.254.169.254", [])
+
+
+def test_only_an_entry_naming_refused_addresses_exactly_lets_them_through() -> None:
+    parse_policy(["169.254.169.254"]).check("169.254.169.254", [])
+    parse_policy(["169.254.0.0/16"]).check("metadata.internal", [ipaddress.ip_address("169.254.169.254")])
+    with pytest.raises(TargetRefused, match="cloud metadata endpoint"):
+        parse_policy(["0.0.0.0/0"]).check("169.254.169.254", [])
+    with pytest.raises(TargetRefused, match="Alibaba"):
+        parse_policy(["100.64.0.0/10"]).check("100.100.100.200", [])  # CGNAT entry: not the metadata host
+    with pytest.raises(TargetRefused, match="cloud metadata endpoint"):  # a name entry never does
+        parse_policy(["metadata.internal"]).check(
+            "metadata.internal", [ipaddress.ip_address("169.254.169.254")]
+        )
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "bad host!", "*.", "-leading.example"])
