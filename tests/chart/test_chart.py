@@ -25,6 +25,7 @@ from tests.support.chart_render import (
     NAMESPACE,
     NON_BUILTIN_GROUPS,
     RELEASE,
+    ROOT,
     Rendered,
     container_env,
     env_value,
@@ -341,6 +342,44 @@ def test_kubernetes_mcp_server_is_read_only_and_never_sees_secrets(renders: dict
         assert "secrets" not in rule["resources"], rule
     assert _grants(role, "pods/log", "get") and _grants(role, "events", "list")
     assert _grants(role, "deployments", "list", "apps")
+
+
+def _mcp_kubernetes_grants(rendered: Rendered) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) granted to the kubernetes MCP server by its ClusterRole or Roles."""
+    grants = set()
+    for role in _roles(rendered):
+        if role["metadata"]["name"] == f"{RELEASE}-mcp-kubernetes":
+            for rule in role["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        grants |= {(group, resource, verb) for verb in rule["verbs"]}
+    return grants
+
+
+def test_kubernetes_mcp_server_may_only_get_and_list(renders: dict[str, Rendered]):
+    # Its tools make single get and list calls; a watch grant would be unused privilege.
+    for value_set in ("defaults", "namespace-scope"):
+        grants = _mcp_kubernetes_grants(renders[value_set])
+        assert grants, value_set
+        assert {verb for _, _, verb in grants} == {"get", "list"}, value_set
+
+
+def test_docs_state_the_kubernetes_mcp_server_rbac_the_chart_grants(renders: dict[str, Rendered]):
+    mcp_doc = (ROOT / "docs" / "mcp-servers.md").read_text()
+    security = mcp_doc.split("\n## kubernetes\n", 1)[1].split("\n## ", 1)[0].split("### Security", 1)[1]
+    documented = set()
+    for line in security.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            group = cells[0].strip("`").strip('"')
+            resources = re.findall(r"`([^`]+)`", cells[1])
+            verbs = re.findall(r"`([^`]+)`", cells[2])
+            documented |= {(group, r, v) for r in resources for v in verbs}
+    assert documented == _mcp_kubernetes_grants(renders["defaults"])
+    helm_doc = " ".join((ROOT / "docs" / "helm.md").read_text().split())
+    sentence = re.search(r"The kubernetes server may (.+?) pods,", helm_doc)
+    assert sentence, "docs/helm.md no longer says what the kubernetes server may do"
+    assert set(re.findall(r"`(\w+)`", sentence.group(1))) == {"get", "list"}
 
 
 def test_aggregated_cluster_roles(renders: dict[str, Rendered]):
