@@ -2,7 +2,8 @@
 
 Every answer is JSON text (logs: plain text) capped at `max_response_bytes`; API failures and bad
 arguments are ToolErrors with a clear sentence. Secret data never reaches a response: Secrets are
-listed through `secret_summary` only and every returned object passes `clean_object`.
+listed through `secret_summary` only, every returned object passes `clean_object`, and summaries,
+events and logs pass `scrub` / `redact_text` (credentials by their shape or the name before them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mcp_servers.common import (
     to_json,
 )
 from mcp_servers.kubernetes.cluster import Cluster, KubernetesError
-from mcp_servers.kubernetes.redaction import clean_object, secret_summary
+from mcp_servers.kubernetes.redaction import clean_object, redact_text, scrub, secret_summary
 from mcp_servers.kubernetes.resources import (
     EVENT,
     NAMESPACE,
@@ -93,6 +94,17 @@ def _list_envelope(kind: str, namespace: str | None, count: int, more_on_server:
     return envelope
 
 
+def _redacted_log(text: str, limit: int) -> str:
+    """The newest part of a log that fits, redacted. Capped first: redacting megabytes the answer drops
+    anyway would take seconds. A cut line is dropped whole, since half a credential matches no pattern."""
+    hint = "lower tail_lines"
+    kept = cap_text_keep_end(text, limit, hint)
+    if kept != text:
+        note, _, tail = kept.partition("\n")
+        kept = note + "\n" + tail.partition("\n")[2]
+    return cap_text_keep_end(redact_text(kept), limit, hint)
+
+
 def build_server(
     cluster: Cluster, settings: KubernetesSettings, *, host: str = "127.0.0.1", path: str = "/mcp"
 ) -> FastMCP:
@@ -118,7 +130,7 @@ def build_server(
     async def list_namespaces() -> str:
         """List the cluster's namespaces with their phase and age."""
         result = await cluster.list(NAMESPACE)
-        rows = [ROW_BUILDERS["namespaces"](item, now()) for item in result.items]
+        rows = [scrub(ROW_BUILDERS["namespaces"](item, now())) for item in result.items]
         return fit_items(
             _list_envelope("namespaces", None, len(rows), result.more_on_server), "items", rows, limit
         )
@@ -144,7 +156,7 @@ def build_server(
             if labels_match((item.get("metadata") or {}).get("labels"), requirements)
             and (not name_contains or name_contains in str((item.get("metadata") or {}).get("name", "")))
         ]
-        rows = [ROW_BUILDERS[kind](item, now()) for item in items]
+        rows = [scrub(ROW_BUILDERS[kind](item, now())) for item in items]
         envelope = _list_envelope(
             kind, namespace if resource.namespaced else None, len(rows), result.more_on_server
         )
@@ -193,7 +205,7 @@ def build_server(
             for event in result.items
             if involves(event, involved_kind, involved_name) and (not type or event.get("type") == type)
         ]
-        rows = [event_row(event, now()) for event in newest_first(events)[:limit_events]]
+        rows = [scrub(event_row(event, now())) for event in newest_first(events)[:limit_events]]
         envelope = _list_envelope("events", namespace, len(rows), result.more_on_server)
         return fit_items(envelope, "items", rows, limit, "filter by involved object or type=Warning")
 
@@ -222,7 +234,7 @@ def build_server(
             previous=previous,
             limit_bytes=LOG_READ_LIMIT_BYTES,
         )
-        return cap_text_keep_end(text or "(no log lines)", limit, "lower tail_lines")
+        return _redacted_log(text or "(no log lines)", limit)
 
     @server.tool(annotations=read_only, structured_output=False)
     @_tool_errors
@@ -254,7 +266,7 @@ def build_server(
             description = describe_workload_state(resource.kind, obj, pods, events, now())
         if notes:
             description["notes"] = notes
-        return cap_text(to_json(description), limit, "use list_events or get_resource for details")
+        return cap_text(to_json(scrub(description)), limit, "use list_events or get_resource for details")
 
     async def _warning_events(
         namespace: str, notes: list[str], wanted: set[tuple[str, Any]], replicaset_prefix: str | None = None

@@ -25,6 +25,7 @@ from tests.support.chart_render import (
     NAMESPACE,
     NON_BUILTIN_GROUPS,
     RELEASE,
+    ROOT,
     Rendered,
     container_env,
     env_value,
@@ -343,6 +344,44 @@ def test_kubernetes_mcp_server_is_read_only_and_never_sees_secrets(renders: dict
     assert _grants(role, "deployments", "list", "apps")
 
 
+def _mcp_kubernetes_grants(rendered: Rendered) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) granted to the kubernetes MCP server by its ClusterRole or Roles."""
+    grants = set()
+    for role in _roles(rendered):
+        if role["metadata"]["name"] == f"{RELEASE}-mcp-kubernetes":
+            for rule in role["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        grants |= {(group, resource, verb) for verb in rule["verbs"]}
+    return grants
+
+
+def test_kubernetes_mcp_server_may_only_get_and_list(renders: dict[str, Rendered]):
+    # Its tools make single get and list calls; a watch grant would be unused privilege.
+    for value_set in ("defaults", "namespace-scope"):
+        grants = _mcp_kubernetes_grants(renders[value_set])
+        assert grants, value_set
+        assert {verb for _, _, verb in grants} == {"get", "list"}, value_set
+
+
+def test_docs_state_the_kubernetes_mcp_server_rbac_the_chart_grants(renders: dict[str, Rendered]):
+    mcp_doc = (ROOT / "docs" / "mcp-servers.md").read_text()
+    security = mcp_doc.split("\n## kubernetes\n", 1)[1].split("\n## ", 1)[0].split("### Security", 1)[1]
+    documented = set()
+    for line in security.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            group = cells[0].strip("`").strip('"')
+            resources = re.findall(r"`([^`]+)`", cells[1])
+            verbs = re.findall(r"`([^`]+)`", cells[2])
+            documented |= {(group, r, v) for r in resources for v in verbs}
+    assert documented == _mcp_kubernetes_grants(renders["defaults"])
+    helm_doc = " ".join((ROOT / "docs" / "helm.md").read_text().split())
+    sentence = re.search(r"The kubernetes server may (.+?) pods,", helm_doc)
+    assert sentence, "docs/helm.md no longer says what the kubernetes server may do"
+    assert set(re.findall(r"`(\w+)`", sentence.group(1))) == {"get", "list"}
+
+
 def test_aggregated_cluster_roles(renders: dict[str, Rendered]):
     rendered = renders["defaults"]
     view = rendered.get("ClusterRole", "ai-ops-view")
@@ -448,7 +487,52 @@ def test_bundled_redis_password_reaches_the_url_by_reference(renders: dict[str, 
     # The chat restarts when the password changes (env vars are read once); not for the agent ConfigMap.
     annotations = rendered.get("Deployment", f"{RELEASE}-chat")["spec"]["template"]["metadata"]["annotations"]
     assert set(annotations) == {"checksum/redis-secret"}
+
+
+def _redis_option(args: list[str], option: str) -> str | None:
+    """The value after `option` in redis-server's arguments (the last one wins, as in redis-server)."""
+    values = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == option]
+    return values[-1] if values else None
+
+
+def test_default_redis_keeps_conversations_in_an_append_only_file_on_a_volume(
+    chart: helm.Chart, renders: dict[str, Rendered]
+):
+    redis = renders["defaults"].get("StatefulSet", f"{RELEASE}-redis")
+    pod = redis["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert _redis_option(args, "--appendonly") == "yes"
+    assert _redis_option(args, "--appendfsync") == "everysec"
+    assert _redis_option(args, "--dir") == "/data"
+    assert _redis_option(args, "--save") == ""  # the AOF is the persistence, no RDB snapshots beside it
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default StorageClass
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert "data" not in {volume["name"] for volume in pod["volumes"]}  # the claim, not a pod volume
+    # The image's user (999) can write the volume.
+    assert pod["securityContext"]["fsGroup"] == 999 == container["securityContext"].get("runAsUser", 999)
+    # Turned off: an emptyDir, no claim, nothing written to disk.
+    rendered = render(chart, {"redis": {"persistence": {"enabled": False}}})
+    redis = rendered.get("StatefulSet", f"{RELEASE}-redis")
+    pod = redis["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
     assert "volumeClaimTemplates" not in redis["spec"]
+    assert rendered.of_kind("PersistentVolumeClaim") == []
+    (data,) = [volume for volume in pod["volumes"] if volume["name"] == "data"]
+    assert "emptyDir" in data
+    assert _redis_option(args, "--appendonly") == "no" and _redis_option(args, "--save") == ""
+    assert "--appendfsync" not in args
+
+
+def test_redis_volume_size_and_storage_class_are_values(chart: helm.Chart):
+    rendered = render(chart, {"redis": {"persistence": {"size": "5Gi", "storageClass": "fast-ssd"}}})
+    (claim,) = rendered.get("StatefulSet", f"{RELEASE}-redis")["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
 
 
 def test_external_redis(renders: dict[str, Rendered]):
@@ -601,6 +685,8 @@ def test_network_policies(renders: dict[str, Rendered]):
         ({"chat": {"replica": 2}}, "replica"),  # typo'd key
         ({"chatt": {}}, "chatt"),  # typo'd top-level key
         ({"redis": {"persistence": {"enabeld": True}}}, "enabeld"),
+        ({"redis": {"persistence": {"size": "0Gi"}}}, "size"),
+        ({"redis": {"persistence": {"storageClass": "Fast_SSD"}}}, "storageClass"),
         ({"chat": {"replicas": "two"}}, "replicas"),  # wrong type
         ({"rbac": {"scope": "global"}}, "scope"),  # not in the enum
         ({"operator": {"metricsPort": 70000}}, "metricsPort"),  # out of range

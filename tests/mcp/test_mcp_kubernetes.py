@@ -17,7 +17,14 @@ import pytest
 from mcp_servers.common import InvalidArgument
 from mcp_servers.kubernetes.cluster import connect
 from mcp_servers.kubernetes.errors import ApiCall, api_error_message
-from mcp_servers.kubernetes.redaction import clean_object, redact_env_var, secret_summary
+from mcp_servers.kubernetes.redaction import (
+    clean_object,
+    is_secret_name,
+    redact_command,
+    redact_env_var,
+    redact_text,
+    secret_summary,
+)
 from mcp_servers.kubernetes.selectors import (
     labels_match,
     parse_label_selector,
@@ -264,6 +271,114 @@ def test_clean_object_drops_noise_and_redacts_templates() -> None:
         }
     )
     assert summary == {"name": "s", "namespace": "n", "type": "Opaque", "created": None}
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("DB_PASS", True),
+        ("MYSQL_PWD", True),
+        ("OPENAI_KEY", True),
+        ("api_key", True),
+        ("apiKey", True),
+        ("X-Api-Key", True),
+        ("AUTH", True),
+        ("BEARER", True),
+        ("Authorization", True),
+        ("SESSION_SECRET", True),
+        ("COOKIE", True),
+        ("SENTRY_DSN", True),
+        ("AZURE_STORAGE_CONNECTION_STRING", True),
+        ("SSH_PRIVATE_KEY", True),
+        ("HFTOKEN", True),
+        ("DBPASSWORD", True),
+        ("requirepass", True),
+        # "key" must be a word of its own, and a key's id, a public key or a prefix are no credentials.
+        ("KEYCLOAK_URL", False),
+        ("MONKEY", False),
+        ("PUBLIC_KEY", False),
+        ("REDIS_KEY_PREFIX", False),
+        # Names that describe a credential without holding it.
+        ("DB_PASSWORD_FILE", False),
+        ("AUTH_ENABLED", False),
+        ("TOKEN_URL", False),
+        ("MAX_TOKENS", False),
+        ("TOKENIZER_PATH", False),
+        ("BYPASS_CACHE", False),
+        ("PWD", False),
+        ("DATABASE_URL", False),  # redacted by its value instead: the URL stays, its password goes
+        ("LOG_LEVEL", False),
+    ],
+)
+def test_secret_like_names(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("postgres://app:pw@db:5432/shop", "postgres://app:<redacted>@db:5432/shop"),
+        ("redis://:Sec@ret@cache:6379/0", "redis://:<redacted>@cache:6379/0"),
+        ("Authorization: Bearer abc.DEF.123xyz", "Authorization: Bearer <redacted: bearer credential>"),
+        ("use eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0. now", "use <redacted: JWT> now"),
+        ("key sk-Ab3dEf6hIj9kLm2nOp5qRs8t", "key <redacted: API key>"),
+        ("ghp_0123456789abcdefghijABCDEFGHIJ0123", "<redacted: GitHub token>"),
+        ("xoxp-123-456-abcdefABCDEF", "<redacted: Slack token>"),
+        ("id AKIAIOSFODNN7EXAMPLE", "id <redacted: AWS access key>"),
+        ("-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----", "<redacted: private key>"),
+        (
+            "host=db password=pw1 dbname=shop",
+            "host=db password=<redacted: the name suggests a credential> dbname=shop",
+        ),
+        ('{"client_secret": "x"}', '{"client_secret": "<redacted: the name suggests a credential>"}'),
+        ("token: Zx9Qw8Er7Ty6", "token: <redacted: the name suggests a credential>"),
+    ],
+)
+def test_credentials_are_found_by_their_value(text: str, redacted: str) -> None:
+    assert redact_text(text) == redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ERROR: cannot connect to postgres: password authentication failed",
+        "token: expired",
+        "Basic authentication required",
+        "https://sso.shop:8443/realms/ops",
+        "pod sk-learn-worker-7d9f8b6c5d-x2x4z is running",  # a lowercase object name, not a key
+        "redis://:$(AI_OPS_REDIS_PASSWORD)@redis:6379/0",  # a reference, not a password
+        "secret db-credentials not found",
+    ],
+)
+def test_text_without_credentials_is_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_command_lines_lose_their_credentials_not_their_shape() -> None:
+    hidden = "<redacted: the name suggests a credential>"
+    assert redact_command(["app", "--token", "t1", "--password=p1", "--port", "8080"]) == [
+        "app",
+        "--token",
+        hidden,
+        f"--password={hidden}",
+        "--port",
+        "8080",
+    ]
+    assert redact_command(["mysql", "-uroot", "-pp2", "shop"]) == ["mysql", "-uroot", f"-p{hidden}", "shop"]
+    # -p is a port for psql and redis-cli; redis-cli's password is -a.
+    assert redact_command(["psql", "-p", "5432"]) == ["psql", "-p", "5432"]
+    assert redact_command(["redis-cli", "-p", "6379", "-a", "p3"]) == [
+        "redis-cli",
+        "-p",
+        "6379",
+        "-a",
+        hidden,
+    ]
+    assert redact_command(["sh", "-c", "export DB_PASS=p4; mysql -pp5 && curl -u ops:p6 https://x"]) == [
+        "sh",
+        "-c",
+        f"export DB_PASS={hidden}; mysql -p{hidden} && curl -u ops:<redacted> https://x",
+    ]
 
 
 def test_pod_status_column() -> None:
@@ -651,6 +766,33 @@ async def test_secret_data_never_leaves_the_server(kube_mcp: ThreadedMcpServer) 
             "created": secrets["items"][0]["created"],
         }
     ]
+
+
+async def test_credentials_in_a_spec_and_a_log_are_redacted_by_the_server(
+    kube_mcp: ThreadedMcpServer, k8s_emulator: Any
+) -> None:
+    pod = healthy_pod(datetime.now(UTC))
+    pod["metadata"].update(name="worker-0", annotations={"example.com/api-token": "Ann0tat10nTok"})
+    pod["spec"]["containers"][0].update(
+        env=[{"name": "DATABASE_URL", "value": "postgres://app:UrlPassw0rd@db.shop:5432/orders"}],
+        args=["--listen", ":8080", "--db-password", "ArgPassw0rd"],
+    )
+    pod.pop("status")
+    k8s_emulator.create(pod)
+    log = b"connecting to postgres://app:L0gPassw0rd@db.shop/orders\npassword authentication failed\n"
+    k8s_emulator.emulator["get /api/v1/namespaces/shop/pods/worker-0/log"] << log
+    async with mcp_client(kube_mcp.url) as client:
+        got = await client.call("get_resource", kind="pods", name="worker-0", namespace="shop")
+        logs = await client.call("get_pod_logs", name="worker-0", namespace="shop")
+    for secret in ("UrlPassw0rd", "ArgPassw0rd", "Ann0tat10nTok"):
+        assert secret not in got.text
+    container = got.json()["spec"]["containers"][0]
+    assert container["env"] == [
+        {"name": "DATABASE_URL", "value": "postgres://app:<redacted>@db.shop:5432/orders"}
+    ]
+    assert container["args"][:3] == ["--listen", ":8080", "--db-password"]
+    assert "L0gPassw0rd" not in logs.text
+    assert "postgres://app:<redacted>@db.shop/orders\npassword authentication failed" in logs.text
 
 
 async def test_responses_are_capped_with_a_note(k8s_emulator: Any) -> None:
