@@ -12,7 +12,7 @@ from langchain.agents.middleware import PIIDetectionError
 from langchain.agents.middleware.model_call_limit import ModelCallLimitExceededError
 from langgraph.errors import GraphRecursionError
 
-from chat_service.engine.turns import map_exception
+from chat_service.engine import map_exception
 from chat_service.errors import ChatError, NotReady
 from chat_service.providers import ProviderUnavailable
 
