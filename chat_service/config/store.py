@@ -68,7 +68,7 @@ class ConfigStore:
         # them later, and must not bring them back.
         self._superseded: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        # True when the service started before its config existed and waits for it (see app.py).
+        # True when the service started before its config existed and waits for it (see services.py).
         self.started_empty = False
 
     # -- loading -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from the agent cache (agents.py) and runs the graph in a task of its own, so the
 and a quiet stretch sends keep-alive events. Conversations are LangGraph checkpoints, shared by every
 graph, so a reload or another replica continues them.
 
-Every failure leaves as a typed ``ChatError`` (see errors.py), with provider messages sanitized.
+Every failure leaves as a typed ``ChatError`` (mapped in errors.py), with provider messages sanitized.
 """
 
 from __future__ import annotations
