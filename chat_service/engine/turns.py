@@ -1,145 +1,51 @@
-"""The chat engine: one LangChain v1 agent per (config version, model), run for a caller's turn.
+"""The chat engine: runs a caller's turn on the agent of the config in force, plain or streamed.
 
-``create_agent`` gets the model built by the provider registry, the model's middleware chain, the MCP
-tools and a system prompt. Compiled graphs are cached per config checksum, model, tool set and API-key
-fingerprint (so a rotated key builds a new client on the next request); when the chain holds per-instance
-state the graph is built per conversation instead, so no state leaks between users. Conversations are
-LangGraph checkpoints, shared by every graph, so a reload or another replica continues them.
+A turn takes the config snapshot once (a reload does not change it mid-turn), gets its compiled agent
+from the agent cache (agents.py) and runs the graph in a task of its own, so the turn's deadline holds
+and a quiet stretch sends keep-alive events. Conversations are LangGraph checkpoints, shared by every
+graph, so a reload or another replica continues them.
 
-Every failure leaves as a typed ``ChatError`` (see errors.py), with provider messages sanitized.
+Every failure leaves as a typed ``ChatError`` (mapped in errors.py), with provider messages sanitized.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-import traceback
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
-from langchain.agents import create_agent
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    AnyMessage,
-    BaseMessage,
-    HumanMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
-from chat_service.config.store import ConfigSnapshot, ConfigStore, describe_error
+from chat_service.config.store import ConfigSnapshot, ConfigStore
 from chat_service.conversations import ConversationStore, scoped_thread_id
+from chat_service.engine.agents import AgentCache, CompiledAgent
+from chat_service.engine.errors import describe_model, map_exception
+from chat_service.engine.events import TurnCollector, TurnEvent, TurnResult, public_messages
+from chat_service.engine.status import ServiceStatus
 from chat_service.errors import (
     NO_MODEL_MESSAGE,
     ChatError,
-    ContentBlocked,
-    LimitExceeded,
     ModelNotFound,
     ModelUnavailable,
     NoModelConfigured,
     NotReady,
     ProviderError,
     RequestTimeout,
-    StepLimit,
     ThreadNotFound,
-    sanitize,
 )
 from chat_service.metrics import ChatMetrics
-from chat_service.middleware.chain import ChainBuild, MiddlewareContext, build_middleware_chain
-from chat_service.providers import ProviderUnavailable, build_chat_model
-from chat_service.secrets import SecretResolver, SecretUnavailable
+from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings
-from chat_service.tools.toolbox import MCPToolbox, Toolset
+from chat_service.tools.toolbox import MCPToolbox
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SYSTEM_PROMPT = (
-    "You are an operations assistant for a platform and network team. You help people understand and "
-    "troubleshoot their infrastructure: Kubernetes clusters, workloads, networks and the services on them. "
-    "Use the tools you have to look things up instead of guessing, and say which results your answer rests "
-    "on. Never invent resource names, states or numbers. If a tool fails or you are unsure, say so plainly "
-    "and suggest the next check. Be concise; prefer short steps and exact commands."
-)
-_GRAPH_CACHE_SIZE = 64
-_CONVERSATION_GRAPH_CACHE_SIZE = 512
-
-
-# -- results and events ------------------------------------------------------------------------------
-
-
-@dataclass
-class ToolCallRecord:
-    id: str
-    name: str
-    args: dict[str, Any]
-    output: str | None = None
-    error: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        return {"name": self.name, "args": self.args, "output": self.output, "error": self.error}
-
-
-@dataclass
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, message: AIMessage) -> None:
-        usage: dict[str, Any] = dict(message.usage_metadata or {})
-        self.input_tokens += int(usage.get("input_tokens", 0) or 0)
-        self.output_tokens += int(usage.get("output_tokens", 0) or 0)
-
-    def public(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
-
-
-@dataclass
-class TurnResult:
-    thread_id: str
-    model: str
-    reply: str = ""
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "thread_id": self.thread_id,
-            "model": self.model,
-            "reply": self.reply,
-            "tool_calls": [c.public() for c in self.tool_calls],
-            "usage": self.usage.public(),
-        }
-
-
-@dataclass(frozen=True)
-class TurnEvent:
-    """``start`` | ``token`` | ``tool_call`` | ``tool_result`` | ``done`` (data as in the SSE contract), or
-    ``ping`` (no data: a keep-alive during a quiet stretch, sent as an SSE comment)."""
-
-    kind: str
-    data: dict[str, Any]
-    result: TurnResult | None = None
-
-
-@dataclass
-class CompiledAgent:
-    graph: Any
-    chain: ChainBuild
-    toolset: Toolset
-
-    @property
-    def rewrites_output(self) -> bool:
-        """Some middleware may change the model's answer after it streamed (PII on output)."""
-        return any(getattr(m, "apply_to_output", False) for m in self.chain.middleware)
 
 
 @dataclass
@@ -151,217 +57,6 @@ class PreparedTurn:
     thread_id: str
     scoped_thread: str | None
     secret_values: list[str]
-
-
-@dataclass
-class ModelReport:
-    name: str
-    available: bool = True
-    reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-def message_text(message: BaseMessage) -> str:
-    return message.text if isinstance(message.text, str) else str(message.content)
-
-
-def _role(message: BaseMessage) -> str | None:
-    if isinstance(message, HumanMessage):
-        return "user"
-    if isinstance(message, AIMessage):
-        return "assistant"
-    if isinstance(message, ToolMessage):
-        return "tool"
-    return None
-
-
-def public_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """A thread's messages as the API shows them (system and internal messages left out)."""
-    shown: list[dict[str, Any]] = []
-    for message in messages:
-        role = _role(message)
-        if role is None:
-            continue
-        item: dict[str, Any] = {
-            "role": role,
-            "content": message_text(message),
-            "name": getattr(message, "name", None),
-        }
-        if isinstance(message, AIMessage) and message.tool_calls:
-            item["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
-        if isinstance(message, ToolMessage):
-            item["status"] = message.status
-        shown.append(item)
-    return shown
-
-
-class TurnCollector:
-    """Turns the agent's stream (``updates`` and ``messages`` modes) into API events and the TurnResult.
-
-    A message can show up again when a later node rewrites it (a PII middleware redacting the model's
-    answer keeps the message id): it updates the reply but is not counted or announced twice. With output
-    redaction (``hold_tokens``) nothing streams early: the final reply goes out as one token at the end,
-    so raw text never reaches the client.
-    """
-
-    MODEL_NODE = "model"
-
-    def __init__(self, result: TurnResult, tokens: bool, hold_tokens: bool = False):
-        self.result = result
-        self.hold = tokens and hold_tokens
-        self.tokens = tokens and not hold_tokens
-        self.model_calls = 0
-        self._pending: dict[str, ToolCallRecord] = {}
-        self._seen: set[str] = set()
-        self._streamed = False  # whether the current model step's text already went out as tokens
-
-    def finish(self) -> list[TurnEvent]:
-        return [TurnEvent("token", {"text": self.result.reply})] if self.hold and self.result.reply else []
-
-    def chunk(self, message: Any, node: str | None) -> list[TurnEvent]:
-        if self.tokens and isinstance(message, AIMessageChunk) and node == self.MODEL_NODE:
-            text = message_text(message)
-            if text:
-                self._streamed = True
-                return [TurnEvent("token", {"text": text})]
-        return []
-
-    def update(self, node: str, messages: list[Any]) -> list[TurnEvent]:
-        events: list[TurnEvent] = []
-        for message in messages:
-            seen = message.id is not None and message.id in self._seen
-            if message.id is not None:
-                self._seen.add(message.id)
-            if isinstance(message, AIMessage):
-                events += self._ai_message(node, message, seen)
-            elif isinstance(message, ToolMessage) and not seen:
-                events.append(self._tool_message(message))
-        return events
-
-    def _ai_message(self, node: str, message: AIMessage, seen: bool) -> list[TurnEvent]:
-        events: list[TurnEvent] = []
-        text = message_text(message)
-        if text or not message.tool_calls:
-            self.result.reply = text
-        if not seen:
-            if node == self.MODEL_NODE:
-                self.model_calls += 1
-            self.result.usage.add(message)
-            for call in message.tool_calls:
-                record = ToolCallRecord(call.get("id") or "", call["name"], dict(call["args"]))
-                self._pending[record.id] = record
-                self.result.tool_calls.append(record)
-                events.append(TurnEvent("tool_call", {"name": record.name, "args": record.args}))
-            # An answer that did not stream (a cache hit, a middleware's own message) goes out whole.
-            already_streamed = node == self.MODEL_NODE and self._streamed
-            if self.tokens and text and not message.tool_calls and not already_streamed:
-                events.append(TurnEvent("token", {"text": text}))
-        if node == self.MODEL_NODE:
-            self._streamed = False
-        return events
-
-    def _tool_message(self, message: ToolMessage) -> TurnEvent:
-        record = self._pending.get(message.tool_call_id) or ToolCallRecord(
-            message.tool_call_id, message.name or "", {}
-        )
-        text = message_text(message)
-        data: dict[str, Any] = {"name": record.name}
-        if message.status == "error":
-            record.error = text
-            data["error"] = text
-        else:
-            record.output = text
-            data["output"] = text
-        return TurnEvent("tool_result", data)
-
-
-def describe_model(entry: ModelEntry) -> str:
-    """``model 'main' (ollama at http://localhost:11434)``: which endpoint failed, for the error message."""
-    where = f" at {entry.provider.base_url}" if entry.provider.base_url else ""
-    return f"model {entry.name!r} ({entry.provider.type}{where})"
-
-
-# -- error mapping ----------------------------------------------------------------------------------
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-_PROVIDER_MODULES = (
-    "openai",
-    "anthropic",
-    "httpx",
-    "httpx2",
-    "httpcore",
-    "huggingface_hub",
-    "ollama",
-    "langchain_openai",
-    "langchain_anthropic",
-    "langchain_huggingface",
-)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in found and len(found) < 10:
-        found.append(current)
-        current = current.__cause__ or current.__context__
-    return found
-
-
-def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> ChatError:
-    """The ChatError a client sees for an exception raised while running a turn."""
-    exc = _unwrap(exc)
-    if isinstance(exc, ChatError):
-        return exc
-    # Provider clients wrap their errors (langchain-openai re-raises openai's): judge by the whole chain.
-    provider = next((e for e in _chain(exc) if type(e).__module__.split(".")[0] in _PROVIDER_MODULES), None)
-    if provider is not None and not isinstance(exc, TimeoutError):
-        exc = next((e for e in _chain(exc) if type(e).__module__.split(".")[0] == "openai"), provider)
-    if isinstance(exc, TimeoutError):
-        return RequestTimeout("the request timed out")
-    kind = type(exc).__name__
-    module = type(exc).__module__
-    if kind in ("ModelCallLimitExceededError", "ToolCallLimitExceededError"):
-        return LimitExceeded(str(exc))
-    if kind == "PIIDetectionError":
-        return ContentBlocked(
-            f"the message was blocked: it contains {getattr(exc, 'pii_type', 'personal data')}"
-        )
-    if kind == "GraphRecursionError":
-        return StepLimit("the agent did not finish within its step limit (too many tool calls in one turn)")
-    if module.split(".")[0] == "redis":
-        return NotReady(f"the conversation store (Redis) does not answer: {kind}")
-    if isinstance(exc, ProviderUnavailable | SecretUnavailable):
-        return ModelUnavailable(sanitize(str(exc), secret_values))
-    if kind in ("APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException"):
-        return RequestTimeout("the model provider did not answer in time")
-    if module.split(".")[0] in _PROVIDER_MODULES:
-        status = getattr(exc, "status_code", None)
-        body = getattr(exc, "body", None)
-        detail = ""
-        if isinstance(body, dict):
-            detail = str(
-                (body.get("error") or body).get("message", "")
-                if isinstance(body.get("error", body), dict)
-                else body
-            )
-        detail = detail or str(exc)
-        prefix = f"the model provider answered HTTP {status}" if status else "the model provider failed"
-        return ProviderError(f"{prefix}: {sanitize(detail, secret_values)}")
-    if kind == "ModelError" or module.startswith("langchain_core.exceptions"):
-        return ProviderError(f"the model failed: {sanitize(str(exc), secret_values)}")
-    # No exc_info: an exception message may carry a provider's echo of a key; frames are enough to debug.
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unexpected error in a turn: %s: %s\n%s", kind, sanitize(str(exc), secret_values), frames)
-    return ChatError(f"internal error ({kind}); see the service log")
-
-
-# -- the engine -------------------------------------------------------------------------------------
 
 
 class ChatEngine:
@@ -383,9 +78,8 @@ class ChatEngine:
         self.secrets = secrets
         self.toolbox = toolbox
         self.metrics = metrics
-        self._graphs: OrderedDict[tuple[Any, ...], CompiledAgent] = OrderedDict()
-        self._conversation_graphs: OrderedDict[tuple[Any, ...], CompiledAgent] = OrderedDict()
-        self._reports: dict[str, dict[str, ModelReport]] = {}
+        self.agents = AgentCache(conversations, secrets, toolbox)
+        self._status = ServiceStatus(config_store, conversations, toolbox, self.agents)
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         metrics.active_conversations.set_function(self._count_active)
@@ -439,126 +133,6 @@ class ChatEngine:
             for m in config.models
         ]
 
-    def _secret_fingerprint(self, config: AgentConfig) -> tuple[str, list[str]]:
-        """A digest of every model API key now (read from the Secrets dir per request), and the values."""
-        digest = hashlib.sha256()
-        values: list[str] = []
-        for model in config.models:
-            ref = model.api_key_secret_ref
-            if ref is None:
-                continue
-            try:
-                value = self.secrets.read(ref)
-            except SecretUnavailable:
-                digest.update(f"missing:{ref.name}/{ref.key}\0".encode())
-                continue
-            values.append(value)
-            digest.update(value.encode() + b"\0")
-        return digest.hexdigest()[:16], values
-
-    def _middleware_context(self, config: AgentConfig) -> MiddlewareContext:
-        def build_other(name: str) -> BaseChatModel:
-            entry = config.model_by_name(name)
-            if entry is None:
-                raise ProviderUnavailable(f"model {name!r} is not in the config")
-            return build_chat_model(entry, self.secrets)
-
-        return MiddlewareContext(
-            config=config,
-            secrets=self.secrets,
-            redis=self.conversations.redis_client,
-            build_model=build_other,
-            logger=logging.getLogger("ai_ops.middleware"),
-        )
-
-    def _build_model_and_chain(
-        self, snapshot: ConfigSnapshot, entry: ModelEntry
-    ) -> tuple[BaseChatModel, ChainBuild]:
-        """The model's client and middleware chain, with the outcome reported for /readyz and /api/status;
-        raises ModelUnavailable when either cannot be built."""
-        try:
-            model = build_chat_model(entry, self.secrets)
-        except ProviderUnavailable as exc:
-            self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
-            raise ModelUnavailable(str(exc)) from None
-        chain = build_middleware_chain(entry, self._middleware_context(snapshot.config))
-        self._report(
-            snapshot.checksum,
-            entry.name,
-            available=chain.unavailable is None,
-            reason=chain.unavailable,
-            warnings=chain.warnings,
-        )
-        if chain.unavailable:
-            raise ModelUnavailable(chain.unavailable)
-        return model, chain
-
-    def _build_agent(
-        self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
-    ) -> CompiledAgent:
-        model, chain = self._build_model_and_chain(snapshot, entry)
-        graph = create_agent(
-            model,
-            tools=toolset.tools,
-            system_prompt=entry.system_prompt or DEFAULT_SYSTEM_PROMPT,
-            middleware=chain.middleware,
-            checkpointer=self.conversations.checkpointer if checkpointed else None,
-            name=entry.name,  # AIMessage.name: which model answered, visible in the thread
-        )
-        return CompiledAgent(graph=graph, chain=chain, toolset=toolset)
-
-    def _report(
-        self,
-        checksum: str,
-        model: str,
-        *,
-        available: bool,
-        reason: str | None = None,
-        warnings: list[str] | None = None,
-    ) -> None:
-        self._reports.setdefault(checksum, {})[model] = ModelReport(
-            model, available, reason, list(warnings or [])
-        )
-
-    @staticmethod
-    def _cache_put(
-        cache: OrderedDict[tuple[Any, ...], CompiledAgent],
-        key: tuple[Any, ...],
-        value: CompiledAgent,
-        size: int,
-    ) -> None:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
-
-    async def _agent_for(
-        self, snapshot: ConfigSnapshot, entry: ModelEntry, scoped_thread: str | None, checkpointed: bool
-    ) -> tuple[CompiledAgent, list[str]]:
-        toolset = await self.toolbox.toolset(snapshot.config, snapshot.checksum)
-        secrets_digest, secret_values = self._secret_fingerprint(snapshot.config)
-        key = (snapshot.checksum, entry.name, toolset.version, secrets_digest, checkpointed)
-        agent = self._graphs.get(key)
-        if agent is None:
-            agent = self._build_agent(snapshot, entry, toolset, checkpointed)
-            self._cache_put(self._graphs, key, agent, _GRAPH_CACHE_SIZE)
-        else:
-            self._graphs.move_to_end(key)
-        if agent.chain.stateful and scoped_thread is None:
-            # Stateless request (OpenAI-compatible): fresh instances, used once.
-            agent = self._build_agent(snapshot, entry, toolset, checkpointed)
-        elif agent.chain.stateful and scoped_thread is not None:
-            # Middleware with per-instance state: a chain of its own for each conversation.
-            conversation_key = (*key, scoped_thread)
-            own = self._conversation_graphs.get(conversation_key)
-            if own is None:
-                own = self._build_agent(snapshot, entry, toolset, checkpointed)
-                self._cache_put(
-                    self._conversation_graphs, conversation_key, own, _CONVERSATION_GRAPH_CACHE_SIZE
-                )
-            agent = own
-        return agent, secret_values
-
     # -- turns ---------------------------------------------------------------------------------------
 
     async def _prepare(
@@ -568,7 +142,9 @@ class ChatEngine:
         entry = self.select_model(snapshot.config, model_name)
         thread = thread_id or uuid.uuid4().hex
         scoped = None if stateless else scoped_thread_id(identity, thread)
-        agent, secret_values = await self._agent_for(snapshot, entry, scoped, checkpointed=not stateless)
+        agent, secret_values = await self.agents.agent_for(
+            snapshot, entry, scoped, checkpointed=not stateless
+        )
         run_config: RunnableConfig = {
             "configurable": {"thread_id": scoped or f"{identity}:stateless:{thread}"},
             "recursion_limit": self.settings.recursion_limit,
@@ -738,8 +314,7 @@ class ChatEngine:
         if not deleted:
             raise ThreadNotFound(f"no conversation {thread_id!r} (it may have expired)")
         self._last_activity.pop(scoped, None)
-        for key in [k for k in self._conversation_graphs if k[-1] == scoped]:
-            self._conversation_graphs.pop(key, None)
+        self.agents.forget_conversation(scoped)
 
     def _count_active(self) -> float:
         cutoff = time.monotonic() - self.settings.session_ttl_seconds
@@ -751,11 +326,7 @@ class ChatEngine:
 
     def _config_changed(self, old: ConfigSnapshot | None, new: ConfigSnapshot) -> None:
         self.metrics.set_config(new.checksum)
-        for cache in (self._graphs, self._conversation_graphs):
-            for key in [k for k in cache if k[0] != new.checksum]:
-                cache.pop(key, None)
-        for checksum in [c for c in self._reports if c != new.checksum]:
-            self._reports.pop(checksum, None)
+        self.agents.forget_other_configs(new.checksum)
         self.toolbox.forget_other_configs({new.checksum})
         self.prepare_in_background(new)
 
@@ -779,7 +350,7 @@ class ChatEngine:
             self._spawn(self._close_removed_servers_later())
             for entry in snapshot.config.models:
                 with contextlib.suppress(ModelUnavailable):  # reported; shown in /readyz
-                    self._build_model_and_chain(snapshot, entry)
+                    self.agents.build_model_and_chain(snapshot, entry)
         except Exception:
             log.exception("preparing config %s failed", snapshot.checksum)
 
@@ -789,94 +360,10 @@ class ChatEngine:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     def warnings(self) -> list[str]:
-        snapshot = self.snapshot
-        found: list[str] = []
-        error = self.config_store.last_error
-        if error is not None:
-            found.append(
-                f"the last config reload was rejected, the previous config stays in force: {error.message}"
-            )
-        toolset = self.toolbox.cached_toolset(snapshot.checksum)
-        if toolset is not None:
-            found.extend(toolset.warnings)
-        for report in self._reports.get(snapshot.checksum, {}).values():
-            found.extend(report.warnings)
-            if not report.available and report.reason:
-                found.append(f"model {report.name!r} is unavailable: {report.reason}")
-        if not snapshot.config.models:
-            found.append(NO_MODEL_MESSAGE)
-        return found
+        return self._status.warnings(self.snapshot)
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        reasons: list[str] = []
-        if not self.config_store.loaded:
-            reasons.append("no agent config loaded")
-        store_problem = await self.conversations.ping()
-        if store_problem:
-            reasons.append(f"conversation store: {store_problem}")
-        body: dict[str, Any] = {
-            "status": "ready" if not reasons else "not ready",
-            "reasons": reasons,
-            "conversation_store": self.conversations.backend,
-        }
-        if self.config_store.loaded:
-            snapshot = self.snapshot
-            body["config"] = {
-                "checksum": snapshot.checksum,
-                "loaded_at": snapshot.loaded_at.isoformat(),
-                "source": snapshot.source,
-            }
-            body["reload_error"] = describe_error(self.config_store.last_error)
-            body["warnings"] = self.warnings()
-        return not reasons, body
+        return await self._status.readiness()
 
     def status(self) -> dict[str, Any]:
-        snapshot = self.snapshot
-        config = snapshot.config
-        toolset = self.toolbox.cached_toolset(snapshot.checksum)
-        reports = self._reports.get(snapshot.checksum, {})
-        models = []
-        for item in self.models():
-            report = reports.get(item["name"])
-            models.append(
-                {
-                    **item,
-                    "available": report.available if report else None,
-                    "unavailable_reason": report.reason if report else None,
-                }
-            )
-        servers = []
-        for server in config.mcp_servers:
-            state = toolset.servers.get(server.name) if toolset else None
-            servers.append(
-                {
-                    "name": server.name,
-                    "transport": server.transport,
-                    "url": server.url,
-                    "health": server.health,
-                    "connected": bool(state and state.error is None),
-                    "tools": list(state.tools) if state else [],
-                    "error": state.error if state else None,
-                }
-            )
-        middleware = {
-            m.name: [
-                {"name": mw.name, "type": mw.type, "priority": mw.priority, "critical": mw.critical}
-                for mw in m.middleware
-            ]
-            for m in config.models
-        }
-        return {
-            "config": {
-                "checksum": snapshot.checksum,
-                "loaded_at": snapshot.loaded_at.isoformat(),
-                "source": snapshot.source,
-                "namespace": config.namespace,
-                "reload_error": describe_error(self.config_store.last_error),
-            },
-            "models": models,
-            "mcp_servers": servers,
-            "middleware": middleware,
-            "conversation_store": self.conversations.backend,
-            "warnings": self.warnings(),
-        }
+        return self._status.status(self.snapshot, self.models())

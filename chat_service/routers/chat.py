@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chat_service.engine.turns import TurnEvent
 from chat_service.errors import ChatError, error_body
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
+from chat_service.routers.responses import ERROR_RESPONSES
+from chat_service.routers.sse import EventStreamResponse, first_then_rest, sse, sse_response
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -63,28 +63,6 @@ class ChatResponse(BaseModel):
     usage: UsageOut
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        401: "Missing or invalid bearer token",
-        404: "Unknown model (model_not_found)",
-        422: "Invalid input",
-        502: "The model provider failed (provider_error)",
-        503: "No model configured (no_model) or model unavailable",
-        504: "The request timed out",
-    }.items()
-}
-
-
 @router.post("/chat", response_model=ChatResponse, responses=ERROR_RESPONSES)
 async def chat(body: ChatRequest, identity: Caller, engine: Engine) -> dict[str, Any]:
     """Run one turn of a conversation and answer with the reply, the tool calls and token usage."""
@@ -92,35 +70,18 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine) -> dict[str,
     return result.public()
 
 
-KEEPALIVE = b": ping\n\n"
-
-
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    if event == "ping":
-        return KEEPALIVE  # a comment line: clients ignore it, proxies see traffic
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
-
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-async def first_then_rest(events: AsyncGenerator[TurnEvent]) -> tuple[TurnEvent, AsyncGenerator[TurnEvent]]:
-    """Pull the first event now, so errors before the stream starts get a proper HTTP status."""
-    first = await events.__anext__()
-    return first, events
-
-
 @router.post(
     "/chat/stream",
+    response_class=EventStreamResponse,
     responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "Events: start, token, tool_call, tool_result, done, error",
-        },
+        **sse_response(
+            "Server-sent events: start, token, tool_call, tool_result, done, error; "
+            "`: ping` comments while the turn is quiet"
+        ),
         **ERROR_RESPONSES,
     },
 )
-async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> Any:
+async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> Response:
     """The same turn as ``/api/chat``, streamed as server-sent events."""
     events = engine.stream_turn(identity, body.message, body.thread_id, body.model)
     try:
@@ -141,4 +102,4 @@ async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> An
         finally:
             await rest.aclose()
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(stream())

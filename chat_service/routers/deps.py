@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from chat_service.app import ChatServices
-from chat_service.engine.turns import ChatEngine
+from chat_service.engine import ChatEngine
+from chat_service.services import ChatServices
 
 # auto_error=False: our own 401 body; the scheme still shows an "Authorize" button in /docs.
 _bearer = HTTPBearer(auto_error=False, description="A token from the tokens file (AI_OPS_AUTH_TOKENS_FILE).")
@@ -34,3 +34,4 @@ def caller(
 
 Caller = Annotated[str, Depends(caller)]
 Engine = Annotated[ChatEngine, Depends(engine)]
+Services = Annotated[ChatServices, Depends(services)]

@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from langchain_core.messages import AnyMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat_service.engine.turns import TurnEvent
+from chat_service.engine import TurnEvent
 from chat_service.errors import ChatError, InvalidRequest, error_body
-from chat_service.routers.chat import ERROR_RESPONSES, KEEPALIVE, SSE_HEADERS, first_then_rest
 from chat_service.routers.deps import Caller, Engine
+from chat_service.routers.responses import ERROR_RESPONSES, error_responses
+from chat_service.routers.sse import KEEPALIVE, EventStreamResponse, first_then_rest, sse_response
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -53,6 +54,45 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
 def to_langchain(messages: list[OpenAIMessage]) -> list[AnyMessage]:
     raw = [m.model_dump(exclude_none=True) for m in messages]
     if not any(m["role"] == "user" for m in raw):
@@ -70,8 +110,20 @@ def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-@router.post("/chat/completions", responses=ERROR_RESPONSES)
-async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine: Engine) -> Any:
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        **sse_response(
+            "The completion; with `stream: true`, server-sent `chat.completion.chunk` events as OpenAI "
+            "sends them, then `data: [DONE]`"
+        ),
+        **ERROR_RESPONSES,
+    },
+)
+async def chat_completions(
+    body: ChatCompletionRequest, identity: Caller, engine: Engine
+) -> dict[str, Any] | Response:
     """OpenAI Chat Completions, answered by the agent (with its tools and middleware)."""
     messages = to_langchain(body.messages)
     model = None if body.model == "default" else body.model
@@ -156,10 +208,10 @@ async def chat_completions(body: ChatCompletionRequest, identity: Caller, engine
             await rest.aclose()
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(stream())
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList, responses=error_responses(401, 503))
 async def list_models(_identity: Caller, engine: Engine) -> dict[str, Any]:
     """The LLMModels as OpenAI model objects (use their names, or ``default``, as ``model``)."""
     return {

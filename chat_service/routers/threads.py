@@ -7,8 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
-from chat_service.routers.chat import ERROR_RESPONSES
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
+from chat_service.routers.responses import error_responses
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
@@ -28,9 +28,9 @@ class ThreadOut(BaseModel):
     messages: list[ThreadMessage]
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    k: v for k, v in ERROR_RESPONSES.items() if k in (401, 404, 422)
-}
+_RESPONSES = error_responses(
+    401, 404, 422, descriptions={404: "No such conversation of the caller, or it expired (thread_not_found)"}
+)
 
 
 @router.get("/{thread_id}", response_model=ThreadOut, response_model_exclude_none=True, responses=_RESPONSES)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY, AgentConfig
 from chat_service.app import create_app
-from chat_service.config.store import KubeConfigMapSource
+from chat_service.config.kubernetes import KubeConfigMapSource
 from tests.chat.test_chat_reload import wait_for_checksum, wait_for_reload_error
 from tests.harness.fake_llm import FakeLLM
 from tests.support.chat_support import agent_config, model_entry, running, settings_for, write_config

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import httpx as httpx1
 import httpx2 as httpx  # the HTTP library openai 3 is built on
 import openai
 import pytest
 import redis
 from langchain.agents.middleware import PIIDetectionError
 from langchain.agents.middleware.model_call_limit import ModelCallLimitExceededError
+from langchain.agents.middleware.tool_call_limit import ToolCallLimitExceededError
+from langchain_core.exceptions import ModelError
 from langgraph.errors import GraphRecursionError
 
-from chat_service.engine.turns import map_exception
+from chat_service.engine import map_exception
 from chat_service.errors import ChatError, NotReady
 from chat_service.providers import ProviderUnavailable
 
@@ -62,3 +65,33 @@ def test_unexpected_error_is_500_without_its_message(caplog: pytest.LogCaptureFi
     assert type(error) is ChatError and error.status == 500 and error.code == "internal_error"
     assert KEY not in error.message and "ValueError" in error.message
     assert KEY not in caplog.text and "bug while handling ***" in caplog.text
+
+
+class ReadTimeout(Exception):
+    """Named like httpx's timeout, but of no provider library."""
+
+
+class APITimeoutError(Exception):
+    """Named like openai's timeout, but of no provider library."""
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (httpx.ReadTimeout("read timed out"), 504, "timeout"),
+        (httpx1.ConnectTimeout("connect timed out"), 504, "timeout"),
+        (httpx1.ConnectError("All connection attempts failed"), 502, "provider_error"),
+        (ModelError("the model refused"), 502, "provider_error"),
+        (ToolCallLimitExceededError(3, 3, 3, None), 429, "limit_exceeded"),
+        (redis.TimeoutError("Timeout reading from socket"), 503, "not_ready"),
+    ],
+)
+def test_exceptions_are_matched_by_their_class(exc: BaseException, status: int, code: str) -> None:
+    error = map_exception(exc)
+    assert (error.status, error.code) == (status, code)
+
+
+@pytest.mark.parametrize("exc", [ReadTimeout("slow"), APITimeoutError("slow")])
+def test_a_look_alike_name_of_another_library_is_an_internal_error(exc: BaseException) -> None:
+    error = map_exception(exc)
+    assert type(error) is ChatError and error.code == "internal_error"

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from ai_ops_api.agent_config import AgentConfig
-from chat_service.app import ChatServices, create_app
+from chat_service.app import create_app
 from chat_service.config.store import AgentConfigMissing
+from chat_service.services import ChatServices
 from tests.harness.fake_llm import FakeLLM, Reply
 from tests.support.chat_support import (
     RunningApp,

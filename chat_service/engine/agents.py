@@ -1,0 +1,209 @@
+"""The compiled agents: one LangChain v1 agent per (config version, model), built once and cached.
+
+``create_agent`` gets the model built by the provider registry, the model's middleware chain, the MCP
+tools and a system prompt. Compiled graphs are cached per config checksum, model, tool set and API-key
+fingerprint (so a rotated key builds a new client on the next request); when the chain holds per-instance
+state the graph is built per conversation instead, so no state leaks between users. Building a model also
+records whether it is available, for ``/readyz`` and ``/api/status``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from ai_ops_api.agent_config import AgentConfig, ModelEntry
+from chat_service.config.store import ConfigSnapshot
+from chat_service.conversations import ConversationStore
+from chat_service.errors import ModelUnavailable
+from chat_service.middleware.chain import ChainBuild, MiddlewareContext, build_middleware_chain
+from chat_service.providers import ProviderUnavailable, build_chat_model
+from chat_service.secrets import SecretResolver, SecretUnavailable
+from chat_service.tools.toolbox import MCPToolbox, Toolset
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an operations assistant for a platform and network team. You help people understand and "
+    "troubleshoot their infrastructure: Kubernetes clusters, workloads, networks and the services on them. "
+    "Use the tools you have to look things up instead of guessing, and say which results your answer rests "
+    "on. Never invent resource names, states or numbers. If a tool fails or you are unsure, say so plainly "
+    "and suggest the next check. Be concise; prefer short steps and exact commands."
+)
+_GRAPH_CACHE_SIZE = 64
+_CONVERSATION_GRAPH_CACHE_SIZE = 512
+
+AgentKey = tuple[Any, ...]
+
+
+@dataclass
+class CompiledAgent:
+    graph: Any
+    chain: ChainBuild
+    toolset: Toolset
+
+    @property
+    def rewrites_output(self) -> bool:
+        """Some middleware may change the model's answer after it streamed (PII on output)."""
+        return any(getattr(m, "apply_to_output", False) for m in self.chain.middleware)
+
+
+@dataclass
+class ModelReport:
+    name: str
+    available: bool = True
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _cache_put(
+    cache: OrderedDict[AgentKey, CompiledAgent], key: AgentKey, value: CompiledAgent, size: int
+) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+class AgentCache:
+    """Builds the compiled agent a turn runs, reusing it while config, tools and API keys stay the same."""
+
+    def __init__(self, conversations: ConversationStore, secrets: SecretResolver, toolbox: MCPToolbox):
+        self.conversations = conversations
+        self.secrets = secrets
+        self.toolbox = toolbox
+        self._graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
+        self._conversation_graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
+        self._reports: dict[str, dict[str, ModelReport]] = {}
+
+    # -- building ------------------------------------------------------------------------------------
+
+    def _secret_fingerprint(self, config: AgentConfig) -> tuple[str, list[str]]:
+        """A digest of every model API key now (read from the Secrets dir per request), and the values."""
+        digest = hashlib.sha256()
+        values: list[str] = []
+        for model in config.models:
+            ref = model.api_key_secret_ref
+            if ref is None:
+                continue
+            try:
+                value = self.secrets.read(ref)
+            except SecretUnavailable:
+                digest.update(f"missing:{ref.name}/{ref.key}\0".encode())
+                continue
+            values.append(value)
+            digest.update(value.encode() + b"\0")
+        return digest.hexdigest()[:16], values
+
+    def _middleware_context(self, config: AgentConfig) -> MiddlewareContext:
+        def build_other(name: str) -> BaseChatModel:
+            entry = config.model_by_name(name)
+            if entry is None:
+                raise ProviderUnavailable(f"model {name!r} is not in the config")
+            return build_chat_model(entry, self.secrets)
+
+        return MiddlewareContext(
+            config=config,
+            secrets=self.secrets,
+            redis=self.conversations.redis_client,
+            build_model=build_other,
+            logger=logging.getLogger("ai_ops.middleware"),
+        )
+
+    def build_model_and_chain(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry
+    ) -> tuple[BaseChatModel, ChainBuild]:
+        """The model's client and middleware chain, with the outcome reported for /readyz and /api/status;
+        raises ModelUnavailable when either cannot be built."""
+        try:
+            model = build_chat_model(entry, self.secrets)
+        except ProviderUnavailable as exc:
+            self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
+            raise ModelUnavailable(str(exc)) from None
+        chain = build_middleware_chain(entry, self._middleware_context(snapshot.config))
+        self._report(
+            snapshot.checksum,
+            entry.name,
+            available=chain.unavailable is None,
+            reason=chain.unavailable,
+            warnings=chain.warnings,
+        )
+        if chain.unavailable:
+            raise ModelUnavailable(chain.unavailable)
+        return model, chain
+
+    def _build_agent(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
+    ) -> CompiledAgent:
+        model, chain = self.build_model_and_chain(snapshot, entry)
+        graph = create_agent(
+            model,
+            tools=toolset.tools,
+            system_prompt=entry.system_prompt or DEFAULT_SYSTEM_PROMPT,
+            middleware=chain.middleware,
+            checkpointer=self.conversations.checkpointer if checkpointed else None,
+            name=entry.name,  # AIMessage.name: which model answered, visible in the thread
+        )
+        return CompiledAgent(graph=graph, chain=chain, toolset=toolset)
+
+    def _report(
+        self,
+        checksum: str,
+        model: str,
+        *,
+        available: bool,
+        reason: str | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self._reports.setdefault(checksum, {})[model] = ModelReport(
+            model, available, reason, list(warnings or [])
+        )
+
+    # -- the cache -----------------------------------------------------------------------------------
+
+    async def agent_for(
+        self, snapshot: ConfigSnapshot, entry: ModelEntry, scoped_thread: str | None, checkpointed: bool
+    ) -> tuple[CompiledAgent, list[str]]:
+        """The agent for a turn, and the API key values to keep out of its error messages."""
+        toolset = await self.toolbox.toolset(snapshot.config, snapshot.checksum)
+        secrets_digest, secret_values = self._secret_fingerprint(snapshot.config)
+        key = (snapshot.checksum, entry.name, toolset.version, secrets_digest, checkpointed)
+        agent = self._graphs.get(key)
+        if agent is None:
+            agent = self._build_agent(snapshot, entry, toolset, checkpointed)
+            _cache_put(self._graphs, key, agent, _GRAPH_CACHE_SIZE)
+        else:
+            self._graphs.move_to_end(key)
+        if agent.chain.stateful and scoped_thread is None:
+            # Stateless request (OpenAI-compatible): fresh instances, used once.
+            agent = self._build_agent(snapshot, entry, toolset, checkpointed)
+        elif agent.chain.stateful and scoped_thread is not None:
+            # Middleware with per-instance state: a chain of its own for each conversation.
+            conversation_key = (*key, scoped_thread)
+            own = self._conversation_graphs.get(conversation_key)
+            if own is None:
+                own = self._build_agent(snapshot, entry, toolset, checkpointed)
+                _cache_put(self._conversation_graphs, conversation_key, own, _CONVERSATION_GRAPH_CACHE_SIZE)
+            agent = own
+        return agent, secret_values
+
+    def reports(self, checksum: str) -> dict[str, ModelReport]:
+        """What building each model of a config version found (empty until one was built)."""
+        return self._reports.get(checksum, {})
+
+    def forget_other_configs(self, checksum: str) -> None:
+        """Drop agents and reports of config versions other than ``checksum`` (the one now in force)."""
+        for cache in (self._graphs, self._conversation_graphs):
+            for key in [k for k in cache if k[0] != checksum]:
+                cache.pop(key, None)
+        for old in [c for c in self._reports if c != checksum]:
+            self._reports.pop(old, None)
+
+    def forget_conversation(self, scoped_thread: str) -> None:
+        """Drop the per-conversation agents of a deleted conversation."""
+        for key in [k for k in self._conversation_graphs if k[-1] == scoped_thread]:
+            self._conversation_graphs.pop(key, None)

@@ -1,0 +1,121 @@
+"""What ``/readyz`` and ``/api/status`` show: the config in force, models, MCP servers and warnings.
+
+Kept apart from the turn loop: these views read the state the other parts record (a rejected reload,
+tool-loading failures, models that could not be built) and never change it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_service.config.store import ConfigSnapshot, ConfigStore, describe_error
+from chat_service.conversations import ConversationStore
+from chat_service.engine.agents import AgentCache
+from chat_service.errors import NO_MODEL_MESSAGE
+from chat_service.tools.toolbox import MCPToolbox
+
+
+class ServiceStatus:
+    def __init__(
+        self,
+        config_store: ConfigStore,
+        conversations: ConversationStore,
+        toolbox: MCPToolbox,
+        agents: AgentCache,
+    ):
+        self.config_store = config_store
+        self.conversations = conversations
+        self.toolbox = toolbox
+        self.agents = agents
+
+    def warnings(self, snapshot: ConfigSnapshot) -> list[str]:
+        found: list[str] = []
+        error = self.config_store.last_error
+        if error is not None:
+            found.append(
+                f"the last config reload was rejected, the previous config stays in force: {error.message}"
+            )
+        toolset = self.toolbox.cached_toolset(snapshot.checksum)
+        if toolset is not None:
+            found.extend(toolset.warnings)
+        for report in self.agents.reports(snapshot.checksum).values():
+            found.extend(report.warnings)
+            if not report.available and report.reason:
+                found.append(f"model {report.name!r} is unavailable: {report.reason}")
+        if not snapshot.config.models:
+            found.append(NO_MODEL_MESSAGE)
+        return found
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reasons: list[str] = []
+        if not self.config_store.loaded:
+            reasons.append("no agent config loaded")
+        store_problem = await self.conversations.ping()
+        if store_problem:
+            reasons.append(f"conversation store: {store_problem}")
+        body: dict[str, Any] = {
+            "status": "ready" if not reasons else "not ready",
+            "reasons": reasons,
+            "conversation_store": self.conversations.backend,
+        }
+        if self.config_store.loaded:
+            snapshot = self.config_store.current
+            body["config"] = {
+                "checksum": snapshot.checksum,
+                "loaded_at": snapshot.loaded_at.isoformat(),
+                "source": snapshot.source,
+            }
+            body["reload_error"] = describe_error(self.config_store.last_error)
+            body["warnings"] = self.warnings(snapshot)
+        return not reasons, body
+
+    def status(self, snapshot: ConfigSnapshot, models: list[dict[str, Any]]) -> dict[str, Any]:
+        """``models``: the configured models as ``/api/models`` lists them."""
+        config = snapshot.config
+        toolset = self.toolbox.cached_toolset(snapshot.checksum)
+        reports = self.agents.reports(snapshot.checksum)
+        shown_models = []
+        for item in models:
+            report = reports.get(item["name"])
+            shown_models.append(
+                {
+                    **item,
+                    "available": report.available if report else None,
+                    "unavailable_reason": report.reason if report else None,
+                }
+            )
+        servers = []
+        for server in config.mcp_servers:
+            state = toolset.servers.get(server.name) if toolset else None
+            servers.append(
+                {
+                    "name": server.name,
+                    "transport": server.transport,
+                    "url": server.url,
+                    "health": server.health,
+                    "connected": bool(state and state.error is None),
+                    "tools": list(state.tools) if state else [],
+                    "error": state.error if state else None,
+                }
+            )
+        middleware = {
+            m.name: [
+                {"name": mw.name, "type": mw.type, "priority": mw.priority, "critical": mw.critical}
+                for mw in m.middleware
+            ]
+            for m in config.models
+        }
+        return {
+            "config": {
+                "checksum": snapshot.checksum,
+                "loaded_at": snapshot.loaded_at.isoformat(),
+                "source": snapshot.source,
+                "namespace": config.namespace,
+                "reload_error": describe_error(self.config_store.last_error),
+            },
+            "models": shown_models,
+            "mcp_servers": servers,
+            "middleware": middleware,
+            "conversation_store": self.conversations.backend,
+            "warnings": self.warnings(snapshot),
+        }

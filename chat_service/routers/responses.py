@@ -1,0 +1,41 @@
+"""The error responses the routes document: every error body is ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "Missing or invalid bearer token",
+    404: "Unknown model (model_not_found)",
+    422: "Invalid input, or content blocked by a middleware (content_blocked)",
+    429: "A middleware's call limit was reached (limit_exceeded)",
+    502: "The model provider failed (provider_error)",
+    503: "No model configured (no_model) or model unavailable",
+    504: "The request timed out",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in _ERROR_DESCRIPTIONS.items()
+}
+
+
+def error_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entries of some statuses, with ``descriptions`` worded for the route."""
+    wording = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {status: {"model": ErrorResponse, "description": wording[status]} for status in statuses}
