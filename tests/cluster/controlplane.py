@@ -328,6 +328,9 @@ class ControlPlane:
                     f"--service-account-signing-key-file={certs.service_account_key}",
                     f"--service-account-issuer={self.url}",
                     "--authorization-mode=Node,RBAC",
+                    # As kubeadm and kind set it: then a privileged pod is refused by Pod Security admission
+                    # (which the tests are about), not by the apiserver's own validation first.
+                    "--allow-privileged=true",
                     # Added to the default-on plugins (NamespaceLifecycle, ServiceAccount, ...), which stay on.
                     "--enable-admission-plugins=NodeRestriction,PodSecurity,ValidatingAdmissionPolicy",
                     # Only the range Service IPs are allocated from: nothing is ever sent there.

@@ -107,8 +107,8 @@ def test_a_role_binding_grants_exactly_its_rule(control_plane: ControlPlane) -> 
     assert denied.value.status == 403
 
 
-def test_pod_security_admission_enforces_restricted(control_plane: ControlPlane) -> None:
-    namespace = control_plane.create_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted"})
+def test_pod_security_admission_enforces_its_level(control_plane: ControlPlane) -> None:
+    namespace = control_plane.create_namespace(labels={"pod-security.kubernetes.io/enforce": "baseline"})
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name="privileged"),
         spec=client.V1PodSpec(
@@ -121,10 +121,14 @@ def test_pod_security_admission_enforces_restricted(control_plane: ControlPlane)
             ]
         ),
     )
-    with control_plane.api_client() as api, pytest.raises(ApiException) as denied:
-        client.CoreV1Api(api).create_namespaced_pod(namespace, pod)
+    with control_plane.api_client() as api:
+        core = client.CoreV1Api(api)
+        with pytest.raises(ApiException) as denied:
+            core.create_namespaced_pod(namespace, pod)
+        # The same pod where no level is enforced: stored (and never run, there is no kubelet).
+        core.create_namespaced_pod(control_plane.create_namespace(), pod)
     assert denied.value.status == 403
-    assert "violates PodSecurity" in message(denied.value)
+    assert 'violates PodSecurity "baseline:latest"' in message(denied.value)
 
 
 def test_validating_admission_policy_is_enforced(control_plane: ControlPlane) -> None:
