@@ -18,19 +18,23 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "control-plane.sh"
@@ -44,25 +48,33 @@ class ControlPlaneUnavailable(Exception):
     """Neither prebuilt binaries nor Go to build them: the tests that need a control plane are skipped."""
 
 
-def find_binaries(timeout: float = 3600.0) -> Path:
+def find_binaries() -> Path:
     """The folder holding kube-apiserver and etcd: KUBEBUILDER_ASSETS, else the build script's cache folder.
 
-    The script builds the binaries the first time (long on two cores) and reuses them after; its last line
-    of output is the folder.
+    The script builds the binaries the first time (minutes on two cores: its progress goes to stderr, seen
+    with `pytest -s`) and reuses them after; the last line it prints is the folder.
     """
     process = subprocess.Popen(
         ["bash", str(BUILD_SCRIPT)],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+    assert process.stdout is not None and process.stderr is not None
+    messages: list[str] = []
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        for line in process.stderr:
+            sys.stderr.write(line)
+            messages.append(line)
+        stdout = process.stdout.read()
+        process.wait()
     except BaseException:
-        # A Ctrl-C or a timeout must not leave the Go compilers running: end the script's whole group.
+        # A Ctrl-C must not leave the Go compilers running: end the script's whole process group.
         _kill_group(process)
         raise
+    stderr = "".join(messages)
     if process.returncode == NO_GO_EXIT:
         raise ControlPlaneUnavailable(stderr.strip() or "scripts/control-plane.sh found no Go")
     if process.returncode != 0:
@@ -372,7 +384,7 @@ class ControlPlane:
         context.load_cert_chain(str(self.certs.admin_cert), str(self.certs.admin_key))
         return context
 
-    def api_client(self, token: str | None = None) -> Any:
+    def api_client(self, token: str | None = None) -> ApiClient:
         """A `kubernetes.client.ApiClient`: the admin (system:masters) by default, or a bearer token's user.
 
         Built from a Configuration, not the global default, so tests cannot leak settings into each other.
