@@ -2,7 +2,7 @@
 //
 // v3.7.3: k8s.io/kubernetes v1.37.2 (../go.mod) is tested against etcd 3.7.0 (its hack/lib/etcd.sh and
 // kubeadm's default) and uses the 3.7 client; this is the newest patch release of that minor. Debian's
-// etcd-server (3.4 in bookworm) is older than what that apiserver release supports.
+// etcd-server (3.4.23 in bookworm) is three minors behind that, so it is not used.
 module ai-ops.dev/controlplane/etcd
 
 go 1.26.0
