@@ -110,5 +110,13 @@ e2e: install-test
 	else echo "no Docker engine or no kind: the e2e suite will skip"; fi
 	AI_OPS_E2E_CLUSTER=$(E2E_CLUSTER) AI_OPS_E2E_IMAGE=$(E2E_IMAGE) $(BIN)/python -m pytest -m e2e tests/e2e -v -rs $(PYTEST_ARGS)
 
+# --- A real kube-apiserver and etcd for tests/cluster (docs/testing.md) -----------------------------
+# Builds both from the Go modules pinned in tests/cluster/controlplane/ into
+# ${XDG_CACHE_HOME:-~/.cache}/ai-ops/control-plane/<k8s version>/, once (reused after), and prints that
+# folder as the last line. With KUBEBUILDER_ASSETS set it prints that folder and builds nothing.
+.PHONY: control-plane
+control-plane:
+	@bash scripts/control-plane.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info
