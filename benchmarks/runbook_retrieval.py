@@ -50,7 +50,7 @@ def load_runbooks() -> list[RunbookDocument]:
 
 
 def load_queries(path: Path) -> list[tuple[str, str | None]]:
-    return [(str(q["query"]), q.get("runbook")) for q in yaml.safe_load(path.read_text())]
+    return [(str(q["query"]), q.get("runbook")) for q in yaml.safe_load(path.read_text())["queries"]]
 
 
 async def quality(

@@ -117,6 +117,8 @@ def split_sections(doc: RunbookDocument) -> list[Section]:
     blocks: list[tuple[str, list[str]]] = [(OVERVIEW, [doc.description] if doc.description else [])]
     if doc.tags:
         blocks[0][1].append("Tags: " + ", ".join(doc.tags))
+    if doc.match.alert_names:
+        blocks[0][1].append("Alerts: " + ", ".join(doc.match.alert_names))
     in_fence = False
     for line in doc.content.splitlines():
         if _FENCE.match(line):
