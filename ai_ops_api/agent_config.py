@@ -26,6 +26,19 @@ AGENT_CONFIG_DATA_KEY = "agent-config.json"
 # Where the chat pod finds the referenced Secret keys, as files ``<dir>/<secret name>/<key>``: the operator
 # mounts them there, the chat service reads them there.
 SECRETS_MOUNT_PATH = "/var/run/secrets/ai-ops"
+# Runbooks travel beside the agent config, in shards: ConfigMaps ``ai-ops-runbooks-<n>`` (in a cluster) or
+# files ``ai-ops-runbooks-<n>.json`` next to the agent config file (locally, written by ``ai-ops render``).
+# A ConfigMap holds at most 1 MiB: a shard stays under RUNBOOK_SHARD_MAX_BYTES, and a namespace has at
+# most MAX_RUNBOOK_SHARDS of them (the chat's Role names each by resourceNames).
+RUNBOOK_SHARD_PREFIX = "ai-ops-runbooks"
+RUNBOOK_SHARD_DATA_KEY = "runbooks.json"
+RUNBOOK_SHARD_MAX_BYTES = 900 * 1024
+MAX_RUNBOOK_SHARDS = 16
+RUNBOOKS_API_VERSION = "ai-ops.dev/runbooks/v1"
+
+
+def runbook_shard_name(index: int) -> str:
+    return f"{RUNBOOK_SHARD_PREFIX}-{index}"
 
 
 class ConfigModel(BaseModel):
@@ -105,6 +118,25 @@ class MCPServerEntry(ConfigModel):
     description: str | None = None
 
 
+class EmbeddingModelEntry(ConfigModel):
+    """The LLMModel (``purpose: embedding``) that embeds runbooks; without one the chat embeds locally."""
+
+    name: str
+    model: str
+    provider: ProviderEntry
+    api_key_secret_ref: SecretRef | None = None
+    timeout_seconds: int = 60
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunbookShardRef(ConfigModel):
+    """One shard of the namespace's runbooks: the chat reloads a shard when its checksum changes."""
+
+    name: str
+    checksum: str
+    runbooks: int = Field(ge=0)
+
+
 class AgentConfig(ConfigModel):
     """Everything the chat service needs to run the agent of one namespace."""
 
@@ -114,6 +146,8 @@ class AgentConfig(ConfigModel):
     default_model: str | None = None
     models: tuple[ModelEntry, ...] = ()
     mcp_servers: tuple[MCPServerEntry, ...] = ()
+    embedding_model: EmbeddingModelEntry | None = None
+    runbook_shards: tuple[RunbookShardRef, ...] = ()
     # sha256 of the canonical JSON of every other field; set by ``finalize``.
     checksum: str = ""
 
@@ -145,6 +179,46 @@ class AgentConfig(ConfigModel):
 
     def model_by_name(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+class RunbookMatchEntry(ConfigModel):
+    alert_names: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    severities: tuple[str, ...] = ()
+
+
+class RunbookEntry(ConfigModel):
+    """A Ready runbook as the chat indexes it (its content resolved, ConfigMap references included)."""
+
+    name: str
+    title: str
+    description: str = ""
+    content: str
+    tags: tuple[str, ...] = ()
+    match: RunbookMatchEntry = Field(default_factory=RunbookMatchEntry)
+    content_hash: str
+
+
+class RunbookShard(ConfigModel):
+    """The document in one runbook shard."""
+
+    api_version: Literal["ai-ops.dev/runbooks/v1"] = "ai-ops.dev/runbooks/v1"
+    namespace: str
+    runbooks: tuple[RunbookEntry, ...] = ()
+
+    def to_json(self) -> str:
+        body = self.model_dump(by_alias=True, mode="json")
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def checksum(self) -> str:
+        return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def parse_runbook_shard(text: str | bytes) -> RunbookShard:
+    try:
+        return RunbookShard.model_validate_json(text)
+    except ValidationError as exc:
+        raise AgentConfigError(f"runbook shard is invalid: {exc.errors()[0]['msg']}") from None
 
 
 class AgentConfigError(ValueError):

@@ -290,6 +290,8 @@ async def test_happy_path_conditions_configmap_and_deployment_wiring(
             "namespace": NS,
             "checksum": config.checksum,
             "defaultModel": "gpt-4o",
+            "embeddingModel": None,
+            "runbookShards": [],
             "models": [
                 {
                     "name": "gpt-4o",
