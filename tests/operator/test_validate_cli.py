@@ -505,6 +505,19 @@ def test_a_dangling_reference_is_a_warning_at_the_reference_and_strict_fails(
     assert (code, strict_out) == (1, out)
 
 
+def test_a_misspelt_reference_gets_a_did_you_mean_from_the_names_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "model.yaml").write_text(MODEL.replace("name: ollama", "name: olama"))
+    (tmp_path / "provider.yaml").write_text(VALID_PROVIDER)
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 0
+    assert out.splitlines()[0].endswith(
+        "model.yaml:7:5: warning: LLMModel/gpt: spec.providerRef.name: ProviderNotFound: "
+        "LLMProvider 'olama' not found; did you mean ollama?"
+    )
+
+
 def test_references_resolve_across_the_files_given(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -598,3 +611,15 @@ def test_validate_strict_passes_exactly_when_render_leaves_nothing_out(
     rendered = main(["render", str(tmp_path), "-o", str(tmp_path / "out.json")])
     capsys.readouterr()
     assert (validated, rendered) in ((0, 0), (1, 3))
+
+
+def test_the_session_quoted_in_the_docs_is_true(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / "docs" / "resources.md").read_text()
+    session = text.split("$ cat broken.yaml\n", 1)[1].split("```", 1)[0]
+    manifest, rest = session.split("$ ai-ops validate broken.yaml\n", 1)
+    (tmp_path / "broken.yaml").write_text(manifest)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "broken.yaml")
+    assert (code, out) == (1, rest)

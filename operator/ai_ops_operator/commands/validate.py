@@ -36,7 +36,13 @@ from ai_ops_api.addresses import url_refusal
 from ai_ops_api.conditions import FALSE, READY, Reason
 from ai_ops_api.specs import GROUP, RESOURCES, LLMMiddlewareSpec
 from ai_ops_operator.core.evaluate import chain_problems, evaluate
-from ai_ops_operator.core.manifests import LoadedDocument, ManifestError, ManifestResources, load_manifests
+from ai_ops_operator.core.manifests import (
+    LoadedDocument,
+    ManifestError,
+    ManifestResources,
+    load_manifests,
+    path_steps,
+)
 from ai_ops_operator.core.snapshot import Verdict
 from ai_ops_operator.core.validation import Problem, apply_defaults, did_you_mean, validate_resource
 
@@ -225,6 +231,20 @@ def _path_of_value(value: Any, wanted: str, path: str) -> str | None:
     return None
 
 
+_TARGET_KIND: dict[str, str] = {Reason.PROVIDER_NOT_FOUND: "LLMProvider", Reason.MODEL_NOT_FOUND: "LLMModel"}
+
+
+def _value_at(obj: Any, path: str) -> Any:
+    for step in path_steps(path):
+        if isinstance(obj, dict):
+            obj = obj.get(step)
+        elif isinstance(obj, list) and isinstance(step, int) and step < len(obj):
+            obj = obj[step]
+        else:
+            return None
+    return obj
+
+
 def _field_at_fault(verdict: Verdict, obj: dict[str, Any], reason: str, message: str) -> str:
     """The field a left-out resource's reason is about (where the line and column point)."""
     if reason == Reason.URL_NOT_ALLOWED:
@@ -269,6 +289,10 @@ def left_out_problems(
             severity = ERROR if ready.reason in _ERROR_REASONS else WARNING
             message = loopback_hint(ready.message)
             message = message if severity == ERROR else f"{ready.reason}: {message}"
+            if ready.reason in _TARGET_KIND:
+                # A misspelt reference: the names of that kind in the namespace.
+                names = [name for kind, name in resources.documents if kind == _TARGET_KIND[ready.reason]]
+                message += did_you_mean(str(_value_at(doc.obj, path)), names)
             found.setdefault(id(doc), []).append((severity, Problem(path, message)))
     return found
 

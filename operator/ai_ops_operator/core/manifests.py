@@ -139,9 +139,9 @@ def parse_documents(text: str, source: str) -> list[LoadedDocument]:
         index = 0
         while loader.check_node():
             node = loader.get_node()
-            obj = loader.construct_document(node)
-            if obj is None:
-                pass
+            obj = loader.construct_document(node) if node is not None else None
+            if obj is None or node is None:
+                pass  # an empty document: counted, not kept
             elif _is_list(obj):
                 items = _child(node, "items")
                 item_nodes = items[1].value if items and isinstance(items[1], yaml.SequenceNode) else []
@@ -218,13 +218,6 @@ def load_manifests(paths: Iterable[str | Path]) -> list[LoadedDocument]:
 
 # --- the ai-ops resources of a set of documents ---------------------------------------------------
 
-_SNAPSHOT_FIELDS = {
-    "LLMProvider": "providers",
-    "LLMModel": "models",
-    "LLMMiddleware": "middlewares",
-    "MCPServer": "mcpservers",
-}
-
 
 @dataclass
 class ManifestResources:
@@ -250,7 +243,14 @@ class ManifestResources:
 
     def snapshot(self, namespace: str, allow_loopback: bool = False) -> Snapshot:
         """The snapshot ``evaluate`` takes; offline: Secrets unknown (taken on trust), nothing probed."""
-        groups: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in _SNAPSHOT_FIELDS.values()}
+        of_kind: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in RESOURCES}
         for (kind, name), doc in self.documents.items():
-            groups[_SNAPSHOT_FIELDS[kind]][name] = doc.obj
-        return Snapshot(namespace=namespace, allow_loopback=allow_loopback, **groups)
+            of_kind[kind][name] = doc.obj
+        return Snapshot(
+            namespace=namespace,
+            providers=of_kind["LLMProvider"],
+            models=of_kind["LLMModel"],
+            middlewares=of_kind["LLMMiddleware"],
+            mcpservers=of_kind["MCPServer"],
+            allow_loopback=allow_loopback,
+        )
