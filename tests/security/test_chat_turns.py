@@ -249,8 +249,32 @@ def _distinct_key() -> str:
 SECRET_KEY = _distinct_key()
 
 
+def _decoded(item: bytes) -> list[bytes]:
+    """``item`` and what it carries encoded: the checkpointer stores JSON whose strings hold base64 of
+    msgpack, where a secret would sit at any byte alignment; the decoded bytes are scanned too."""
+    found = [item]
+    try:
+        document = json.loads(item)
+    except ValueError:
+        return found
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack += list(value.values())
+        elif isinstance(value, list):
+            stack += value
+        elif isinstance(value, str) and value:
+            found.append(value.encode())
+            try:
+                found.append(base64.b64decode(value, validate=True))
+            except ValueError:
+                pass
+    return found
+
+
 async def redis_contents(url: str) -> list[bytes]:
-    """Every key name and every value stored in the Redis, whatever its type."""
+    """Every key name and every value stored in the Redis, whatever its type, decoded where encoded."""
     client = aioredis.from_url(url)
     found: list[bytes] = []
     try:
@@ -276,7 +300,7 @@ async def redis_contents(url: str) -> list[bytes]:
                 raise AssertionError(f"key {key!r} has a type this scan cannot read: {kind}")
     finally:
         await client.aclose()
-    return found
+    return [decoded for item in found for decoded in _decoded(item)]
 
 
 async def test_a_provider_error_echoing_the_key_leaves_no_trace_at_rest_or_in_the_answer(
@@ -313,6 +337,7 @@ async def test_a_provider_error_echoing_the_key_leaves_no_trace_at_rest_or_in_th
 
     stored = await redis_contents(redis_server.url)
     assert any(b"leak-plain" in item for item in stored), "the turns were checkpointed in this Redis"
+    assert any(b"Incorrect API key" in item for item in stored), "the provider error is stored (__error__)"
     for name, form in {**forms, "unlisted bearer token": other_token}.items():
         assert not [item for item in stored if form.encode() in item], f"the key ({name}) is stored in Redis"
         for answer in answers:
