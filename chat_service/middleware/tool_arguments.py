@@ -34,6 +34,7 @@ from uuid import UUID
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolMessage
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.tracers.context import register_configure_hook
 from pydantic import ValidationError
 
@@ -60,14 +61,23 @@ class _StreamedToolCalls(BaseCallbackHandler):
         self._runs: dict[UUID, dict[Any, dict[str, Any]]] = {}
         self._last_run: UUID | None = None
 
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         message = getattr(chunk, "message", None)
         if not isinstance(message, AIMessageChunk) or not message.tool_call_chunks:
             return
         calls = self._runs.setdefault(run_id, {})
         self._last_run = run_id
         for piece in message.tool_call_chunks:
-            key = piece.get("index")
+            key: Any = piece.get("index")
             if key is None:  # no index: a call of its own, as LangChain's merge treats it
                 key = ("unindexed", len(calls))
             call = calls.setdefault(key, {"id": None, "args": []})
@@ -161,7 +171,9 @@ def check_tool_calls(message: AIMessage, streamed: dict[str, str]) -> tuple[AIMe
     for invalid in message.invalid_tool_calls:
         raw = invalid.get("args") or ""
         problem = argument_problem(raw) or invalid.get("error") or "the arguments could not be read"
-        refuse(invalid.get("name") or "unknown", invalid.get("id") or f"call_{uuid.uuid4().hex}", problem, raw)
+        refuse(
+            invalid.get("name") or "unknown", invalid.get("id") or f"call_{uuid.uuid4().hex}", problem, raw
+        )
     if not answers:
         return message, []
     return message.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []}), answers

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -98,7 +98,7 @@ class PersistentSession:
             if self._session is None:
                 error = self._error
                 await self._shutdown()
-                chain = walk_exception(error) if error is not None else iter(())
+                chain: Iterator[BaseException] = walk_exception(error) if error is not None else iter(())
                 refused = next((e for e in chain if isinstance(e, ConnectRefused)), None)
                 if refused is not None:  # the guarded pool refused the address the name resolved to
                     raise MCPUnavailable(

@@ -153,7 +153,9 @@ class MCPToolbox:
                 # names are checked when resolved, by the guarded pool.
                 refusal = url_refusal(server.url, self.allow_loopback)
                 if refusal is not None:
-                    raise MCPUnavailable(f"MCP server {server.name!r} not contacted: address refused: {refusal}")
+                    raise MCPUnavailable(
+                        f"MCP server {server.name!r} not contacted: address refused: {refusal}"
+                    )
                 headers = self._resolve(server.headers)
                 connection = {
                     "transport": server.transport,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
 import uuid
@@ -221,6 +222,7 @@ async def test_one_bad_call_among_good_ones_only_that_one_is_refused(tool_env: T
 
 # ============================================================================ 2. no secret at rest
 
+
 def secret_forms(value: str) -> dict[str, str]:
     raw = value.encode()
     standard = base64.b64encode(raw).decode()
@@ -266,10 +268,8 @@ def _decoded(item: bytes) -> list[bytes]:
             stack += value
         elif isinstance(value, str) and value:
             found.append(value.encode())
-            try:
+            with contextlib.suppress(ValueError):  # not base64: the text alone
                 found.append(base64.b64decode(value, validate=True))
-            except ValueError:
-                pass
     return found
 
 
@@ -319,18 +319,18 @@ async def test_a_provider_error_echoing_the_key_leaves_no_trace_at_rest_or_in_th
     path = tmp_path / "agent-config.json"
     write_config(path, agent_config([model_entry("main", fresh_fake_llm.base_url, key=("llm", "api-key"))]))
     answers: list[str] = []
-    async with running(create_app(settings_for(path, redis_url=redis_server.url))) as server:
-        async with server.client() as client:
-            fresh_fake_llm.enqueue(Reply.error(401, echo), Reply.error(401, echo))
-            plain = await client.post("/api/chat", json={"message": "hi", "thread_id": "leak-plain"})
-            assert plain.status_code == 502 and plain.json()["error"]["code"] == "provider_error"
-            answers.append(plain.text)
-            async with client.stream(
-                "POST", "/api/chat/stream", json={"message": "hi", "thread_id": "leak-stream"}
-            ) as response:
-                events = await read_sse(response)
-            assert events[-1][0] == "error", events
-            answers.append(json.dumps(events))
+    app = create_app(settings_for(path, redis_url=redis_server.url))
+    async with running(app) as server, server.client() as client:
+        fresh_fake_llm.enqueue(Reply.error(401, echo), Reply.error(401, echo))
+        plain = await client.post("/api/chat", json={"message": "hi", "thread_id": "leak-plain"})
+        assert plain.status_code == 502 and plain.json()["error"]["code"] == "provider_error"
+        answers.append(plain.text)
+        async with client.stream(
+            "POST", "/api/chat/stream", json={"message": "hi", "thread_id": "leak-stream"}
+        ) as response:
+            events = await read_sse(response)
+        assert events[-1][0] == "error", events
+        answers.append(json.dumps(events))
     # The provider really echoed the key (so the scan below has something to find if it leaks).
     assert fresh_fake_llm.chat_requests[0]["headers"]["authorization"] == f"Bearer {SECRET_KEY}"
     assert "HTTP 401" in answers[0]
@@ -346,10 +346,9 @@ async def test_a_provider_error_echoing_the_key_leaves_no_trace_at_rest_or_in_th
 
 def test_the_sanitizer_knows_every_encoded_form_of_a_resolved_secret(tmp_path: Path) -> None:
     """Encoded forms are redacted for values the SecretResolver handed out, even mid-text and in JSON."""
+    from ai_ops_api.agent_config import SecretRef
     from chat_service.errors import sanitize
     from chat_service.secrets import SecretResolver
-
-    from ai_ops_api.agent_config import SecretRef
 
     (tmp_path / "mcp").mkdir()
     (tmp_path / "mcp" / "token").write_text("opaque-token/with+chars=and more\n")
