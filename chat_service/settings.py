@@ -40,6 +40,9 @@ class Settings(BaseModel):
     mcp_tool_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Retry a server that was down at tool-loading time at most this often.
     mcp_retry_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
+    # MCP servers on loopback addresses are refused unless allowed (development, tests); metadata,
+    # link-local and the other forbidden addresses always are (ai_ops_api.addresses).
+    allow_loopback: bool = False
     # The ConfigMap watched through the Kubernetes API when the pod has in-cluster credentials.
     configmap_name: str = DEFAULT_CONFIGMAP_NAME
     namespace: str | None = None
@@ -66,6 +69,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "mcp_connect_timeout_seconds": ("AI_OPS_MCP_CONNECT_TIMEOUT_SECONDS", None),
     "mcp_tool_timeout_seconds": ("AI_OPS_MCP_TOOL_TIMEOUT_SECONDS", None),
     "mcp_retry_interval_seconds": ("AI_OPS_MCP_RETRY_INTERVAL_SECONDS", None),
+    "allow_loopback": ("AI_OPS_ALLOW_LOOPBACK", None),
     "configmap_name": ("AI_OPS_CONFIGMAP_NAME", None),
     "namespace": ("AI_OPS_NAMESPACE", None),
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),

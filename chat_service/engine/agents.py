@@ -21,8 +21,10 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.config.store import ConfigSnapshot
 from chat_service.conversations import ConversationStore
+from chat_service.engine.model_errors import ModelErrorBoundary
 from chat_service.errors import ModelUnavailable
 from chat_service.middleware.chain import ChainBuild, MiddlewareContext, build_middleware_chain
+from chat_service.middleware.tool_arguments import StrictToolArguments
 from chat_service.providers import ProviderUnavailable, build_chat_model
 from chat_service.secrets import SecretResolver, SecretUnavailable
 from chat_service.tools.toolbox import MCPToolbox, Toolset
@@ -140,11 +142,15 @@ class AgentCache:
         self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
     ) -> CompiledAgent:
         model, chain = self.build_model_and_chain(snapshot, entry)
+        # Around the configured chain, always (no LLMMiddleware turns them off): outermost, provider errors
+        # leave sanitized before LangGraph checkpoints them; innermost, tool calls whose arguments are not
+        # a complete JSON object are answered with an error instead of run.
+        middleware = [ModelErrorBoundary(self.secrets), *chain.middleware, StrictToolArguments()]
         graph = create_agent(
             model,
             tools=toolset.tools,
             system_prompt=entry.system_prompt or DEFAULT_SYSTEM_PROMPT,
-            middleware=chain.middleware,
+            middleware=middleware,
             checkpointer=self.conversations.checkpointer if checkpointed else None,
             name=entry.name,  # AIMessage.name: which model answered, visible in the thread
         )

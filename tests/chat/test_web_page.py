@@ -121,6 +121,7 @@ def serve_chat(config: AgentConfig, directory: Path, **settings: Any) -> Iterato
         "kubernetes_watch": False,
         "mcp_connect_timeout_seconds": 3.0,
         "request_timeout_seconds": 20.0,
+        "allow_loopback": True,  # the MCP fixture servers listen on 127.0.0.1
         **settings,
     }
     served = ServedApp(create_app(Settings(**values)))
