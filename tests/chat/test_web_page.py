@@ -10,6 +10,7 @@ graph: every ``import`` of every served module names a module the router serves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import re
@@ -80,7 +81,22 @@ VENDOR_DOCS = ("vendor/README.md", "vendor/LICENSE.marked", "vendor/LICENSE.domp
 
 
 class ServedApp:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a thread with its own event loop."""
+    """An ASGI app served by uvicorn on 127.0.0.1, on the event loop that every served app shares.
+
+    One loop for all of them, running in a thread of its own for the whole test process: langchain-openai
+    caches its HTTP clients per base URL across instances, and a client cached on the loop of an app that
+    stopped would fail in the next app ("Event loop is closed").
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def shared_loop(cls) -> asyncio.AbstractEventLoop:
+        if cls._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="web-test-apps", daemon=True).start()
+            cls._loop = loop
+        return cls._loop
 
     def __init__(self, app: Any):
         import uvicorn
@@ -90,28 +106,26 @@ class ServedApp:
         self.server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
         )
-        self._thread = threading.Thread(target=self._serve, name="web-test-app", daemon=True)
-        self._failure: BaseException | None = None
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self.server.serve(sockets=[self._socket]))
-        except BaseException as exc:  # reported by start()
-            self._failure = exc
+        self._serving: concurrent.futures.Future[None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        for _ in range(1000):
+        self._serving = asyncio.run_coroutine_threadsafe(
+            self.server.serve(sockets=[self._socket]), self.shared_loop()
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             if self.server.started:
                 return
-            if not self._thread.is_alive():
-                raise RuntimeError(f"chat app did not start: {self._failure!r}")
-            self._thread.join(0.01)
+            if self._serving.done():
+                raise RuntimeError(f"chat app did not start: {self._serving.exception()!r}")
+            time.sleep(0.01)
         raise RuntimeError("chat app did not start")
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(15)
+        if self._serving is not None:
+            with contextlib.suppress(Exception):
+                self._serving.result(15)
         self._socket.close()
 
 
