@@ -26,7 +26,7 @@ def thread_index(services: Services) -> ThreadIndex:
 ThreadList = Annotated[ThreadIndex, Depends(thread_index)]
 
 
-class UsageOut(BaseModel):
+class MessageUsageOut(BaseModel):
     input_tokens: int
     output_tokens: int
 
@@ -38,7 +38,7 @@ class ThreadMessage(BaseModel):
         default=None, description="assistant: the LLMModel that answered; tool: the tool's name"
     )
     model: str | None = Field(default=None, description="assistant: the provider's model, when it said")
-    usage: UsageOut | None = Field(default=None, description="assistant: tokens of this model call")
+    usage: MessageUsageOut | None = Field(default=None, description="assistant: tokens of this model call")
     tool_calls: list[dict[str, Any]] | None = None
     status: str | None = None
 

@@ -28,7 +28,14 @@ from chat_service.thread_index import (
     RedisThreadIndex,
 )
 from tests.harness.fake_llm import FakeLLM, Reply
-from tests.support.chat_support import RunningApp, agent_config, model_entry, running, settings_for, write_config
+from tests.support.chat_support import (
+    RunningApp,
+    agent_config,
+    model_entry,
+    running,
+    settings_for,
+    write_config,
+)
 
 
 @dataclass

@@ -110,14 +110,3 @@ def test_reply_is_rendered_as_sanitized_markdown(page: Page, chat_url: str, fres
     assert page.evaluate("window.__xss === undefined")
     assert dialogs == []
     page.screenshot(path=str(Path("/tmp") / "ai-ops-web-markdown.png"), full_page=True)
-
-
-@pytest.mark.browser
-def test_user_messages_stay_plain_text(page: Page, chat_url: str, fresh_fake_llm: FakeLLM) -> None:
-    # What the user typed is shown as typed: no Markdown, no HTML.
-    page.goto(chat_url)
-    send(page, "## not a heading <img src=x onerror=alert(1)>")
-    wait_for_reply(page)
-    user = page.locator("article.message.user .body")
-    assert user.inner_text() == "## not a heading <img src=x onerror=alert(1)>"
-    assert user.locator("*").count() == 0

@@ -1,7 +1,7 @@
 """The web chat page in a real headless Chromium against the real chat service.
 
-The service is ``create_app`` served by uvicorn on 127.0.0.1 (in its own thread, so Playwright's sync API
-can drive the browser from the test), with models on the scripted fake LLM and the healthy fixture MCP
+The service is ``create_app`` served by uvicorn on 127.0.0.1 (on an event loop in a thread of its own, so
+Playwright's sync API can drive the browser from the test), with models on the scripted fake LLM and the healthy fixture MCP
 server. A second instance has auth on and no model, for the token prompt and the no-model message.
 The page's assets are also checked over plain HTTP (no browser needed for those), and so is its module
 graph: every ``import`` of every served module names a module the router serves.
@@ -74,7 +74,12 @@ MODULE_NAMES = (
 )
 # Third-party modules, shipped as published (chat_service/web/static/vendor/README.md).
 VENDOR_MODULES = ("vendor/marked.esm.js", "vendor/purify.es.mjs")
-VENDOR_DOCS = ("vendor/README.md", "vendor/LICENSE.marked", "vendor/LICENSE.dompurify", "vendor/LICENSE-MPL.dompurify")
+VENDOR_DOCS = (
+    "vendor/README.md",
+    "vendor/LICENSE.marked",
+    "vendor/LICENSE.dompurify",
+    "vendor/LICENSE-MPL.dompurify",
+)
 
 
 # ------------------------------------------------------------------------------------------- serving
@@ -649,7 +654,9 @@ def test_every_import_resolves_to_a_served_module() -> None:
             sources[path] = response.text
             for specifier, _ in _imports(response.text):
                 # Relative specifiers only: a bare one ("lodash") needs an import map or a bundler.
-                assert specifier.startswith("./") and specifier.endswith((".js", ".mjs")), f"{path}: {specifier!r}"
+                assert specifier.startswith("./") and specifier.endswith((".js", ".mjs")), (
+                    f"{path}: {specifier!r}"
+                )
                 pending.append(urljoin(path, specifier))
 
         # Every imported name is exported by the module it comes from (else the page fails to link).

@@ -67,7 +67,9 @@ def bundled_mcp_server(kind: str, directory: Path, *args: str) -> Iterator[str]:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ai-ops mcp {kind} did not start: {(directory / f'mcp-{kind}.log').read_text()}")
+                raise RuntimeError(
+                    f"ai-ops mcp {kind} did not start: {(directory / f'mcp-{kind}.log').read_text()}"
+                )
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
@@ -129,7 +131,9 @@ def test_banner_names_the_mcp_server_that_is_down(
         banner = page.locator("#health-banner")
         expect(banner).to_be_visible(timeout=WAIT_MS)
         text = page.locator("#health-banner-text").inner_text()
-        assert text.startswith("1 of 2 MCP servers unavailable: inventory: MCP server 'inventory' is unreachable")
+        assert text.startswith(
+            "1 of 2 MCP servers unavailable: inventory: MCP server 'inventory' is unreachable"
+        )
         assert "connection failed" in text and text.endswith("The assistant answers without their tools.")
         # The healthy server's tools are what the hint offers.
         hint = page.locator("#empty-hint").inner_text()

@@ -14,7 +14,16 @@ import pytest
 from playwright.sync_api import expect
 
 from ai_ops_api.agent_config import AgentConfig, MCPServerEntry
-from tests.chat.test_web_page import WAIT_MS, browser, fake_model, page, send, serve_chat, stored, wait_for_reply
+from tests.chat.test_web_page import (
+    WAIT_MS,
+    browser,
+    fake_model,
+    page,
+    send,
+    serve_chat,
+    stored,
+    wait_for_reply,
+)
 from tests.harness.fake_llm import Reply
 
 if TYPE_CHECKING:
@@ -79,7 +88,9 @@ def test_conversation_list_open_and_delete(page: Page, chat_url: str, fresh_fake
     # Opening the older one shows its history and continues it.
     items.nth(1).locator(".thread-open").click()
     expect(page.locator("article.message.user .body")).to_have_text(["How are the pods in default?"])
-    expect(page.locator("article.message.assistant .text")).to_have_text(["echo: How are the pods in default?"])
+    expect(page.locator("article.message.assistant .text")).to_have_text(
+        ["echo: How are the pods in default?"]
+    )
     assert stored(page, "ai-ops.thread") == first
     assert items.nth(1).locator(".thread-open").get_attribute("aria-current") == "true"
     send(page, "And in kube-system?")
@@ -90,7 +101,9 @@ def test_conversation_list_open_and_delete(page: Page, chat_url: str, fresh_fake
     )
 
     # Deleting asks first; Cancel keeps it.
-    items.nth(1).get_by_role("button", name="Delete conversation: Which certificates expire this month?").click()
+    items.nth(1).get_by_role(
+        "button", name="Delete conversation: Which certificates expire this month?"
+    ).click()
     page.get_by_role("button", name="Cancel").click()
     expect(items).to_have_count(2)
 
