@@ -115,10 +115,10 @@ class RedisThreadIndex:
         pipe.hsetnx(titles, thread_id, title_of(message))
         pipe.expire(order, self.ttl_seconds)
         pipe.expire(titles, self.ttl_seconds)
-        await pipe.execute()
         # Expired threads and those beyond the newest MAX_THREADS_PER_CALLER leave the list and their titles.
-        expired = await self.client.zrangebyscore(order, "-inf", f"({now - self.ttl_seconds}")
-        surplus = await self.client.zrange(order, 0, -(MAX_THREADS_PER_CALLER + 1))
+        pipe.zrangebyscore(order, "-inf", f"({now - self.ttl_seconds}")
+        pipe.zrange(order, 0, -(MAX_THREADS_PER_CALLER + 1))
+        *_, expired, surplus = await pipe.execute()
         dropped = list({*expired, *surplus})
         if dropped:
             pipe = self.client.pipeline(transaction=True)
