@@ -42,9 +42,12 @@ def check_absolute_url(value: str) -> str:
 
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+# The API server's `uri` format is Go's url.ParseRequestURI, which takes `ollama:11434` (scheme "ollama");
+# the pattern makes it refuse what check_absolute_url refuses: no `scheme://host`.
+ABSOLUTE_URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]"
 URL = Annotated[
     str,
-    Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"}),
+    Field(min_length=1, max_length=2048, pattern=ABSOLUTE_URL_PATTERN, json_schema_extra={"format": "uri"}),
     AfterValidator(check_absolute_url),
 ]
 ShortText = Annotated[str, Field(max_length=1024)]
@@ -403,8 +406,9 @@ class MCPServerSpec(SpecModel):
     health_check: HealthCheck = Field(
         default_factory=HealthCheck,
         description="How the server is probed.",
-        # So the API server fills in the nested defaults when healthCheck is left out.
-        json_schema_extra={"default": {}},
+        # Spelt out, not {}: the API server checks a default against the CEL rules as it stands, without
+        # the nested defaults, and refuses the CRD when `self.timeoutSeconds` is missing from it.
+        json_schema_extra={"default": HealthCheck().model_dump(by_alias=True, exclude_none=True, mode="json")},
     )
     maintenance: bool = Field(
         default=False, description="A server in maintenance is left out of the agent and never probed."
