@@ -28,9 +28,12 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-# Bounds of integer fields that have no natural limit (Kubernetes' int64 and int32).
-INT64_MAX = 2**63 - 1
+# Bounds of integer fields that have no natural limit: Kubernetes' int32, and for a generation (an int64)
+# the largest integer a float64 holds exactly. The API server holds a bound as a float64, and against one
+# that is no exact integer (2**63 - 1) it refuses every value: "Maximum boundary value must be of type
+# integer".
 INT32_MAX = 2**31 - 1
+GENERATION_MAX = 2**53 - 1
 
 
 def check_absolute_url(value: str) -> str:
@@ -468,7 +471,7 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(
         default=None,
         ge=0,
-        le=INT64_MAX,
+        le=GENERATION_MAX,
         description="The metadata.generation this condition was computed from.",
     )
 
@@ -477,7 +480,7 @@ class CommonStatus(StatusModel):
     """What the operator observed of the resource."""
 
     observed_generation: int | None = Field(
-        default=None, ge=0, le=INT64_MAX, description="Last metadata.generation processed."
+        default=None, ge=0, le=GENERATION_MAX, description="Last metadata.generation processed."
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from ai_ops_api.specs import API_VERSION, RESOURCES
+from ai_ops_api.specs import (
+    API_VERSION,
+    RESOURCES,
+    Condition,
+    ConditionStatus,
+)
 from ai_ops_operator.cli import main
 from ai_ops_operator.commands.validate import document_problems
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
@@ -423,15 +428,64 @@ def test_an_integral_float_in_a_status_integer_is_taken_as_that_integer(
     assert apply_defaults(doc)["status"] == answer.body["status"]
 
 
-def test_a_float_against_a_bound_beyond_exact_floats_is_refused_by_both(
-    ai_ops_crds: ControlPlane, namespace: str
+# The server's integer check takes a float up to 2**53 - 1 (beyond it a float is no exact integer).
+@pytest.mark.parametrize(
+    ("value", "accepted"), [(float(2**53 - 1), True), (float(2**53), False)], ids=["largest-exact", "2^53"]
+)
+def test_integral_floats_at_the_edge_of_exactness_are_judged_alike(
+    ai_ops_crds: ControlPlane, namespace: str, value: float, accepted: bool
 ) -> None:
-    # observedGeneration's maximum is 2**63 - 1, no exact float: the server's integer check cannot compare
-    # a float with it and refuses even 5.0, naming the object that holds the field ("status") rather than
-    # the field. That path is the one difference left, and it is in a field only the operator writes.
-    doc = mcp_server_with_status("float-generation", {"observedGeneration": 5.0})
+    doc = mcp_server_with_status(f"edge-{'ok' if accepted else 'no'}", {"observedGeneration": value})
     answer = status_write(ai_ops_crds, doc, namespace)
-    assert answer.status == 422
-    assert answer.problem_paths() == {"status"}
-    assert "observedGeneration" in answer.message
-    assert our_paths(doc) == {"status.observedGeneration"}
+    assert answer.ok is accepted, answer.message
+    assert our_paths(doc) == (set() if accepted else {"status.observedGeneration"})
+    if accepted:
+        assert answer.body["status"]["observedGeneration"] == 2**53 - 1 == apply_defaults(doc)["status"][
+            "observedGeneration"
+        ]
+
+
+# --- status ------------------------------------------------------------------------------------------
+
+
+def integer_bounds(schema: dict[str, Any], path: str = "") -> dict[str, float]:
+    found = {}
+    if schema.get("type") == "integer":
+        found.update({f"{path} {key}": schema[key] for key in ("minimum", "maximum") if key in schema})
+    for name, child in schema.get("properties", {}).items():
+        found |= integer_bounds(child, f"{path}.{name}" if path else name)
+    if isinstance(schema.get("items"), dict):
+        found |= integer_bounds(schema["items"], f"{path}[]")
+    return found
+
+
+def test_no_integer_bound_is_beyond_exact_floats() -> None:
+    # The server holds a bound as a float64 and refuses every value, 1 included, against one that is no
+    # exact integer (such as 2**63 - 1): "Maximum boundary value must be of type integer".
+    for crd in crd_documents():
+        bounds = integer_bounds(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        assert bounds
+        too_large = {where: bound for where, bound in bounds.items() if abs(bound) > 2**53 - 1}
+        assert too_large == {}, crd["metadata"]["name"]
+
+
+@pytest.mark.parametrize("kind", list(RESOURCES))
+def test_the_status_the_operator_writes_is_stored_through_the_status_subresource(
+    ai_ops_crds: ControlPlane, namespace: str, kind: str
+) -> None:
+    (label, doc) = next((label, doc) for label, doc in AI_OPS_EXAMPLES if doc["kind"] == kind)
+    condition = Condition(
+        type="Ready",
+        status=ConditionStatus.FALSE,
+        reason="SecretNotFound",
+        message="Secret 'key' not found",
+        last_transition_time="2026-01-10T09:12:03Z",
+        observed_generation=1,
+    )
+    status = RESOURCES[kind].status_model.model_validate({"observedGeneration": 1, "conditions": [condition]})
+    written = {**doc, "status": status.model_dump(by_alias=True, exclude_none=True, mode="json")}
+    assert validate_resource(written) == []
+    answer = status_write(ai_ops_crds, written, namespace)
+    assert answer.ok, f"{label}: {answer.message}"
+    assert answer.body["status"] == written["status"]
+    assert answer.body["metadata"]["generation"] == 1

@@ -66,7 +66,7 @@ def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
 # The API server takes a float with no fraction in an integer field (`maxTokens: 1024.0`) and stores it as
 # the integer 1024; every other integral float it stores comes back as an integer too (Go's JSON encoder
 # writes float64 1024 as `1024`, below 1e21). Its integer check takes a float only within +-(2**53 - 1),
-# where every float is an exact integer, and only against bounds within that range.
+# where every float is an exact integer.
 _EXACT_INTEGER = 2**53 - 1
 _GO_PLAIN_FLOAT = 1e21
 
@@ -81,11 +81,9 @@ def _as_stored(value: Any, schema: dict[str, Any]) -> Any:
         return [_as_stored(item, items if isinstance(items, dict) else {}) for item in value]
     if not isinstance(value, float) or not value.is_integer():
         return value
-    if schema.get("type") == "integer":
-        bounds = [abs(schema[key]) for key in ("minimum", "maximum") if key in schema]
-        # Left a float otherwise: the schema check then refuses it, as the API server does.
-        return int(value) if abs(value) <= _EXACT_INTEGER and max(bounds, default=0) <= _EXACT_INTEGER else value
-    return int(value) if abs(value) < _GO_PLAIN_FLOAT else value
+    # An integer field's float beyond the exact range stays a float, which the schema check then refuses.
+    limit = _EXACT_INTEGER if schema.get("type") == "integer" else _GO_PLAIN_FLOAT
+    return int(value) if abs(value) <= limit and abs(value) < _GO_PLAIN_FLOAT else value
 
 
 def _default(value: Any, schema: dict[str, Any]) -> None:
