@@ -106,7 +106,10 @@ def install_crds(plane: ControlPlane, crds: list[dict[str, Any]], timeout: float
         answer = request(plane, "POST", path, crd)
         if answer.status == 409:
             current = request(plane, "GET", f"{path}/{crd['metadata']['name']}").body
-            crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
+            crd = {
+                **crd,
+                "metadata": {**crd["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
+            }
             answer = request(plane, "PUT", f"{path}/{crd['metadata']['name']}", crd)
         if not answer.ok:
             raise AssertionError(f"the API server refused CRD {crd['metadata']['name']}: {answer.message}")
@@ -116,7 +119,9 @@ def install_crds(plane: ControlPlane, crds: list[dict[str, Any]], timeout: float
         plural = crd["spec"]["names"]["plural"]
         while True:
             current = request(plane, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in current.body.get("status", {}).get("conditions", [])}
+            conditions = {
+                c["type"]: c["status"] for c in current.body.get("status", {}).get("conditions", [])
+            }
             # Established is set before discovery serves the resource: wait for a list to answer too.
             served = request(plane, "GET", f"/apis/{API_VERSION}/{plural}").ok
             if conditions.get("Established") == "True" and served:

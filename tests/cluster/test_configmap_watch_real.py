@@ -39,7 +39,12 @@ def config_text(label: str) -> str:
 
 def put_configmap(plane: ControlPlane, namespace: str, text: str) -> str:
     """Create or replace the agent ConfigMap; its new resourceVersion."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME}, "data": {AGENT_CONFIG_DATA_KEY: text}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": NAME},
+        "data": {AGENT_CONFIG_DATA_KEY: text},
+    }
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     answer = request(plane, "PUT", f"{path}/{NAME}", body)
     if answer.status == 404:
@@ -55,7 +60,9 @@ def chat_namespace(plane: ControlPlane, tmp_path: Path) -> tuple[str, Path]:
     rendered: Rendered = render(load_chart(), {}, namespace=namespace)
     for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
         obj = rendered.get(kind, CHAT_ACCOUNT)
-        answer = request(plane, "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}", obj)
+        answer = request(
+            plane, "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}", obj
+        )
         assert answer.ok, answer.message
     assert rendered.get("Role", CHAT_ACCOUNT)["rules"][0]["resourceNames"] == [NAME]
     token = tmp_path / "token"
@@ -65,11 +72,19 @@ def chat_namespace(plane: ControlPlane, tmp_path: Path) -> tuple[str, Path]:
 
 def source_for(plane: ControlPlane, namespace: str, token: Path, **options: Any) -> KubeConfigMapSource:
     return KubeConfigMapSource(
-        plane.url, namespace, NAME, token_path=token, ca_path=plane.certs.ca_cert, retry_seconds=0.2, **options
+        plane.url,
+        namespace,
+        NAME,
+        token_path=token,
+        ca_path=plane.certs.ca_cert,
+        retry_seconds=0.2,
+        **options,
     )
 
 
-async def collect_until(changes: AsyncIterator[tuple[str, str]], last: str, timeout: float = 30.0) -> list[str]:
+async def collect_until(
+    changes: AsyncIterator[tuple[str, str]], last: str, timeout: float = 30.0
+) -> list[str]:
     """The texts `changes` yields until `last` (within `timeout` seconds)."""
     seen: list[str] = []
 
@@ -86,7 +101,9 @@ async def collect_until(changes: AsyncIterator[tuple[str, str]], last: str, time
     return seen
 
 
-def test_the_chat_role_allows_exactly_the_named_configmap(control_plane: ControlPlane, tmp_path: Path) -> None:
+def test_the_chat_role_allows_exactly_the_named_configmap(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
     namespace, token = chat_namespace(control_plane, tmp_path)
     put_configmap(control_plane, namespace, config_text("v1"))
     with control_plane.api_client(token.read_text()) as api:

@@ -113,7 +113,9 @@ def namespace(ai_ops_crds: ControlPlane) -> str:
 def test_the_crds_are_established_with_their_names(ai_ops_crds: ControlPlane) -> None:
     for crd in crd_documents():
         stored = request(
-            ai_ops_crds, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+            ai_ops_crds,
+            "GET",
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
         ).body
         conditions = {c["type"]: c["status"] for c in stored["status"]["conditions"]}
         assert conditions["Established"] == "True"
@@ -194,7 +196,11 @@ def test_the_corpus_marks_only_files_the_server_judges_differently() -> None:
 
 def create_and_read(plane: ControlPlane, obj: dict[str, Any], namespace: str, validation: str) -> Answer:
     created = request(
-        plane, "POST", collection_path(obj, namespace), in_namespace(obj, namespace), {"fieldValidation": validation}
+        plane,
+        "POST",
+        collection_path(obj, namespace),
+        in_namespace(obj, namespace),
+        {"fieldValidation": validation},
     )
     assert created.ok, created.message
     stored = request(plane, "GET", object_path(obj, namespace))
@@ -363,7 +369,12 @@ def model_with_max_tokens(name: str, value: float) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "LLMModel",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": "local"}, "model": "llama3.1:8b", "maxTokens": value, "default": True},
+        "spec": {
+            "providerRef": {"name": "local"},
+            "model": "llama3.1:8b",
+            "maxTokens": value,
+            "default": True,
+        },
     }
 
 
@@ -440,9 +451,11 @@ def test_integral_floats_at_the_edge_of_exactness_are_judged_alike(
     assert answer.ok is accepted, answer.message
     assert our_paths(doc) == (set() if accepted else {"status.observedGeneration"})
     if accepted:
-        assert answer.body["status"]["observedGeneration"] == 2**53 - 1 == apply_defaults(doc)["status"][
-            "observedGeneration"
-        ]
+        assert (
+            answer.body["status"]["observedGeneration"]
+            == 2**53 - 1
+            == apply_defaults(doc)["status"]["observedGeneration"]
+        )
 
 
 # --- status ------------------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH"
 
 DOCS_RESOURCES = REPO_ROOT / "docs" / "resources.md"
 DOCS_OPERATOR = REPO_ROOT / "docs" / "operator.md"
-COLUMNS_RE = re.compile(r"^`kubectl get (?P<short>\w+)` columns: (?P<columns>[^(]+?)(?: \(`-o wide`: (?P<wide>[^)]+)\))?\.$")
+COLUMNS_RE = re.compile(
+    r"^`kubectl get (?P<short>\w+)` columns: (?P<columns>[^(]+?)(?: \(`-o wide`: (?P<wide>[^)]+)\))?\.$"
+)
 
 
 def condition(status: str, reason: str, message: str) -> dict[str, Any]:
@@ -42,7 +44,10 @@ def condition(status: str, reason: str, message: str) -> dict[str, Any]:
 RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (
         {"kind": "LLMProvider", "metadata": {"name": "openai"}, "spec": {"type": "openai"}},
-        {"observedGeneration": 1, "conditions": [condition("False", "SecretNotFound", "Secret 'k' not found")]},
+        {
+            "observedGeneration": 1,
+            "conditions": [condition("False", "SecretNotFound", "Secret 'k' not found")],
+        },
     ),
     (
         {
@@ -50,7 +55,10 @@ RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "metadata": {"name": "llama"},
             "spec": {"providerRef": {"name": "openai"}, "model": "llama3.1:8b", "default": True},
         },
-        {"observedGeneration": 1, "conditions": [condition("False", "ProviderNotReady", "provider not ready")]},
+        {
+            "observedGeneration": 1,
+            "conditions": [condition("False", "ProviderNotReady", "provider not ready")],
+        },
     ),
     (
         {
@@ -61,7 +69,11 @@ RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {"observedGeneration": 1, "conditions": [condition("True", "Ready", "ready")]},
     ),
     (
-        {"kind": "MCPServer", "metadata": {"name": "kube"}, "spec": {"url": "http://mcp-kubernetes.ai-ops:8000/mcp"}},
+        {
+            "kind": "MCPServer",
+            "metadata": {"name": "kube"},
+            "spec": {"url": "http://mcp-kubernetes.ai-ops:8000/mcp"},
+        },
         {
             "observedGeneration": 1,
             "health": "Healthy",
@@ -77,9 +89,13 @@ def populated(ai_ops_crds: ControlPlane) -> str:
     namespace = ai_ops_crds.create_namespace("kubectl")
     for resource, status in RESOURCES_WITH_STATUS:
         obj = {"apiVersion": API_VERSION, **resource}
-        created = request(ai_ops_crds, "POST", collection_path(obj, namespace), obj, {"fieldValidation": "Strict"})
+        created = request(
+            ai_ops_crds, "POST", collection_path(obj, namespace), obj, {"fieldValidation": "Strict"}
+        )
         assert created.ok, created.message
-        written = request(ai_ops_crds, "PUT", object_path(obj, namespace) + "/status", {**created.body, "status": status})
+        written = request(
+            ai_ops_crds, "PUT", object_path(obj, namespace) + "/status", {**created.body, "status": status}
+        )
         assert written.ok, written.message
         # The status subresource leaves the spec alone and keeps the generation.
         assert written.body["spec"] == created.body["spec"]
@@ -106,7 +122,13 @@ def tables(output: str) -> list[list[dict[str, str]]]:
         names = header.split()
         bounds = [*starts[1:], None]
         found.append(
-            [{name: line[start:end].strip() for name, start, end in zip(names, starts, bounds, strict=True)} for line in lines]
+            [
+                {
+                    name: line[start:end].strip()
+                    for name, start, end in zip(names, starts, bounds, strict=True)
+                }
+                for line in lines
+            ]
         )
     return found
 
@@ -131,7 +153,9 @@ def test_the_docs_list_the_columns_of_every_kind() -> None:
 
 
 @pytest.mark.parametrize("kind", list(RESOURCES))
-def test_kubectl_get_shows_the_documented_columns(ai_ops_crds: ControlPlane, populated: str, kind: str) -> None:
+def test_kubectl_get_shows_the_documented_columns(
+    ai_ops_crds: ControlPlane, populated: str, kind: str
+) -> None:
     columns, wide = documented_columns()[short_name(kind)]
     (plain,) = tables(kubectl(ai_ops_crds, "get", short_name(kind), "-n", populated))
     assert list(plain[0]) == ["NAME", *(c.upper() for c in columns)]
@@ -142,11 +166,18 @@ def test_kubectl_get_shows_the_documented_columns(ai_ops_crds: ControlPlane, pop
     assert headers.index("REASON") == headers.index("READY") + 1
 
 
-def test_kubectl_get_llmm_shows_the_model_and_why_it_is_not_ready(ai_ops_crds: ControlPlane, populated: str) -> None:
+def test_kubectl_get_llmm_shows_the_model_and_why_it_is_not_ready(
+    ai_ops_crds: ControlPlane, populated: str
+) -> None:
     (table,) = tables(kubectl(ai_ops_crds, "get", "llmm", "-n", populated))
     (row,) = table
     assert row["NAME"] == "llama"
-    assert (row["PROVIDER"], row["MODEL"], row["DEFAULT"], row["READY"]) == ("openai", "llama3.1:8b", "true", "False")
+    assert (row["PROVIDER"], row["MODEL"], row["DEFAULT"], row["READY"]) == (
+        "openai",
+        "llama3.1:8b",
+        "true",
+        "False",
+    )
     assert re.fullmatch(r"\d+s", row["AGE"]), row["AGE"]
 
 
@@ -154,7 +185,9 @@ def test_kubectl_get_ai_ops_wide_lists_all_four_kinds_with_their_values(
     ai_ops_crds: ControlPlane, populated: str
 ) -> None:
     by_name = {
-        row["NAME"]: row for table in tables(kubectl(ai_ops_crds, "get", "ai-ops", "-n", populated, "-o", "wide")) for row in table
+        row["NAME"]: row
+        for table in tables(kubectl(ai_ops_crds, "get", "ai-ops", "-n", populated, "-o", "wide"))
+        for row in table
     }
     assert set(by_name) == {
         "llmprovider.ai-ops.dev/openai",
@@ -196,8 +229,13 @@ def documented_headers(doc: Path) -> list[list[str]]:
     return headers
 
 
-def test_the_tables_shown_in_operator_docs_have_the_real_headers(ai_ops_crds: ControlPlane, populated: str) -> None:
-    real = [list(table[0]) for table in tables(kubectl(ai_ops_crds, "get", "ai-ops", "-n", populated, "-o", "wide"))]
+def test_the_tables_shown_in_operator_docs_have_the_real_headers(
+    ai_ops_crds: ControlPlane, populated: str
+) -> None:
+    real = [
+        list(table[0])
+        for table in tables(kubectl(ai_ops_crds, "get", "ai-ops", "-n", populated, "-o", "wide"))
+    ]
     shown = documented_headers(DOCS_OPERATOR)
     assert len(shown) >= 4
     for headers in shown:
@@ -208,6 +246,13 @@ def test_kubectl_explain_describes_the_health_check(ai_ops_crds: ControlPlane) -
     out = kubectl(ai_ops_crds, "explain", "mcpservers.spec.healthCheck")
     assert "KIND:       MCPServer" in out
     assert "How the server is probed." in out
-    for field in ("enabled", "intervalSeconds", "timeoutSeconds", "failureThreshold", "successThreshold", "path"):
+    for field in (
+        "enabled",
+        "intervalSeconds",
+        "timeoutSeconds",
+        "failureThreshold",
+        "successThreshold",
+        "path",
+    ):
         assert re.search(rf"^  {field}\t<(boolean|integer|string)>", out, re.M), f"{field} missing:\n{out}"
     assert "Seconds between probes, at least 5." in out
