@@ -384,7 +384,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
             command = ai_ops_command(
                 "chat", "--config", str(config), "--host", args.host, "--port", str(args.port)
             )
-            chat = subprocess.Popen(command, env={**os.environ, **plan.env})
+            chat = subprocess.Popen(command, env={**os.environ, **plan.env, "AI_OPS_DEMO": "true"})
             if wait_until_up(url + "healthz", chat, timeout=120):
                 print(f"\nmake run: the ai-ops chat is ready: open {url}  (Ctrl-C stops it)\n", flush=True)
             return chat.wait()
