@@ -52,7 +52,7 @@ def default_system_prompt(toolset: Toolset) -> str:
     offered = [(name, state.tools) for name, state in toolset.servers.items() if state.tools]
     if not offered:
         return f"{DEFAULT_SYSTEM_PROMPT} {_NO_TOOLS_PROMPT}"
-    listed = "; ".join(f"{name}: {', '.join(tools)}" for name, tools in offered)
+    listed = "; ".join(f"{name}: {', '.join(sorted(tools))}" for name, tools in offered)
     return (
         f"{DEFAULT_SYSTEM_PROMPT} Your tools, by MCP server: {listed}. Questions about systems these tools "
         "cannot reach you cannot check: say so instead of answering as if you had looked."

@@ -199,6 +199,7 @@ def test_demo_runs_and_stops(
         assert '<script src="static/app.js"' in client.get("/").text
         models = client.get("/api/models").json()["models"]
         assert [m["name"] for m in models if m["default"]] == ["gpt-4o"]
+        assert client.get("/api/status").json()["demo"] is True, "run_demo sets AI_OPS_DEMO"
         answer = client.post("/api/chat", json={"message": "hello demo"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["reply"] == "echo: hello demo"
