@@ -22,6 +22,7 @@ from pydantic import Field
 from mcp_servers.common import (
     DEFAULT_MAX_RESPONSE_BYTES,
     InvalidArgument,
+    ToolServer,
     add_health_route,
     cap_text,
     cap_text_keep_end,
@@ -109,7 +110,7 @@ def build_server(
     cluster: Cluster, settings: KubernetesSettings, *, host: str = "127.0.0.1", path: str = "/mcp"
 ) -> FastMCP:
     # Stateless JSON responses: any replica answers any request; restarts do not break client sessions.
-    server = FastMCP(
+    server = ToolServer(
         "ai-ops-kubernetes",
         instructions=INSTRUCTIONS,
         host=host,

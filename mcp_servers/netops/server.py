@@ -18,6 +18,7 @@ from pydantic import Field
 from mcp_servers.common import (
     DEFAULT_MAX_RESPONSE_BYTES,
     InvalidArgument,
+    ToolServer,
     add_health_route,
     cap_text,
     to_json,
@@ -73,7 +74,7 @@ async def _answer(settings: NetopsSettings, check: Awaitable[dict[str, Any]]) ->
 def build_server(settings: NetopsSettings, *, host: str = "127.0.0.1", path: str = "/mcp") -> FastMCP:
     # Stateless JSON responses: nothing is kept between calls, so any replica can answer any request and a
     # restart never invalidates a client's session.
-    server = FastMCP(
+    server = ToolServer(
         "ai-ops-netops",
         instructions=INSTRUCTIONS,
         host=host,
