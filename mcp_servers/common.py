@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.types import Icon, ToolAnnotations
 from pydantic import ValidationError
 
 # Big enough for a describe summary or a few hundred list rows, small enough not to flood a model's context.
@@ -51,10 +52,26 @@ class ToolServer(FastMCP):
     """
 
     def add_tool(
-        self, fn: Callable[..., Any], *args: Any, description: str | None = None, **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
     ) -> None:
-        cleaned = inspect.cleandoc(description if description is not None else fn.__doc__ or "")
-        super().add_tool(fn, *args, description=cleaned, **kwargs)
+        super().add_tool(
+            fn,
+            name=name,
+            title=title,
+            description=inspect.cleandoc(description if description is not None else fn.__doc__ or ""),
+            annotations=annotations,
+            icons=icons,
+            meta=meta,
+            structured_output=structured_output,
+        )
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         try:
