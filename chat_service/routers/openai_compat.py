@@ -363,7 +363,7 @@ async def list_models(_identity: Caller, engine: Engine) -> dict[str, Any]:
     response_model=ModelObject,
     responses={
         404: {"model": ErrorResponse, "description": "No such model (model_not_found)"},
-        **error_responses(401, 503),
+        **error_responses(401, 422, 503),
     },
 )
 async def get_model(model_id: str, _identity: Caller, engine: Engine) -> dict[str, Any] | Response:
