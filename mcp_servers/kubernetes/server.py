@@ -22,7 +22,6 @@ from pydantic import Field
 from mcp_servers.common import (
     DEFAULT_MAX_RESPONSE_BYTES,
     InvalidArgument,
-    ToolServer,
     add_health_route,
     cap_text,
     cap_text_keep_end,
@@ -49,6 +48,7 @@ from mcp_servers.kubernetes.selectors import (
 )
 from mcp_servers.kubernetes.summaries import ROW_BUILDERS, describe_pod, event_row, involves, newest_first
 from mcp_servers.kubernetes.summaries import describe_workload as describe_workload_state
+from mcp_servers.tool_server import ToolServer
 
 JSON = dict[str, Any]
 P = ParamSpec("P")

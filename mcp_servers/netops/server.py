@@ -18,7 +18,6 @@ from pydantic import Field
 from mcp_servers.common import (
     DEFAULT_MAX_RESPONSE_BYTES,
     InvalidArgument,
-    ToolServer,
     add_health_route,
     cap_text,
     to_json,
@@ -29,6 +28,7 @@ from mcp_servers.netops.probes import TrustSettings
 from mcp_servers.netops.probes import http_check as run_http_check
 from mcp_servers.netops.probes import tcp_check as run_tcp_check
 from mcp_servers.netops.probes import tls_certificate as run_tls_certificate
+from mcp_servers.tool_server import ToolServer
 
 MAX_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 10

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from mcp_servers.common import ToolServer
 from mcp_servers.kubernetes.cluster import connect
 from mcp_servers.kubernetes.server import KubernetesSettings
 from mcp_servers.kubernetes.server import build_server as build_kubernetes_server
 from mcp_servers.netops.server import NetopsSettings
 from mcp_servers.netops.server import build_server as build_netops_server
+from mcp_servers.tool_server import ToolServer
 from tests.support.mcp_server_helpers import ThreadedMcpServer, mcp_client
 
 PYDANTIC_TRACES = ("errors.pydantic.dev", "validation error for", "Arguments", "[type=", "input_value=")
