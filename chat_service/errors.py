@@ -32,6 +32,24 @@ class InvalidRequest(ChatError):
     code = "invalid_request"
 
 
+class UnsupportedParameter(ChatError):
+    """A request field the service understands but cannot honour (client tools on the OpenAI-compatible
+    API, several choices). 400 with OpenAI's ``type`` and ``param``, so OpenAI clients raise
+    BadRequestError naming the field."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"].update(type="invalid_request_error", param=self.param)
+        return body
+
+
 class Unauthorized(ChatError):
     status = 401
     code = "unauthorized"

@@ -52,6 +52,8 @@ class Settings(BaseModel):
     wait_for_config: bool = False
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
+    # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
+    demo: bool = False
     log_level: str = "INFO"
 
 
@@ -75,6 +77,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
     "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
+    "demo": ("AI_OPS_DEMO", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
 }
 

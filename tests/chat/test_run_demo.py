@@ -207,6 +207,7 @@ def test_demo_runs_and_stops(
                 break
             time.sleep(0.5)
         assert "dns_lookup" in servers["netops"]["tools"], servers
+        assert client.get("/api/status").json()["demo"] is True, "run_demo sets AI_OPS_DEMO"
         answer = client.post("/api/chat", json={"message": "hello demo"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["reply"] == "echo: hello demo"
