@@ -50,6 +50,11 @@ class Settings(BaseModel):
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
     log_level: str = "INFO"
+    # Largest request body taken, checked before auth'd routes read it (Content-Length, or while streaming).
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    # A frozen Redis must fail a request (and readiness) sooner than the chart's 3 s readiness timeout.
+    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0, le=600)
+    redis_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=600)
 
 
 # field -> (environment variable, flag shown in errors)
@@ -72,6 +77,9 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
+    "max_body_bytes": ("AI_OPS_MAX_BODY_BYTES", None),
+    "redis_socket_timeout_seconds": ("AI_OPS_REDIS_SOCKET_TIMEOUT_SECONDS", None),
+    "redis_connect_timeout_seconds": ("AI_OPS_REDIS_CONNECT_TIMEOUT_SECONDS", None),
 }
 
 
