@@ -32,9 +32,14 @@ _ERROR_DESCRIPTIONS = {
     504: "The request timed out",
 }
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in _ERROR_DESCRIPTIONS.items()
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "With rate_limited, when the provider sent one: seconds or an HTTP date",
+            "schema": {"type": "string"},
+        }
+    },
 }
 
 
@@ -43,7 +48,15 @@ def error_responses(
 ) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` entries of some statuses, with ``descriptions`` worded for the route."""
     wording = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
-    return {status: {"model": ErrorResponse, "description": wording[status]} for status in statuses}
+    found: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        found[status] = {"model": ErrorResponse, "description": wording[status]}
+        if status in _ERROR_HEADERS:
+            found[status]["headers"] = _ERROR_HEADERS[status]
+    return found
+
+
+ERROR_RESPONSES = error_responses(*(status for status in _ERROR_DESCRIPTIONS if status != 413))
 
 
 # What EdgeGuard (chat_service/asgi.py) answers on every protected route before the route runs.
