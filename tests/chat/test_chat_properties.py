@@ -29,14 +29,16 @@ from tests.support.chat_support import (
 
 TOKEN = "tok-props-0123456789abcdef"
 BOUNDED = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 # Every code point, lone surrogates included (they survive JSON's \\u escapes and break UTF-8 encoders).
-odd_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=24)
+odd_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=24) | st.sampled_from(
+    ["\ud800", "a\udfffb", "\x00", "\u202egnp.exe", "\ufeff", "🙂" * 50, "\U0010ffff"]
+)
 scalars = (
     st.none()
     | st.booleans()
@@ -51,24 +53,31 @@ json_values = st.recursive(
 )
 roles = st.sampled_from(["system", "developer", "user", "assistant", "tool"])
 part_types = st.sampled_from(["text", "image_url", "refusal", "input_audio", "file", "weird"])
+# Mostly well-typed parts with keys left out at random, sometimes anything at all.
 content_parts = st.lists(
     st.fixed_dictionaries(
-        {},
+        {"type": part_types},
         optional={
-            "type": part_types | json_values,
             "text": odd_text | json_values,
             "image_url": st.fixed_dictionaries({"url": odd_text}) | json_values,
             "refusal": odd_text,
         },
-    ),
+    )
+    | st.dictionaries(odd_text, json_values, max_size=3),
+    min_size=1,
     max_size=3,
 )
-messages = st.fixed_dictionaries(
-    {"role": roles},
+# Well-typed messages whose content varies (so that many reach the model), and messages of anything.
+typed_messages = st.fixed_dictionaries(
+    {"role": roles, "content": st.one_of(content_parts, odd_text, st.none())},
+    optional={"name": odd_text.filter(str.strip)},
+)
+junk_messages = st.fixed_dictionaries(
+    {"role": roles | json_values},
     optional={
-        "content": odd_text | content_parts | json_values,
-        "name": odd_text | json_values,
-        "tool_call_id": odd_text,
+        "content": json_values,
+        "name": json_values,
+        "tool_call_id": odd_text | json_values,
         "tool_calls": st.lists(
             st.fixed_dictionaries(
                 {},
@@ -84,6 +93,7 @@ messages = st.fixed_dictionaries(
         ),
     },
 )
+messages = st.one_of(typed_messages, typed_messages, junk_messages)
 user_turn = st.fixed_dictionaries({"role": st.just("user"), "content": odd_text.filter(str.strip)})
 completion_bodies = st.fixed_dictionaries(
     {
@@ -159,6 +169,20 @@ async def test_no_chat_stream_body_produces_a_server_error(server: RunningApp, b
 @BOUNDED
 @given(body=completion_bodies)
 async def test_no_completion_body_produces_a_server_error(server: RunningApp, body: Any) -> None:
+    status, text = await _post(server, "/v1/chat/completions", body)
+    _assert_no_server_error(status, text, body)
+
+
+@pytest.mark.parametrize("role", ["system", "developer", "user", "assistant", "tool"])
+@settings(BOUNDED, max_examples=12)
+@given(parts=content_parts)
+async def test_no_content_parts_of_any_role_produce_a_server_error(
+    server: RunningApp, role: str, parts: list[dict[str, Any]]
+) -> None:
+    message: dict[str, Any] = {"role": role, "content": parts}
+    if role == "tool":
+        message["tool_call_id"] = "call_1"
+    body = {"model": "default", "messages": [message, {"role": "user", "content": "hi"}]}
     status, text = await _post(server, "/v1/chat/completions", body)
     _assert_no_server_error(status, text, body)
 
