@@ -92,6 +92,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "error parsing the body" (e.g. not UTF-8): invalid input like any other, a 422.
+            return JSONResponse(
+                error_body("invalid_request", f"the request body cannot be read: {type(exc.__cause__).__name__}"),
+                status_code=422,
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)),

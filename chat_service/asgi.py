@@ -6,7 +6,8 @@ alone lets an unauthenticated caller make the service read (and buffer) a body o
 plain ASGI, not Starlette's BaseHTTPMiddleware (which buffers): it answers 401 from the headers alone,
 413 from a ``Content-Length`` over the limit, and 413 as soon as a body without one (chunked) crosses the
 limit while the app reads it, without taking more. Refusals close the connection, so the server does not
-read and discard the rest of an upload either. Routes still take the caller's identity from their FastAPI
+read and discard the rest of an upload either (Starlette's RequestBodyLimitMiddleware answers only once a
+route reads the body, and keeps the connection, so the server reads the rest to discard it). Routes still take the caller's identity from their FastAPI
 dependency (routers/deps.py); this guard only makes sure no body is read before it.
 """
 
