@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chat_service import api_docs
 from chat_service.asgi import EdgeGuard
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.errors import ChatError, RateLimited, error_body
@@ -66,7 +67,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
 
 # Routes anyone may call (probes, metrics scrapes, the web page and the API docs: they hold no data).
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
-OPEN_PREFIXES = ("/static/",)
+OPEN_PREFIXES = ("/static/", api_docs.ASSETS_PREFIX)
 
 
 def _error_headers(exc: ChatError) -> dict[str, str] | None:
@@ -95,7 +96,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.__cause__ is not None:
             # FastAPI's "error parsing the body" (e.g. not UTF-8): invalid input like any other, a 422.
             return JSONResponse(
-                error_body("invalid_request", f"the request body cannot be read: {type(exc.__cause__).__name__}"),
+                error_body(
+                    "invalid_request", f"the request body cannot be read: {type(exc.__cause__).__name__}"
+                ),
                 status_code=422,
             )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -134,6 +137,9 @@ def create_app(
         description="The ai-ops operations assistant: chat API, OpenAI-compatible API, health and metrics.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by api_docs: self-hosted assets under a strict CSP instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     _install_error_handlers(app)
@@ -143,6 +149,7 @@ def create_app(
     app.include_router(health.router)
     # The web chat page and its assets (open like /docs: they hold no data; the page asks for a token).
     app.include_router(web.router)
+    app.include_router(api_docs.router)
     # Added first, so it runs inside the metrics middleware: refused requests are counted too.
     app.add_middleware(
         EdgeGuard,

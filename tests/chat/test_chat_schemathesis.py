@@ -75,7 +75,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Itera
     [(GenerationMode.POSITIVE, 12), (GenerationMode.NEGATIVE, 8)],
     ids=["valid", "invalid"],
 )
-def test_the_api_keeps_to_its_openapi_document(served: ThreadedApp, mode: GenerationMode, examples: int) -> None:
+def test_the_api_keeps_to_its_openapi_document(
+    served: ThreadedApp, mode: GenerationMode, examples: int
+) -> None:
     schema = schemathesis.openapi.from_dict(served.app.openapi())
     headers = {"Authorization": f"Bearer {TOKEN}"}
     failures: list[str] = []

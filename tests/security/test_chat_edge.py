@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -332,3 +334,70 @@ async def test_readiness_answers_within_a_second_when_redis_is_frozen(
     assert any("Redis does not answer" in reason for reason in ready.json()["reasons"]), ready.json()
     # The bound is 1 s (the chart's readiness probe gives up after 3 s); the ceiling leaves room for load.
     assert elapsed < 2.5, f"/readyz took {elapsed:.1f}s"
+
+
+# -- 6. the API docs pages ----------------------------------------------------------------------------
+
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+REDOC_BADGE = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+async def test_docs_pages_load_only_their_own_scripts_under_a_strict_policy(env: Env) -> None:
+    async with env.client(token=None) as client:
+        for path in ("/docs", "/redoc"):
+            page = await client.get(path)
+            assert page.status_code == 200, path
+            policy = page.headers["content-security-policy"]
+            directives = dict(part.strip().partition(" ")[::2] for part in policy.split(";"))
+            assert directives["script-src"] == "'self'" and directives["default-src"] == "'none'", policy
+            assert directives["frame-ancestors"] == "'none'"
+            assert "//" not in page.text, f"{path} names another origin"
+            scripts = re.findall(r"<script\b([^>]*)>", page.text)
+            assert scripts and all("src=" in attributes for attributes in scripts), f"inline script on {path}"
+            for source in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+                asset = await client.get(f"/{source}")
+                assert asset.status_code == 200, source
+                assert asset.headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/docs/assets/core.py")).status_code == 404
+
+
+@pytest.mark.browser
+async def test_docs_pages_render_without_policy_violations(env: Env) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (make system-deps installs Debian's chromium with apt)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await browser.new_page()
+            problems: list[str] = []
+            blocked: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on(
+                "console",
+                lambda message: (
+                    blocked.append(message.text) if "Content Security Policy" in message.text else None
+                ),
+            )
+            page.on(
+                "requestfinished",
+                lambda request: (
+                    problems.append(f"loaded from elsewhere: {request.url}")
+                    if not request.url.startswith((env.server.url, "data:", "blob:"))
+                    else None
+                ),
+            )
+            await page.goto(f"{env.server.url}/docs")
+            await page.locator(".swagger-ui .opblock-summary-path", has_text="/api/chat").first.wait_for(
+                timeout=20_000
+            )
+            await page.goto(f"{env.server.url}/redoc")
+            await page.locator("h1", has_text="ai-ops chat").first.wait_for(timeout=20_000)
+        finally:
+            await browser.close()
+    # The one thing the policy stops is ReDoc's "API docs by Redocly" badge, an image from its CDN.
+    assert all(REDOC_BADGE in text and "img-src" in text for text in blocked), blocked
+    assert problems == [], problems
