@@ -31,6 +31,7 @@ from ai_ops_api.agent_config import ModelEntry
 from chat_service.errors import (
     ChatError,
     ContentBlocked,
+    InvalidRequest,
     LimitExceeded,
     ModelUnavailable,
     NotReady,
@@ -202,6 +203,9 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
     exc = _unwrap(exc)
     if isinstance(exc, ChatError):
         return exc
+    if any(isinstance(error, UnicodeEncodeError) for error in _chain(exc)):
+        # Text that cannot go out as UTF-8: a lone surrogate that came in as a JSON \u escape.
+        return InvalidRequest("the conversation contains text that is not valid Unicode (a lone surrogate)")
     providers = provider_errors()
     # Provider clients wrap their errors (langchain-openai re-raises openai's): judge by the whole chain,
     # preferring the OpenAI SDK's error (it carries the HTTP status and body) over the transport's.

@@ -117,6 +117,11 @@ def check_content_parts(messages: list[OpenAIMessage]) -> None:
 def to_langchain(messages: list[OpenAIMessage]) -> list[AnyMessage]:
     check_content_parts(messages)
     raw = [m.model_dump(exclude_none=True) for m in messages]
+    try:
+        json.dumps(raw, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON's \u escapes can spell a lone surrogate, which no model client can send on.
+        raise InvalidRequest("messages contain text that is not valid Unicode (a lone surrogate)") from None
     if not any(m["role"] == "user" for m in raw):
         raise InvalidRequest("messages must contain at least one user message")
     total = sum(len(json.dumps(m.get("content", ""))) for m in raw)
