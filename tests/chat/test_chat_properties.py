@@ -196,3 +196,16 @@ async def test_an_assistant_text_part_without_its_text_is_a_clear_422(server: Ru
     assert status == 422, text
     error = json.loads(text)["error"]
     assert error["code"] == "invalid_request" and "messages[0].content[0]" in error["message"]
+
+
+async def test_a_lone_surrogate_in_a_content_part_is_a_clear_422(server: RunningApp) -> None:
+    body = {
+        "model": "default",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "\ud800"}]},
+            {"role": "user", "content": "hi"},
+        ],
+    }
+    status, text = await _post(server, "/v1/chat/completions", body)
+    assert status == 422, text
+    assert "lone surrogate" in json.loads(text)["error"]["message"]
