@@ -9,14 +9,12 @@ The budget is bounded (a few examples per operation, no shrinking) so the test s
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -24,60 +22,47 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from chat_service.app import create_app
 from tests.harness.fake_llm import FakeLLM
-from tests.harness.ports import bound_socket, wait_until
-from tests.support.chat_support import agent_config, model_entry, settings_for, write_config
+from tests.support.chat_support import (
+    RunningApp,
+    agent_config,
+    model_entry,
+    running,
+    settings_for,
+    write_config,
+)
 
 TOKEN = "tok-schemathesis-0123456789"
 
 
-class ThreadedApp:
-    """The chat app under uvicorn in a thread of its own: schemathesis' calls are synchronous."""
-
-    def __init__(self, app: Any):
-        self.app = app
-        self._socket = bound_socket()
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-        )
-        self._thread = threading.Thread(target=self._serve, name="chat-schemathesis", daemon=True)
-
-    def _serve(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._socket]))
-
-    def __enter__(self) -> ThreadedApp:
-        self._thread.start()
-        wait_until(lambda: self._server.started or not self._thread.is_alive(), 20, "chat app")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[ThreadedApp]:
+async def served(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> AsyncIterator[RunningApp]:
     root: Path = tmp_path_factory.mktemp("chat-schemathesis")
     (root / "tokens").write_text(f"fuzz:{TOKEN}\n")
     path = root / "agent-config.json"
     write_config(path, agent_config([model_entry("main", fake_llm.base_url, default=True)]))
     fake_llm.reset()
-    with ThreadedApp(create_app(settings_for(path, auth_tokens_file=root / "tokens"))) as served:
-        yield served
+    async with running(create_app(settings_for(path, auth_tokens_file=root / "tokens"))) as app:
+        yield app
     fake_llm.reset()
 
 
 # schemathesis' pytest plugin does not run on this pytest (it sets a node attribute pytest 9 removed), so the
-# operations are driven through its Python API: one Hypothesis run per operation and generation mode.
+# operations are driven through its Python API: one Hypothesis run per operation and generation mode. Its
+# calls are synchronous: they run in a worker thread while the app serves in this test's event loop (a
+# second loop would share langchain-openai's process-wide HTTP client across loops).
 @pytest.mark.parametrize(
     ("mode", "examples"),
     [(GenerationMode.POSITIVE, 12), (GenerationMode.NEGATIVE, 8)],
     ids=["valid", "invalid"],
 )
-def test_the_api_keeps_to_its_openapi_document(
-    served: ThreadedApp, mode: GenerationMode, examples: int
+async def test_the_api_keeps_to_its_openapi_document(
+    served: RunningApp, mode: GenerationMode, examples: int
 ) -> None:
+    failures = await asyncio.to_thread(_check_every_operation, served, mode, examples)
+    assert not failures, "\n\n".join(failures)
+
+
+def _check_every_operation(served: RunningApp, mode: GenerationMode, examples: int) -> list[str]:
     schema = schemathesis.openapi.from_dict(served.app.openapi())
     headers = {"Authorization": f"Bearer {TOKEN}"}
     failures: list[str] = []
@@ -107,4 +92,4 @@ def test_the_api_keeps_to_its_openapi_document(
             assert mode is GenerationMode.NEGATIVE, operation.label  # no parameters: nothing invalid to send
         except Exception as failure:
             failures.append(f"{operation.label}: {failure}")
-    assert not failures, "\n\n".join(failures)
+    return failures
