@@ -18,10 +18,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chat_service import api_docs
+from chat_service.asgi import EdgeGuard
 from chat_service.config.kubernetes import KubeConfigMapSource
-from chat_service.errors import ChatError, error_body
+from chat_service.errors import ChatError, RateLimited, error_body
 from chat_service.metrics import ChatMetrics
 from chat_service.routers import chat, health, info, openai_compat, threads
+from chat_service.routers.responses import EDGE_ERROR_RESPONSES
 from chat_service.services import ChatServices
 from chat_service.settings import Settings
 from chat_service.web import router as web
@@ -60,14 +63,25 @@ class MetricsMiddleware:
             self.metrics.request_duration.labels(route=template).observe(time.perf_counter() - started)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "payload_too_large"}
+
+# Routes anyone may call (probes, metrics scrapes, the web page and the API docs: they hold no data).
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+OPEN_PREFIXES = ("/static/", api_docs.ASSETS_PREFIX)
+
+
+def _error_headers(exc: ChatError) -> dict[str, str] | None:
+    if exc.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        return {"Retry-After": exc.retry_after}
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChatError)
     async def chat_error(_request: Request, exc: ChatError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=_error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -79,6 +93,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "error parsing the body" (e.g. not UTF-8): invalid input like any other, a 422.
+            return JSONResponse(
+                error_body(
+                    "invalid_request", f"the request body cannot be read: {type(exc.__cause__).__name__}"
+                ),
+                status_code=422,
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)),
@@ -115,12 +137,26 @@ def create_app(
         description="The ai-ops operations assistant: chat API, OpenAI-compatible API, health and metrics.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by api_docs: self-hosted assets under a strict CSP instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     _install_error_handlers(app)
-    for module in (chat, threads, info, openai_compat, health):
-        app.include_router(module.router)
+    # Every route but the open ones answers 401 and 413 from EdgeGuard, before the route runs.
+    for module in (chat, threads, info, openai_compat):
+        app.include_router(module.router, responses=EDGE_ERROR_RESPONSES)
+    app.include_router(health.router)
     # The web chat page and its assets (open like /docs: they hold no data; the page asks for a token).
     app.include_router(web.router)
+    app.include_router(api_docs.router)
+    # Added first, so it runs inside the metrics middleware: refused requests are counted too.
+    app.add_middleware(
+        EdgeGuard,
+        auth=services.auth,
+        max_body_bytes=settings.max_body_bytes,
+        open_paths=OPEN_PATHS,
+        open_prefixes=OPEN_PREFIXES,
+    )
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app

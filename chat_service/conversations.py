@@ -7,6 +7,7 @@ even when it guesses the id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from langgraph_checkpoint_plainredis import AsyncRedisSaver
 log = logging.getLogger(__name__)
 
 REDIS_KEY_PREFIX = "ai-ops:lg"
+# The readiness ping's bound: /readyz must answer well within the chart's 3 s readiness timeout.
+PING_TIMEOUT_SECONDS = 1.0
 
 
 class SlidingTTLRedisSaver(AsyncRedisSaver):
@@ -107,14 +110,26 @@ def scoped_thread_id(identity: str, thread_id: str) -> str:
 class ConversationStore:
     """The checkpointer shared by every compiled graph, plus thread lookups for the API."""
 
-    def __init__(self, redis_url: str | None, ttl_seconds: int, *, prefix: str = REDIS_KEY_PREFIX):
+    def __init__(
+        self,
+        redis_url: str | None,
+        ttl_seconds: int,
+        *,
+        prefix: str = REDIS_KEY_PREFIX,
+        socket_timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+    ):
         self.ttl_seconds = ttl_seconds
         self.redis_url = redis_url
         self.checkpointer: BaseCheckpointSaver[Any]
         if redis_url:
             self.backend = "redis"
             self.checkpointer = SlidingTTLRedisSaver(
-                url=redis_url, ttl=ttl_seconds, prefix=prefix, socket_timeout=5.0, socket_connect_timeout=2.0
+                url=redis_url,
+                ttl=ttl_seconds,
+                prefix=prefix,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
             )
         else:
             self.backend = "memory"
@@ -130,7 +145,9 @@ class ConversationStore:
         if not isinstance(self.checkpointer, AsyncRedisSaver):
             return None
         try:
-            await self.checkpointer.client.ping()
+            await asyncio.wait_for(self.checkpointer.client.ping(), PING_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return f"Redis does not answer: no reply within {PING_TIMEOUT_SECONDS:g} s"
         except Exception as exc:
             return f"Redis does not answer: {type(exc).__name__}"
         return None

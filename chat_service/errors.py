@@ -88,6 +88,31 @@ class LimitExceeded(ChatError):
     code = "limit_exceeded"
 
 
+class RateLimited(ChatError):
+    """The model provider answered 429; ``retry_after`` is its ``Retry-After`` (checked) when it sent one."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: str | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.retry_after is not None:
+            # Also in the body: a stream's error event cannot carry the header.
+            body["error"]["retry_after"] = self.retry_after
+        return body
+
+
+class PayloadTooLarge(ChatError):
+    """The request body is over ``AI_OPS_MAX_BODY_BYTES``."""
+
+    status = 413
+    code = "payload_too_large"
+
+
 class ProviderError(ChatError):
     """The LLM provider failed (its message, sanitized)."""
 

@@ -67,7 +67,12 @@ class ChatServices:
         config_store.on_reload.append(lambda result: metrics.config_reloads.labels(result=result).inc())
         auth = TokenAuth(settings.auth_tokens_file)
         secrets = SecretResolver(settings.secrets_dir, environ)
-        conversations = ConversationStore(settings.redis_url, settings.session_ttl_seconds)
+        conversations = ConversationStore(
+            settings.redis_url,
+            settings.session_ttl_seconds,
+            socket_timeout=settings.redis_socket_timeout_seconds,
+            connect_timeout=settings.redis_connect_timeout_seconds,
+        )
         toolbox = MCPToolbox(
             secrets,
             connect_timeout=settings.mcp_connect_timeout_seconds,

@@ -55,6 +55,11 @@ class Settings(BaseModel):
     # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
     demo: bool = False
     log_level: str = "INFO"
+    # Largest request body taken, checked before auth'd routes read it (Content-Length, or while streaming).
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    # A frozen Redis must fail a request (and readiness) sooner than the chart's 3 s readiness timeout.
+    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0, le=600)
+    redis_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=600)
 
 
 # field -> (environment variable, flag shown in errors)
@@ -79,6 +84,9 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "demo": ("AI_OPS_DEMO", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
+    "max_body_bytes": ("AI_OPS_MAX_BODY_BYTES", None),
+    "redis_socket_timeout_seconds": ("AI_OPS_REDIS_SOCKET_TIMEOUT_SECONDS", None),
+    "redis_connect_timeout_seconds": ("AI_OPS_REDIS_CONNECT_TIMEOUT_SECONDS", None),
 }
 
 

@@ -9,10 +9,13 @@ slow down every service that does not use it.
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
+from types import TracebackType
 
 import httpcore
 import httpx
@@ -28,10 +31,12 @@ from ai_ops_api.agent_config import ModelEntry
 from chat_service.errors import (
     ChatError,
     ContentBlocked,
+    InvalidRequest,
     LimitExceeded,
     ModelUnavailable,
     NotReady,
     ProviderError,
+    RateLimited,
     RequestTimeout,
     StepLimit,
     sanitize,
@@ -98,6 +103,73 @@ def provider_timeouts() -> ExceptionTypes:
     )
 
 
+# Packages whose code runs while a model is called. A plain ValueError (JSONDecodeError and pydantic's
+# ValidationError are ones), TypeError, KeyError... raised there is a provider answer that cannot be read:
+# invalid JSON, a wrong shape, an empty 200. Raised in our own code, the same types are our bug.
+_MODEL_CALL_PACKAGES = (
+    "openai",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "langchain_openai",
+    "langchain_core.language_models",
+    "langchain_core.output_parsers",
+    "anthropic",
+    "langchain_anthropic",
+    "ollama",
+    "langchain_ollama",
+    "huggingface_hub",
+    "langchain_huggingface",
+)
+_ANSWER_READING_ERRORS: ExceptionTypes = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+_OURS = "chat_service"
+_RETRY_SECONDS = re.compile(r"[0-9]{1,9}")
+
+
+def _in_package(module: str, packages: Sequence[str]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in packages)
+
+
+def _raised_in_model_call(tb: TracebackType | None) -> bool:
+    """True when the innermost frame of ours or of a model client is a model client's (see above)."""
+    verdict = False
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if _in_package(module, _MODEL_CALL_PACKAGES):
+            verdict = True
+        elif _in_package(module, (_OURS,)):
+            verdict = False
+        tb = tb.tb_next
+    return verdict
+
+
+def _unreadable_answer(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain that a model client raised reading a malformed answer, if any."""
+    for error in _chain(exc):
+        if isinstance(error, _ANSWER_READING_ERRORS) and _raised_in_model_call(error.__traceback__):
+            return error
+    return None
+
+
+def retry_after(exc: BaseException) -> str | None:
+    """The provider's ``Retry-After`` when it is well-formed (seconds, or an HTTP date), else None.
+
+    It goes back to our client as a header, so anything else an untrusted provider sends is dropped.
+    """
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if _RETRY_SECONDS.fullmatch(value):
+        return value
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return email.utils.format_datetime(when, usegmt=True) if when.tzinfo is not None else None
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
@@ -131,6 +203,9 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
     exc = _unwrap(exc)
     if isinstance(exc, ChatError):
         return exc
+    if any(isinstance(error, UnicodeEncodeError) for error in _chain(exc)):
+        # Text that cannot go out as UTF-8: a lone surrogate that came in as a JSON \u escape.
+        return InvalidRequest("the conversation contains text that is not valid Unicode (a lone surrogate)")
     providers = provider_errors()
     # Provider clients wrap their errors (langchain-openai re-raises openai's): judge by the whole chain,
     # preferring the OpenAI SDK's error (it carries the HTTP status and body) over the transport's.
@@ -156,10 +231,20 @@ def map_exception(exc: BaseException, secret_values: Sequence[str] = ()) -> Chat
         return RequestTimeout("the model provider did not answer in time")
     if isinstance(exc, providers):
         status = getattr(exc, "status_code", None)
+        if status == 429:
+            return RateLimited(
+                f"the model provider rate-limits: {sanitize(_provider_detail(exc), secret_values)}",
+                retry_after(exc),
+            )
         prefix = f"the model provider answered HTTP {status}" if status else "the model provider failed"
         return ProviderError(f"{prefix}: {sanitize(_provider_detail(exc), secret_values)}")
     if isinstance(exc, LangChainException):
         return ProviderError(f"the model failed: {sanitize(str(exc), secret_values)}")
+    unreadable = _unreadable_answer(exc)
+    if unreadable is not None:
+        detail = sanitize(f"{type(unreadable).__name__}: {unreadable}", secret_values)
+        log.warning("the model provider sent an answer that cannot be read: %s", detail)
+        return ProviderError(f"the model provider sent an answer that cannot be read ({detail})")
     # No exc_info: an exception message may carry a provider's echo of a key; frames are enough to debug.
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error("unexpected error in a turn: %s: %s\n%s", kind, sanitize(str(exc), secret_values), frames)

@@ -212,8 +212,35 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
+# Content parts whose payload must be text; every part carries its payload under the key its type names.
+_TEXT_PARTS = frozenset({"text", "refusal"})
+
+
+def check_content_parts(messages: list[OpenAIMessage]) -> None:
+    """Refuse content parts the model clients cannot convert (a ``text`` part without its text would be a
+    KeyError deep inside langchain-openai): OpenAI's rule is that a part of type T holds its payload in T."""
+    for index, message in enumerate(messages):
+        if not isinstance(message.content, list):
+            continue
+        for position, part in enumerate(message.content):
+            where = f"messages[{index}].content[{position}]"
+            kind = part.get("type")
+            if not isinstance(kind, str) or not kind:
+                raise InvalidRequest(f"{where}: a content part needs a 'type'")
+            if kind not in part:
+                raise InvalidRequest(f"{where}: a part of type {kind!r} needs its {kind!r} field")
+            if kind in _TEXT_PARTS and not isinstance(part[kind], str):
+                raise InvalidRequest(f"{where}.{kind}: expected a string")
+
+
 def to_langchain(messages: list[OpenAIMessage]) -> list[AnyMessage]:
+    check_content_parts(messages)
     raw = [m.model_dump(exclude_none=True) for m in messages]
+    try:
+        json.dumps(raw, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON's \u escapes can spell a lone surrogate, which no model client can send on.
+        raise InvalidRequest("messages contain text that is not valid Unicode (a lone surrogate)") from None
     if not any(m["role"] == "user" for m in raw):
         raise InvalidRequest("messages must contain at least one user message")
     total = sum(len(json.dumps(m.get("content", ""))) for m in raw)

@@ -35,9 +35,22 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
 
 
+# Before OpenAPI 3.2 (FastAPI writes 3.1) an event stream's ``schema`` describes one event, not the stream.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "description": "JSON, or `[DONE]` at the end of an OpenAI-style stream"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 def sse_response(description: str) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entry of a route that answers 200 with an event stream."""
-    return {200: {"content": {SSE_MEDIA_TYPE: {"schema": {"type": "string"}}}, "description": description}}
+    return {200: {"content": {SSE_MEDIA_TYPE: {"schema": SSE_EVENT_SCHEMA}}, "description": description}}
 
 
 async def first_then_rest(events: AsyncGenerator[TurnEvent]) -> tuple[TurnEvent, AsyncGenerator[TurnEvent]]:

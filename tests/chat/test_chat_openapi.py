@@ -73,3 +73,31 @@ async def test_not_ready_body_matches_its_model(tmp_path: Path) -> None:
     assert ready.status_code == 503
     body = ReadinessOut.model_validate(ready.json())
     assert body.status == "not ready" and body.config is None
+
+
+# Routes anyone may call; every other one answers 401 and 413 before it runs (chat_service/asgi.py).
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
+
+
+def test_every_protected_route_documents_401_and_413(tmp_path: Path) -> None:
+    schema = _schema(tmp_path)
+    protected = [
+        (path, method, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if path not in OPEN_ROUTES
+    ]
+    assert len(protected) == 8
+    for path, method, operation in protected:
+        for status in ("401", "413"):
+            response = operation["responses"].get(status)
+            assert response is not None, f"{method.upper()} {path} does not document {status}"
+            assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+        assert "WWW-Authenticate" in operation["responses"]["401"].get("headers", {})
+
+
+def test_rate_limited_answers_document_retry_after(tmp_path: Path) -> None:
+    paths = _schema(tmp_path)["paths"]
+    for path in ("/api/chat", "/api/chat/stream", "/v1/chat/completions"):
+        limited = paths[path]["post"]["responses"]["429"]
+        assert "rate_limited" in limited["description"] and "Retry-After" in limited["headers"], path

@@ -1,6 +1,6 @@
 """A scripted OpenAI-compatible chat-completions server for tests.
 
-Tests queue replies (text, tool calls, errors, slow answers, hangs); each request to
+Tests queue replies (text, tool calls, errors, raw or malformed bodies, slow answers, hangs); each request to
 `POST /v1/chat/completions` takes the next one (a model-specific queue wins over the general one).
 With nothing queued the server answers ``echo: <last user message>`` so unscripted tests stay
 deterministic. Every request is recorded for assertions. The server runs uvicorn in a background
@@ -52,7 +52,7 @@ class ToolCall:
 class Reply:
     """One scripted answer. Build it with the class methods, not the constructor."""
 
-    kind: str  # "text" | "tool_calls" | "error" | "delay" | "hang"
+    kind: str  # "text" | "tool_calls" | "error" | "raw" | "delay" | "hang"
     content: str = ""
     usage: tuple[int, int] | None = None
     calls: tuple[ToolCall, ...] = ()  # the tool calls of a "tool_calls" reply
@@ -60,6 +60,9 @@ class Reply:
     message: str = ""
     seconds: float = 0.0
     then: Reply | None = None
+    body: bytes = b""  # the body of a "raw" reply
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers of an "error" or "raw" reply
 
     @classmethod
     def text(cls, content: str, usage: tuple[int, int] | None = None) -> Reply:
@@ -98,9 +101,30 @@ class Reply:
         return cls(kind="tool_calls", calls=(call,))
 
     @classmethod
-    def error(cls, status: int, message: str = "scripted error") -> Reply:
-        """An HTTP error with an OpenAI-style JSON body (429 and 5xx make clients retry)."""
-        return cls(kind="error", status=status, message=message)
+    def error(
+        cls, status: int, message: str = "scripted error", headers: dict[str, str] | None = None
+    ) -> Reply:
+        """An HTTP error with an OpenAI-style JSON body (429 and 5xx make clients retry); `headers` are
+        added to the response (e.g. ``Retry-After``)."""
+        return cls(kind="error", status=status, message=message, headers=tuple((headers or {}).items()))
+
+    @classmethod
+    def raw(
+        cls,
+        body: bytes | str,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """Exactly these bytes as the answer, streamed request or not: malformed and empty answers."""
+        data = body.encode() if isinstance(body, str) else body
+        return cls(
+            kind="raw",
+            body=data,
+            status=status,
+            content_type=content_type,
+            headers=tuple((headers or {}).items()),
+        )
 
     @classmethod
     def delay(cls, seconds: float, then: Reply | None = None) -> Reply:
@@ -161,10 +185,10 @@ def _usage_json(body: dict[str, Any], reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _error_response(status: int, message: str) -> JSONResponse:
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     error_type = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     body = {"error": {"message": message, "type": error_type, "param": None, "code": error_type}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _tool_calls_json(reply: Reply) -> list[dict[str, Any]]:
@@ -348,7 +372,14 @@ class FakeLLM:
         if reply is None:
             reply = Reply.text(_echo_text(body))
         if reply.kind == "error":
-            return _error_response(reply.status, reply.message)
+            return _error_response(reply.status, reply.message, dict(reply.headers))
+        if reply.kind == "raw":
+            return Response(
+                reply.body,
+                status_code=reply.status,
+                media_type=reply.content_type,
+                headers=dict(reply.headers),
+            )
 
         completion_id = f"chatcmpl-fake-{next(self._completion_ids)}"
         created = int(time.time())
