@@ -87,7 +87,7 @@ def test_every_protected_route_documents_401_and_413(tmp_path: Path) -> None:
         for method, operation in operations.items()
         if path not in OPEN_ROUTES
     ]
-    assert len(protected) == 8
+    assert len(protected) >= 10  # the count only guards that protected routes were found
     for path, method, operation in protected:
         for status in ("401", "413"):
             response = operation["responses"].get(status)
