@@ -4,11 +4,17 @@ The MCP SDK and langchain-mcp-adapters build a new ``httpx.AsyncClient`` for eve
 ``httpx_client_factory``; building clients (and TLS contexts) per session costs about a third of a short
 session. ``SharedHttpPool.client_factory`` hands out cheap clients over one pooled transport instead.
 Used by the chat service's MCP toolbox and by the operator's probes.
+
+``guard=True`` builds the pool over ``guarded_transport``: every connection, redirect hops included, goes
+only to an address the address policy (ai_ops_api.addresses) accepts, checked on the address actually
+connected to, so a name that resolves (or re-resolves) to a metadata address is refused before connecting.
 """
 
 from __future__ import annotations
 
 import httpx
+
+from ai_ops_common.guarded_transport import guarded_transport
 
 
 class _BorrowedTransport(httpx.AsyncBaseTransport):
@@ -32,10 +38,17 @@ class SharedHttpPool:
         max_connections: int = 100,
         max_keepalive_connections: int | None = None,
         default_timeout: httpx.Timeout | None = None,
+        *,
+        allow_loopback: bool = False,
+        guard: bool = False,
     ) -> None:
         keepalive = max_connections if max_keepalive_connections is None else max_keepalive_connections
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
-        self._pool = httpx.AsyncHTTPTransport(limits=limits)
+        self._pool: httpx.AsyncHTTPTransport = (
+            guarded_transport(allow_loopback=allow_loopback, limits=limits)
+            if guard
+            else httpx.AsyncHTTPTransport(limits=limits)
+        )
         self._transport = _BorrowedTransport(self._pool)
         self._default_timeout = default_timeout or httpx.Timeout(30.0)
 

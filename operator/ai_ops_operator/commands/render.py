@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept MCP servers on loopback addresses (local development)",
     )
     parser.add_argument(
+        "--allow-stdio",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="accept stdio MCP servers running CMD (repeatable; exact spec.command). Without it stdio "
+        "servers are refused, as in an installation whose mcp.stdio.allowedCommands is empty",
+    )
+    parser.add_argument(
         "--probe",
         action="store_true",
         help="probe every included MCP server once (initialize + tools/list) and apply the operator's health "
@@ -54,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_snapshot(
-    paths: list[Path], namespace: str | None, allow_loopback: bool = False
+    paths: list[Path],
+    namespace: str | None,
+    allow_loopback: bool = False,
+    stdio_commands: frozenset[str] | None = frozenset(),
 ) -> tuple[Snapshot, list[str]]:
     """The snapshot of one namespace from manifest files, and problems found while reading them."""
     problems: list[str] = []
@@ -81,6 +92,7 @@ def build_snapshot(
         middlewares=groups["middlewares"],
         mcpservers=groups["mcpservers"],
         allow_loopback=allow_loopback,
+        stdio_commands=stdio_commands,
     )
     return snapshot, problems
 
@@ -103,7 +115,9 @@ def _probe_health(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        snapshot, problems = build_snapshot(args.paths, args.namespace, args.allow_loopback)
+        snapshot, problems = build_snapshot(
+            args.paths, args.namespace, args.allow_loopback, frozenset(args.allow_stdio)
+        )
     except ManifestError as exc:
         print(f"ai-ops render: {exc}", file=sys.stderr)
         return 2
