@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, ModelEntry, ProviderEntry, SecretRef
-from ai_ops_api.specs import USABLE_SECRET_LABEL, RESOURCES
+from ai_ops_api.specs import RESOURCES, USABLE_SECRET_LABEL
 from ai_ops_operator.core.evaluate import evaluate
 from ai_ops_operator.core.snapshot import Snapshot
 from ai_ops_operator.core.translate import referenced_secret_keys, translate
@@ -161,7 +161,9 @@ async def test_the_chat_refuses_to_start_a_stdio_command_it_was_not_given(tmp_pa
     config = AgentConfig(
         namespace="team-a",
         mcp_servers=(
-            MCPServerEntry(name="shell", transport="stdio", command=sys.executable, args=(str(script), str(marker))),
+            MCPServerEntry(
+                name="shell", transport="stdio", command=sys.executable, args=(str(script), str(marker))
+            ),
         ),
     ).finalize()
     toolbox = MCPToolbox(SecretResolver(tmp_path / "secrets"), connect_timeout=5, tool_timeout=5)
@@ -232,7 +234,9 @@ def test_a_secret_without_the_usable_label_is_never_referenced() -> None:
     header = {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "db-creds", "key": "password"}}}
     snap = cluster_snapshot(
         providers={
-            "stolen": provider("stolen", type="openai", apiKeySecretRef={"name": "db-creds", "key": "password"}),
+            "stolen": provider(
+                "stolen", type="openai", apiKeySecretRef={"name": "db-creds", "key": "password"}
+            ),
             "local": provider("local", type="ollama"),
         },
         models={
@@ -285,7 +289,9 @@ async def test_the_operator_neither_probes_with_nor_mounts_an_unlabelled_secret(
         k8s_emulator.create(secret("llm-key", {"api-key": "sk-usable"}))
         k8s_emulator.create(chat_deployment())
         k8s_emulator.create(
-            provider("stolen", namespace=NS, type="openai", apiKeySecretRef={"name": "db-creds", "key": "password"})
+            provider(
+                "stolen", namespace=NS, type="openai", apiKeySecretRef={"name": "db-creds", "key": "password"}
+            )
         )
         k8s_emulator.create(
             provider(
@@ -296,17 +302,35 @@ async def test_the_operator_neither_probes_with_nor_mounts_an_unlabelled_secret(
                 apiKeySecretRef={"name": "llm-key", "key": "api-key"},
             )
         )
-        k8s_emulator.create(model("own-key", "local", namespace=NS, apiKeySecretRef={"name": "db-creds", "key": "password"}))
+        k8s_emulator.create(
+            model("own-key", "local", namespace=NS, apiKeySecretRef={"name": "db-creds", "key": "password"})
+        )
         k8s_emulator.create(model("plain", "local", namespace=NS))
         probe = {"intervalSeconds": 5, "timeoutSeconds": 2}
         k8s_emulator.create(
-            mcpserver("exfil", namespace=NS, url=f"{url}/exfil", headers=header_from("db-creds", "password"), healthCheck=probe)
+            mcpserver(
+                "exfil",
+                namespace=NS,
+                url=f"{url}/exfil",
+                headers=header_from("db-creds", "password"),
+                healthCheck=probe,
+            )
         )
         k8s_emulator.create(
-            mcpserver("tools", namespace=NS, url=f"{url}/tools", headers=header_from("tools-token", "token"), healthCheck=probe)
+            mcpserver(
+                "tools",
+                namespace=NS,
+                url=f"{url}/tools",
+                headers=header_from("tools-token", "token"),
+                healthCheck=probe,
+            )
         )
         async with running_operator(k8s_emulator):
-            for plural, name in (("llmproviders", "stolen"), ("llmmodels", "own-key"), ("mcpservers", "exfil")):
+            for plural, name in (
+                ("llmproviders", "stolen"),
+                ("llmmodels", "own-key"),
+                ("mcpservers", "exfil"),
+            ):
                 await eventually(
                     lambda p=plural, n=name: condition(k8s_emulator, p, n).get("reason") == "SecretNotUsable",
                     f"{plural}/{name} not ready: SecretNotUsable",
@@ -388,7 +412,10 @@ def test_provider_config_outside_the_allowlist_is_refused() -> None:
     snap = cluster_snapshot(
         providers={
             "proxied": provider(
-                "proxied", type="openai_compatible", baseURL="http://vllm:8000", config={"openaiProxy": "http://x:3128"}
+                "proxied",
+                type="openai_compatible",
+                baseURL="http://vllm:8000",
+                config={"openaiProxy": "http://x:3128"},
             ),
             "headers": provider("headers", type="ollama", config={"defaultHeaders": {"X-A": "1"}}),
             "azure": provider(
@@ -397,7 +424,9 @@ def test_provider_config_outside_the_allowlist_is_refused() -> None:
                 baseURL="https://r.openai.azure.com",
                 config={"apiVersion": "2024-10-21", "azureEndpoint": "https://attacker.example"},
             ),
-            "fine": provider("fine", type="ollama", config={"streamUsage": False, "keepAlive": "5m", "topK": 40}),
+            "fine": provider(
+                "fine", type="ollama", config={"streamUsage": False, "keepAlive": "5m", "topK": 40}
+            ),
         },
         models={"m": model("m", "proxied")},
     )
@@ -426,7 +455,9 @@ async def test_the_chat_refuses_a_model_whose_parameters_would_redirect_its_key(
         return ModelEntry(
             name="m",
             model="gpt-4o",
-            provider=ProviderEntry(name="p", type="openai", base_url="http://127.0.0.1:9/v1", config=config or {}),
+            provider=ProviderEntry(
+                name="p", type="openai", base_url="http://127.0.0.1:9/v1", config=config or {}
+            ),
             api_key_secret_ref=SecretRef(name="llm", key="api-key"),
             parameters=parameters,
         )
@@ -450,9 +481,15 @@ async def test_the_chat_refuses_a_model_whose_parameters_would_redirect_its_key(
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        ({"url": "http://a/mcp", "headers": [{"name": "X-A", "value": "ok\r\nX-Injected: 1"}]}, "spec.headers[0].value"),
+        (
+            {"url": "http://a/mcp", "headers": [{"name": "X-A", "value": "ok\r\nX-Injected: 1"}]},
+            "spec.headers[0].value",
+        ),
         ({"url": "http://a/mcp", "headers": [{"name": "X-A", "value": "ok\nmore"}]}, "spec.headers[0].value"),
-        ({"transport": "stdio", "command": "x", "env": [{"name": "A", "value": "one\ntwo"}]}, "spec.env[0].value"),
+        (
+            {"transport": "stdio", "command": "x", "env": [{"name": "A", "value": "one\ntwo"}]},
+            "spec.env[0].value",
+        ),
     ],
 )
 def test_header_and_env_values_with_line_breaks_are_invalid(spec: dict[str, Any], field: str) -> None:
@@ -461,14 +498,13 @@ def test_header_and_env_values_with_line_breaks_are_invalid(spec: dict[str, Any]
     assert any(field in p for p in problems), problems
     with pytest.raises(ValueError):
         RESOURCES["MCPServer"].parse_spec(spec)
-    verdict = evaluate(cluster_snapshot(mcpservers={"s": obj}, stdio_commands=frozenset({"x"}))).mcpservers["s"]
+    verdict = evaluate(cluster_snapshot(mcpservers={"s": obj}, stdio_commands=frozenset({"x"}))).mcpservers[
+        "s"
+    ]
     assert conds(verdict)["Ready"] == ("False", "InvalidSpec") and field in message(verdict)
-
-
-def test_an_ordinary_header_value_with_a_tab_is_still_valid() -> None:
-    spec = {"url": "http://a/mcp", "headers": [{"name": "X-A", "value": "Bearer\tabc; q=1"}]}
-    obj = {"apiVersion": "ai-ops.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "s"}, "spec": spec}
-    assert validate_resource(obj) == []
+    # An ordinary value (a tab included) stays valid.
+    ordinary = {"url": "http://a/mcp", "headers": [{"name": "X-A", "value": "Bearer\tabc; q=1"}]}
+    assert validate_resource({**obj, "spec": ordinary}) == []
 
 
 # --- 5. probes check the address they connect to ------------------------------------------------
@@ -502,7 +538,9 @@ async def operator_probes_a_rebinding_name(zone: dict[str, Any]) -> dict[str, An
             )
             async with running_operator(handle):
                 await eventually(
-                    lambda: condition(handle, "mcpservers", "rebind").get("status") == "False", "probed", timeout=30
+                    lambda: condition(handle, "mcpservers", "rebind").get("status") == "False",
+                    "probed",
+                    timeout=30,
                 )
                 ready = condition(handle, "mcpservers", "rebind")
                 health = status_of(handle, "mcpservers", "rebind").get("health")
@@ -549,4 +587,3 @@ def test_render_probe_gives_the_same_refusal(tmp_path: Path) -> None:
     assert "rebind.test resolves to 169.254.169.254, a cloud metadata endpoint" in run.result["stderr"]
     assert json.loads(run.result["stdout"])["mcpServers"] == []
     assert run.connections == []
-

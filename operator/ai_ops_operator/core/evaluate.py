@@ -56,6 +56,7 @@ STDIO_OFF_MESSAGE = (
     "mcp.stdio.allowedCommands"
 )
 
+
 def _stdio_refusal(spec: MCPServerSpec, snap: Snapshot) -> str:
     if not snap.stdio_commands:
         return STDIO_OFF_MESSAGE
