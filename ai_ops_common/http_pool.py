@@ -5,9 +5,10 @@ The MCP SDK and langchain-mcp-adapters build a new ``httpx.AsyncClient`` for eve
 session. ``SharedHttpPool.client_factory`` hands out cheap clients over one pooled transport instead.
 Used by the chat service's MCP toolbox and by the operator's probes.
 
-``guard=True`` builds the pool over ``guarded_transport``: every connection, redirect hops included, goes
-only to an address the address policy (ai_ops_api.addresses) accepts, checked on the address actually
-connected to, so a name that resolves (or re-resolves) to a metadata address is refused before connecting.
+With ``guard=True`` the pool is the guarded transport (ai_ops_common.guarded_transport): every connection,
+redirect hops included, goes only to an address the SSRF policy accepts, and environment proxies are not
+used (a proxy would connect on our behalf, unchecked). The default stays unguarded for callers that check
+addresses themselves (the operator's probes, until they switch).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ class SharedHttpPool:
         max_keepalive_connections: int | None = None,
         default_timeout: httpx.Timeout | None = None,
         *,
-        allow_loopback: bool = False,
         guard: bool = False,
+        allow_loopback: bool = False,
     ) -> None:
         keepalive = max_connections if max_keepalive_connections is None else max_keepalive_connections
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
+        self.guarded = guard
         self._pool: httpx.AsyncHTTPTransport = (
             guarded_transport(allow_loopback=allow_loopback, limits=limits)
             if guard
@@ -63,6 +65,7 @@ class SharedHttpPool:
             headers=headers,
             timeout=timeout if timeout is not None else self._default_timeout,
             auth=auth,
+            trust_env=not self.guarded,
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from chat_service.engine import ChatEngine
 from chat_service.metrics import ChatMetrics
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
+from chat_service.thread_index import ThreadIndex, thread_index_for
 from chat_service.tools.toolbox import MCPToolbox
 
 log = logging.getLogger("ai_ops.chat")
@@ -32,6 +33,7 @@ class ChatServices:
     engine: ChatEngine
     auth: TokenAuth
     metrics: ChatMetrics
+    thread_index: ThreadIndex
     kube_source: KubeConfigMapSource | None = None
 
     @classmethod
@@ -73,10 +75,21 @@ class ChatServices:
             retry_interval=settings.mcp_retry_interval_seconds,
             metrics=metrics,
             stdio_commands=settings.stdio_commands,
+            allow_loopback=settings.allow_loopback,
         )
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)
+        thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
         return cls(
-            settings, config_store, conversations, secrets, toolbox, engine, auth, metrics, kube_source
+            settings,
+            config_store,
+            conversations,
+            secrets,
+            toolbox,
+            engine,
+            auth,
+            metrics,
+            thread_index,
+            kube_source,
         )
 
     async def start(self) -> None:

@@ -6,6 +6,8 @@ import { replyFailure, report } from "./errors.js";
 import { loadModels, selectedModelName } from "./models.js";
 import { announce, clearBanner } from "./notices.js";
 import { AssistantTurn, addUserMessage } from "./render.js";
+import { loadThreadList } from "./sidebar.js";
+import { loadStatus } from "./status.js";
 import { readEvents } from "./stream.js";
 import { currentThread, setThread } from "./thread.js";
 
@@ -64,6 +66,9 @@ export async function sendMessage(text) {
           finished = true;
           clearBanner();
           announce("The reply is complete.");
+          // The conversation is listed now, and the service may know more (a tool failed, a provider answered).
+          loadThreadList();
+          loadStatus();
           break;
         case "error": {
           const err = new ApiError(data.status || statusForCode(data.code), data.code || "error", data.message || "");
