@@ -39,12 +39,16 @@ class Reason(enum.StrEnum):
     SECRET_FOUND = "SecretFound"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+    # The Secret exists but lacks the label ai-ops.dev/usable=true (specs.USABLE_SECRET_LABEL).
+    SECRET_NOT_USABLE = "SecretNotUsable"
     API_KEY_REQUIRED = "APIKeyRequired"
     # LLMProvider, and an LLMModel's ProviderRefValidated.
     PROVIDER_DISABLED = "ProviderDisabled"
     PROVIDER_NOT_FOUND = "ProviderNotFound"
     PROVIDER_NOT_READY = "ProviderNotReady"
     PROVIDER_READY = "ProviderReady"
+    # LLMProvider config or LLMModel parameters outside the provider type's allowlist (ai_ops_api.providers).
+    PARAMETER_NOT_ALLOWED = "ParameterNotAllowed"
     # LLMModel.
     CRITICAL_MIDDLEWARE_NOT_READY = "CriticalMiddlewareNotReady"
     IS_DEFAULT = "IsDefault"
@@ -65,6 +69,8 @@ class Reason(enum.StrEnum):
     # MCPServer: Accepted, then Ready (whose reason is otherwise the health state).
     ACCEPTED = "Accepted"
     URL_NOT_ALLOWED = "URLNotAllowed"
+    # A stdio server whose command the installation does not allow (mcp.stdio.allowedCommands).
+    STDIO_NOT_ALLOWED = "StdioNotAllowed"
     MAINTENANCE = HealthState.MAINTENANCE.value
     NOT_PROBED = HealthState.NOT_PROBED.value
     HEALTHY = HealthState.HEALTHY.value

@@ -27,6 +27,14 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Inline header values: no control characters but tab (a CR or LF would start another header or the body).
+HEADER_VALUE_PATTERN = r"^[^\x00-\x08\x0A-\x1F\x7F]*$"
+# Inline environment values: no NUL, CR or LF (one line, as an environment entry is).
+ENV_VALUE_PATTERN = r"^[^\x00\r\n]*$"
+# The label a Secret needs before ai-ops resources may reference it: creating an ai-ops resource must not
+# let its author read (through a probe or the chat pod) a Secret nobody offered.
+USABLE_SECRET_LABEL = "ai-ops.dev/usable"
+USABLE_SECRET_LABEL_VALUE = "true"
 
 # Bounds of integer fields that have no natural limit: Kubernetes' int32, and for a generation (an int64)
 # the largest integer a float64 holds exactly. The API server holds a bound as a float64, and against one
@@ -95,7 +103,10 @@ class SpecModel(BaseModel):
 class SecretKeyRef(SpecModel):
     """A key in a Secret of the resource's own namespace."""
 
-    name: ObjectName = Field(description="Name of the Secret, in the same namespace as this resource.")
+    name: ObjectName = Field(
+        description="Name of the Secret, in the same namespace as this resource. The Secret must carry the "
+        f"label {USABLE_SECRET_LABEL}={USABLE_SECRET_LABEL_VALUE}, else the resource is not Ready."
+    )
     key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)] = Field(
         description="Key inside the Secret's data whose value is used."
     )
@@ -158,8 +169,10 @@ class LLMProviderSpec(SpecModel):
     )
     config: dict[str, Any] | None = Field(
         default=None,
-        description="Free-form provider settings passed to the client, such as Azure's apiVersion or "
-        "OpenAI's organization.",
+        description="Provider settings: Azure's apiVersion and deployment, OpenAI's organization, "
+        "streamUsage, handler, and the generation settings the provider type allows (see docs/providers.md). "
+        "Anything else is refused (ParameterNotAllowed): baseURL, keys, proxies, headers and clients would "
+        "redirect or expose the API key.",
     )
     enabled: bool = Field(default=True, description="A disabled provider makes all its models unavailable.")
     description: ShortText | None = Field(default=None, description="Free text for humans.")
@@ -201,7 +214,10 @@ class LLMModelSpec(SpecModel):
         default=None, description="System prompt of the agent when it runs on this model."
     )
     parameters: dict[str, Any] | None = Field(
-        default=None, description="Extra keyword arguments for the model client (e.g. top_p, seed)."
+        default=None,
+        description="Extra generation settings of the model client, from the provider type's allowlist "
+        "(e.g. top_p, seed, stop; see docs/providers.md). Anything else is refused (ParameterNotAllowed): "
+        "base_url, api_key, proxies, headers and clients would redirect or expose the API key.",
     )
     description: ShortText | None = Field(default=None, description="Free text for humans.")
 
@@ -305,6 +321,10 @@ class HTTPHeader(NameValue):
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=HEADER_NAME_PATTERN)] = Field(
         description="Header name, e.g. Authorization."
     )
+    value: Annotated[str, Field(max_length=8192, pattern=HEADER_VALUE_PATTERN)] | None = Field(
+        default=None,
+        description="Inline value, without control characters (CR, LF...). Use valueFrom for anything secret.",
+    )
 
 
 class EnvVar(NameValue):
@@ -312,6 +332,10 @@ class EnvVar(NameValue):
 
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)] = Field(
         description="Variable name."
+    )
+    value: Annotated[str, Field(max_length=8192, pattern=ENV_VALUE_PATTERN)] | None = Field(
+        default=None,
+        description="Inline value, one line (no NUL, CR or LF). Use valueFrom for anything secret.",
     )
 
 

@@ -6,6 +6,10 @@ langchain-openai, and Anthropic and Hugging Face through their optional extras. 
 through the entry-point group ``ai_ops.providers`` (each entry point is a handler); an LLMProvider picks one
 with ``config.handler: <entry-point name>``.
 
+An LLMModel's ``parameters`` and an LLMProvider's ``config`` reach the client only through the allowlist of
+``ai_ops_api.providers`` (the operator applies the same one): a refused key (``base_url``, ``api_key``,
+proxies, headers, clients) makes the model unavailable instead of sending its key elsewhere.
+
 Every client is built with ``max_retries=0``: retrying is the ``model_retry`` middleware's job, and client
 retries under it would multiply the attempts and hide them from the logging middleware.
 """
@@ -15,7 +19,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +26,14 @@ from typing import Any
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from ai_ops_api.agent_config import ModelEntry
+from ai_ops_api.providers import (
+    COMPATIBLE_BODY_PARAMETERS,
+    HANDLER_KEY,
+    OLLAMA_BODY_PARAMETERS,
+    client_settings,
+    config_problems,
+    parameter_problems,
+)
 from chat_service.secrets import SecretResolver, SecretUnavailable
 
 PROVIDER_ENTRY_POINT_GROUP = "ai_ops.providers"
@@ -30,8 +41,6 @@ OLLAMA_DEFAULT_BASE_URL = "http://localhost:11434"
 # Sent to OpenAI-compatible servers that need no key: the OpenAI client insists on one, and without an
 # explicit value it would pick up OPENAI_API_KEY from the environment and send it to a third party.
 NO_API_KEY = "not-needed"
-# Provider config key naming a third-party handler (an entry point of PROVIDER_ENTRY_POINT_GROUP).
-HANDLER_KEY = "handler"
 
 ProviderHandler = Callable[[ModelEntry, str | None], BaseChatModel]
 
@@ -113,6 +122,12 @@ def build_chat_model(entry: ModelEntry, secrets: SecretResolver) -> BaseChatMode
             f"(known: {', '.join(sorted(_handlers))}; others come from packages registering "
             f"the entry-point group {PROVIDER_ENTRY_POINT_GROUP!r})"
         )
+    refused = [
+        *config_problems(entry.provider.type, entry.provider.config),
+        *parameter_problems(entry.provider.type, entry.parameters),
+    ]
+    if refused:
+        raise ProviderUnavailable(f"model {entry.name!r}: " + "; ".join(refused))
     api_key: str | None = None
     if entry.api_key_secret_ref is not None:
         try:
@@ -137,14 +152,10 @@ def build_chat_model(entry: ModelEntry, secrets: SecretResolver) -> BaseChatMode
 # --- shared settings ---------------------------------------------------------------------------------
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
-
-
-def _provider_settings(entry: ModelEntry, *consumed: str) -> dict[str, Any]:
-    """The provider's free-form config as client keyword arguments (camelCase -> snake_case),
-    without the keys a handler maps itself."""
-    return {_snake(k): v for k, v in entry.provider.config.items() if k not in consumed and k != HANDLER_KEY}
+def _provider_settings(entry: ModelEntry) -> dict[str, Any]:
+    """The allowed client arguments of the provider's config (camelCase -> snake_case), without the keys
+    a handler maps itself."""
+    return client_settings(entry.provider.type, entry.provider.config)
 
 
 def _common(entry: ModelEntry) -> dict[str, Any]:
@@ -158,12 +169,20 @@ def _common(entry: ModelEntry) -> dict[str, Any]:
     return settings
 
 
-def _with_parameters(entry: ModelEntry, settings: dict[str, Any]) -> dict[str, Any]:
-    # The model's own parameters win over everything derived above (they are the most specific); an
-    # extra_body of theirs is merged into ours rather than replacing it.
-    merged = {**settings, **entry.parameters}
-    if isinstance(settings.get("extra_body"), dict) and isinstance(entry.parameters.get("extra_body"), dict):
-        merged["extra_body"] = {**settings["extra_body"], **entry.parameters["extra_body"]}
+def _with_parameters(
+    entry: ModelEntry, settings: dict[str, Any], body_keys: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The model's own parameters win over everything derived above (they are the most specific). Those
+    in ``body_keys`` are request-body settings the client has no field for: they go into ``extra_body``."""
+    merged = dict(settings)
+    extra_body = dict(merged.get("extra_body") or {})
+    for key, value in entry.parameters.items():
+        if key in body_keys:
+            extra_body[key] = value
+        else:
+            merged[key] = value
+    if extra_body:
+        merged["extra_body"] = extra_body
     return merged
 
 
@@ -181,7 +200,7 @@ def _openai(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
 
     config = entry.provider.config
     settings = _common(entry)
-    settings.update(_provider_settings(entry, "organization", "streamUsage"))
+    settings.update(_provider_settings(entry))
     if api_key is not None:
         settings["api_key"] = api_key
     else:
@@ -218,7 +237,7 @@ def _azure_openai(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
     if api_key is None:
         raise ProviderUnavailable(f"model {entry.name!r} (azure_openai) needs an apiKeySecretRef")
     settings = _common(entry)
-    settings.update(_provider_settings(entry, "apiVersion", "deployment", "streamUsage"))
+    settings.update(_provider_settings(entry))
     settings.update(
         azure_endpoint=entry.provider.base_url,
         # For Azure the LLMModel's model is the deployment name unless config.deployment says otherwise.
@@ -232,12 +251,16 @@ def _azure_openai(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
     return AzureChatOpenAI(**_with_parameters(entry, settings))
 
 
-def _openai_compatible_client(entry: ModelEntry, api_key: str | None, base_url: str) -> BaseChatModel:
+def _openai_compatible_client(
+    entry: ModelEntry, api_key: str | None, base_url: str, body_keys: frozenset[str]
+) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     config = entry.provider.config
     settings = _common(entry)
-    settings.update(_provider_settings(entry, "streamUsage"))
+    provider_settings = _provider_settings(entry)
+    settings["extra_body"] = {k: v for k, v in provider_settings.items() if k in body_keys}
+    settings.update({k: v for k, v in provider_settings.items() if k not in body_keys})
     settings.update(
         base_url=openai_base_url(base_url),
         api_key=api_key or NO_API_KEY,
@@ -246,19 +269,23 @@ def _openai_compatible_client(entry: ModelEntry, api_key: str | None, base_url: 
     if entry.max_tokens is not None:
         # ChatOpenAI sends max_completion_tokens, which older compatible servers ignore; max_tokens is
         # understood by all of them (Ollama, vLLM, LM Studio, LiteLLM).
-        settings["extra_body"] = {**settings.get("extra_body", {}), "max_tokens": entry.max_tokens}
-    return ChatOpenAI(**_with_parameters(entry, settings))
+        settings["extra_body"]["max_tokens"] = entry.max_tokens
+    if not settings["extra_body"]:
+        del settings["extra_body"]
+    return ChatOpenAI(**_with_parameters(entry, settings, body_keys))
 
 
 def _ollama(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
     # Ollama speaks the OpenAI API at <baseURL>/v1: no extra package needed.
-    return _openai_compatible_client(entry, api_key, entry.provider.base_url or OLLAMA_DEFAULT_BASE_URL)
+    return _openai_compatible_client(
+        entry, api_key, entry.provider.base_url or OLLAMA_DEFAULT_BASE_URL, OLLAMA_BODY_PARAMETERS
+    )
 
 
 def _openai_compatible(entry: ModelEntry, api_key: str | None) -> BaseChatModel:
     if not entry.provider.base_url:
         raise ProviderUnavailable(f"model {entry.name!r} (openai_compatible): its LLMProvider needs baseURL")
-    return _openai_compatible_client(entry, api_key, entry.provider.base_url)
+    return _openai_compatible_client(entry, api_key, entry.provider.base_url, COMPATIBLE_BODY_PARAMETERS)
 
 
 def _require_extra(module: str, extra: str, provider: str) -> Any:

@@ -79,6 +79,7 @@ class ChatServices:
             tool_timeout=settings.mcp_tool_timeout_seconds,
             retry_interval=settings.mcp_retry_interval_seconds,
             metrics=metrics,
+            stdio_commands=settings.stdio_commands,
             allow_loopback=settings.allow_loopback,
         )
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)

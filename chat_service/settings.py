@@ -52,6 +52,10 @@ class Settings(BaseModel):
     wait_for_config: bool = False
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
+    # Commands a stdio MCP server may run (exact spec.command strings, comma-separated in the environment);
+    # empty: stdio is off. The operator refuses other stdio servers too; this holds against an agent config
+    # written by someone else.
+    stdio_commands: frozenset[str] = frozenset()
     # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
     demo: bool = False
     log_level: str = "INFO"
@@ -82,6 +86,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
     "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
+    "stdio_commands": ("AI_OPS_STDIO_COMMANDS", None),
     "demo": ("AI_OPS_DEMO", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
     "max_body_bytes": ("AI_OPS_MAX_BODY_BYTES", None),
@@ -104,6 +109,10 @@ def load_settings(
         raw = env.get(variable)
         if raw is not None and raw.strip() != "":
             values[field] = raw.strip()
+    if "stdio_commands" in values:
+        values["stdio_commands"] = frozenset(
+            c.strip() for c in values["stdio_commands"].split(",") if c.strip()
+        )
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = value

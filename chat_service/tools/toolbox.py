@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -101,9 +101,12 @@ class MCPToolbox:
         retry_interval: float = 15.0,
         metrics: ChatMetrics | None = None,
         allow_loopback: bool = False,
+        stdio_commands: Collection[str] = (),
     ):
         self.secrets = secrets
         self.allow_loopback = allow_loopback
+        # A stdio server runs in this pod, beside every model key: only commands the administrator allowed.
+        self.stdio_commands = frozenset(stdio_commands)
         self.connect_timeout = connect_timeout
         self.tool_timeout = tool_timeout
         self.retry_interval = retry_interval
@@ -140,6 +143,11 @@ class MCPToolbox:
             if server.transport == "stdio":
                 if not server.command:
                     raise MCPUnavailable(f"MCP server {server.name!r} uses stdio but has no command")
+                if server.command not in self.stdio_commands:
+                    raise MCPUnavailable(
+                        f"MCP server {server.name!r}: stdio command {server.command!r} is not allowed in this "
+                        "installation (AI_OPS_STDIO_COMMANDS; chart value mcp.stdio.allowedCommands)"
+                    )
                 connection: dict[str, Any] = {
                     "transport": "stdio",
                     "command": server.command,

@@ -51,7 +51,12 @@ async def test_stdio_server_runs_once_with_env_from_a_secret(tmp_path: Path) -> 
             ),
         ),
     ).finalize()
-    toolbox = MCPToolbox(SecretResolver(tmp_path / "secrets"), connect_timeout=20, tool_timeout=10)
+    toolbox = MCPToolbox(
+        SecretResolver(tmp_path / "secrets"),
+        connect_timeout=20,
+        tool_timeout=10,
+        stdio_commands={sys.executable},
+    )
     try:
         toolset = await toolbox.toolset(config, config.checksum)
         assert [t.name for t in toolset.tools] == ["whoami"] and toolset.warnings == []

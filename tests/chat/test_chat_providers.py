@@ -112,7 +112,7 @@ async def test_ollama_accepts_a_base_url_with_or_without_v1(
             key=False,
             model="llama3.1:8b",
             max_tokens=50,
-            parameters={"extra_body": {"keep_alive": "5m"}},
+            parameters={"keep_alive": "5m"},
         ),
         secrets,
     )
@@ -123,6 +123,7 @@ async def test_ollama_accepts_a_base_url_with_or_without_v1(
     assert request["json"]["model"] == "llama3.1:8b"
     # Compatible servers get max_tokens (older ones ignore max_completion_tokens).
     assert request["json"]["max_tokens"] == 50
+    # Ollama's own settings go into the request body (ChatOpenAI has no field for them).
     assert request["json"]["keep_alive"] == "5m"
     # No key configured: a placeholder, never a key picked up from the environment.
     assert request["headers"]["authorization"] == f"Bearer {providers.NO_API_KEY}"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ai_ops_api.agent_config import parse_agent_config
+from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
 from ai_ops_operator.runtime.kube import KubeClient
 from ai_ops_operator.runtime.operator import OperatorRuntime
 from ai_ops_operator.runtime.settings import OperatorSettings
@@ -94,11 +95,13 @@ def mcpserver(name: str, url: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": AI, "kind": "MCPServer", "metadata": meta(name), "spec": {"url": url, **spec}}
 
 
-def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+def secret(name: str, data: dict[str, str], usable: bool = True) -> dict[str, Any]:
+    """A Secret; ``usable`` gives it the label ai-ops resources need to reference it."""
+    labels = {USABLE_SECRET_LABEL: USABLE_SECRET_LABEL_VALUE} if usable else {}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": meta(name),
+        "metadata": {**meta(name), "labels": labels},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
@@ -647,7 +650,7 @@ async def test_stdio_maintenance_refused_urls_and_no_deployment(
         }
     )
     k8s_emulator.create(mcpserver("parked", "http://mcp.example.com/mcp", maintenance=True))
-    async with running_operator(k8s_emulator):
+    async with running_operator(k8s_emulator, stdio_commands=frozenset({"mcp-x"})):
         await eventually(lambda: server_names(k8s_emulator) == ["local"], "only the stdio server is usable")
 
         await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
@@ -753,7 +756,7 @@ async def test_deleting_never_waits_for_the_operator_and_updates_the_configmap(k
             "spec": {"transport": "stdio", "command": "mcp-files"},
         }
     )
-    async with running_operator(k8s_emulator) as runtime:
+    async with running_operator(k8s_emulator, stdio_commands=frozenset({"mcp-files"})) as runtime:
         await eventually(lambda: server_names(k8s_emulator) == ["files"], "in the ConfigMap")
         await eventually(lambda: evaluated(k8s_emulator), "all evaluated")
         labels = {"namespace": NS, "name": "files", "state": "NotProbed"}

@@ -1,8 +1,9 @@
 """Golden files for the pure core: tests/operator/golden/translator/<case>/ holds the input and the expected output.
 
 - ``resources.yaml``: the namespace's resources (multi-document);
-- ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys) and ``health`` (server -> state, tools);
-  without it the snapshot is offline (as in ``ai-ops render``);
+- ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys), ``health`` (server -> state, tools),
+  and optionally ``usableSecrets`` (the Secrets labelled ai-ops.dev/usable=true) and ``stdioCommands`` (the
+  installation's stdio allowlist); without it the snapshot is offline (as in ``ai-ops render``);
 - ``expected-agent-config.json``: ``translate`` output, byte for byte;
 - ``expected-conditions.yaml``: every resource's conditions (type, status, reason, message).
 
@@ -39,17 +40,27 @@ def load_snapshot(case: Path) -> Snapshot:
     groups: dict[str, dict[str, Any]] = {field: {} for field in KIND_FIELD.values()}
     for doc in yaml.safe_load_all((case / "resources.yaml").read_text()):
         groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
-    secrets = health = None
+    secrets = health = usable = stdio = None
     cluster_file = case / "cluster.yaml"
     if cluster_file.exists():
         cluster = yaml.safe_load(cluster_file.read_text())
+        if "usableSecrets" in cluster:
+            usable = frozenset(cluster["usableSecrets"] or ())
+        if "stdioCommands" in cluster:
+            stdio = frozenset(cluster["stdioCommands"] or ())
         secrets = {name: frozenset(keys) for name, keys in (cluster.get("secrets") or {}).items()}
         health = {
             name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
             for name, h in (cluster.get("health") or {}).items()
         }
     return Snapshot(
-        namespace="golden", secrets=secrets, health=health, custom_middleware=frozenset(), **groups
+        namespace="golden",
+        secrets=secrets,
+        usable_secrets=usable,
+        stdio_commands=stdio,
+        health=health,
+        custom_middleware=frozenset(),
+        **groups,
     )
 
 

@@ -49,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept MCP servers on loopback addresses (local development)",
     )
     parser.add_argument(
+        "--allow-stdio",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="accept stdio MCP servers running CMD (repeatable; exact spec.command). Without it stdio "
+        "servers are refused, as in an installation whose mcp.stdio.allowedCommands is empty",
+    )
+    parser.add_argument(
         "--probe",
         action="store_true",
         help="probe every included MCP server once (initialize + tools/list) and apply the operator's health "
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ai-ops render: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     snapshot = resources.snapshot(args.namespace or "default", args.allow_loopback)
+    snapshot.stdio_commands = frozenset(args.allow_stdio)
     evaluation = evaluate(snapshot)
     if args.probe:
         snapshot.health = _probe_health(evaluation, args.allow_loopback, problems)

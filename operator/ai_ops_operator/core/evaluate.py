@@ -33,10 +33,14 @@ from ai_ops_api.middleware import (
     check_chain,
     parse_middleware_config,
 )
+from ai_ops_api.providers import config_problems, parameter_problems
 from ai_ops_api.specs import (
     PROVIDERS_NEEDING_API_KEY,
     USABLE_HEALTH,
+    USABLE_SECRET_LABEL,
+    USABLE_SECRET_LABEL_VALUE,
     HealthState,
+    HTTPHeader,
     LLMMiddlewareSpec,
     LLMModelSpec,
     LLMProviderSpec,
@@ -46,6 +50,22 @@ from ai_ops_api.specs import (
 )
 from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot, Verdict
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
+
+STDIO_OFF_MESSAGE = (
+    "stdio MCP servers are off in this installation; an administrator allows commands with "
+    "mcp.stdio.allowedCommands"
+)
+
+
+def _stdio_refusal(spec: MCPServerSpec, snap: Snapshot) -> str:
+    if not snap.stdio_commands:
+        return STDIO_OFF_MESSAGE
+    return (
+        f"stdio command {spec.command!r} is not allowed in this installation (allowed: "
+        f"{', '.join(sorted(snap.stdio_commands))}); an administrator allows commands with "
+        "mcp.stdio.allowedCommands"
+    )
+
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -81,11 +101,10 @@ def _validated(key: str, model: type[Any]) -> tuple[Any, str | None]:
     return model.model_validate(apply_defaults(obj)["spec"]), None
 
 
-def _secret_cond(
-    ref: SecretKeyRef | None, secrets: Mapping[str, frozenset[str]] | None, what: str
-) -> Cond | None:
+def _secret_cond(ref: SecretKeyRef | None, snap: Snapshot, what: str) -> Cond | None:
     if ref is None:
         return None
+    secrets = snap.secrets
     if secrets is None:
         return Cond(
             SECRET_REF_VALIDATED,
@@ -96,6 +115,14 @@ def _secret_cond(
     if ref.name not in secrets:
         return Cond(
             SECRET_REF_VALIDATED, FALSE, Reason.SECRET_NOT_FOUND, f"Secret {ref.name!r} not found ({what})"
+        )
+    if snap.usable_secrets is not None and ref.name not in snap.usable_secrets:
+        return Cond(
+            SECRET_REF_VALIDATED,
+            FALSE,
+            Reason.SECRET_NOT_USABLE,
+            f"Secret {ref.name} is not labelled {USABLE_SECRET_LABEL}={USABLE_SECRET_LABEL_VALUE}; "
+            f"label it to let ai-ops resources use it ({what})",
         )
     if ref.key not in secrets[ref.name]:
         return Cond(
@@ -176,7 +203,10 @@ def _evaluate_provider(name: str, obj: dict[str, Any], snap: Snapshot) -> Verdic
     spec, problems = _spec_or_problems(obj, LLMProviderSpec)
     if problems:
         return Verdict("LLMProvider", name, [Cond(READY, FALSE, Reason.INVALID_SPEC, problems)])
-    checks = [c for c in [_secret_cond(spec.api_key_secret_ref, snap.secrets, "API key")] if c]
+    checks = [c for c in [_secret_cond(spec.api_key_secret_ref, snap, "API key")] if c]
+    refused = config_problems(spec.type, spec.config)
+    if refused:
+        checks.append(Cond(CONFIG_VALID, FALSE, Reason.PARAMETER_NOT_ALLOWED, "; ".join(refused)))
     if not spec.enabled:
         checks.append(
             Cond(READY, FALSE, Reason.PROVIDER_DISABLED, "the provider is disabled (spec.enabled: false)")
@@ -208,7 +238,7 @@ def _evaluate_model(name: str, obj: dict[str, Any], snap: Snapshot, providers: d
     # The effective key: the model's, else the provider's.
     provider_spec = provider.spec if provider is not None else None
     key_ref = spec.api_key_secret_ref or (provider_spec.api_key_secret_ref if provider_spec else None)
-    secret = _secret_cond(key_ref, snap.secrets, "API key")
+    secret = _secret_cond(key_ref, snap, "API key")
     if secret is not None:
         conds.append(secret)
     elif provider_spec is not None and provider_spec.type in PROVIDERS_NEEDING_API_KEY:
@@ -220,6 +250,10 @@ def _evaluate_model(name: str, obj: dict[str, Any], snap: Snapshot, providers: d
                 f"{provider_spec.type.value} needs an API key: set apiKeySecretRef on the model or its provider",
             )
         )
+    if provider_spec is not None:
+        refused = parameter_problems(provider_spec.type, spec.parameters)
+        if refused:
+            conds.append(Cond(CONFIG_VALID, FALSE, Reason.PARAMETER_NOT_ALLOWED, "; ".join(refused)))
     conds.append(_ready_from(conds, f"model {spec.model!r} on {provider_name} is ready"))
     return Verdict("LLMModel", name, conds, spec=spec)
 
@@ -317,12 +351,20 @@ def _evaluate_mcpserver(name: str, obj: dict[str, Any], snap: Snapshot) -> Verdi
     secret_problem = None
     for header in [*(spec.headers or []), *(spec.env or [])]:
         if header.value_from is not None:
-            cond = _secret_cond(header.value_from.secret_key_ref, snap.secrets, f"header {header.name}")
+            what = f"header {header.name}" if isinstance(header, HTTPHeader) else f"env {header.name}"
+            cond = _secret_cond(header.value_from.secret_key_ref, snap, what)
             if cond is not None and cond.status == FALSE:
                 secret_problem = cond
                 break
+    stdio_refused = (
+        spec.transport == MCPTransport.STDIO
+        and snap.stdio_commands is not None
+        and spec.command not in snap.stdio_commands
+    )
     if refusal:
         conds.append(Cond(ACCEPTED, FALSE, Reason.URL_NOT_ALLOWED, refusal))
+    elif stdio_refused:
+        conds.append(Cond(ACCEPTED, FALSE, Reason.STDIO_NOT_ALLOWED, _stdio_refusal(spec, snap)))
     elif secret_problem:
         conds.append(Cond(ACCEPTED, FALSE, secret_problem.reason, secret_problem.message))
     else:
@@ -334,6 +376,8 @@ def _evaluate_mcpserver(name: str, obj: dict[str, Any], snap: Snapshot) -> Verdi
         ready = Cond(READY, FALSE, Reason.MAINTENANCE, "in maintenance: left out of the agent and not probed")
     elif snap.health is None and state.state == HealthState.UNKNOWN:
         ready = Cond(READY, UNKNOWN, Reason.NOT_PROBED, "not probed (offline rendering)")
+    elif state.state == HealthState.UNHEALTHY and state.refused:
+        ready = Cond(READY, FALSE, Reason.URL_NOT_ALLOWED, state.message)
     elif state.state in USABLE_HEALTH:
         ready = Cond(READY, TRUE, Reason(state.state), state.message or f"health is {state.state.value}")
     else:

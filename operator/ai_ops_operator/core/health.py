@@ -63,6 +63,8 @@ class ProbeResult:
     at: datetime
     # 401/403 from the server: the credentials are wrong or missing.
     unauthenticated: bool = False
+    # The address policy refused the connection (the host resolved to a forbidden address).
+    refused: bool = False
     # Why it failed (no secret values: built from status codes and exception types).
     error: str = ""
     server_info: ServerInfoData | None = None
@@ -82,9 +84,10 @@ class HealthRecord:
     tool_count: int = 0
     last_probe_time: datetime | None = None
     last_latency_ms: int | None = None
+    refused: bool = False
 
     def as_server_health(self) -> ServerHealth:
-        return ServerHealth(self.state, self.tools, self.message)
+        return ServerHealth(self.state, self.tools, self.message, refused=self.refused)
 
     def signature(self, check: HealthCheck) -> tuple[object, ...]:
         """What makes a result "changed" for the bounded-write rule (not the timestamp or latency)."""
@@ -94,6 +97,7 @@ class HealthRecord:
             self.server_info,
             self.tools,
             self.tool_count,
+            self.refused,
             min(self.consecutive_failures, check.failure_threshold),
         )
 
@@ -134,7 +138,11 @@ def next_record(previous: HealthRecord, result: ProbeResult, check: HealthCheck)
             **common,  # type: ignore[arg-type]
         )
     failures = previous.consecutive_failures + 1
-    if result.unauthenticated:
+    if result.refused:
+        # Like credentials, a refused address does not fix itself by retrying: Unhealthy at once.
+        state = HealthState.UNHEALTHY
+        message = result.error
+    elif result.unauthenticated:
         state = HealthState.UNAUTHENTICATED
         message = result.error
     elif failures >= check.failure_threshold:
@@ -154,6 +162,7 @@ def next_record(previous: HealthRecord, result: ProbeResult, check: HealthCheck)
         message=message,
         consecutive_failures=failures,
         consecutive_successes=0,
+        refused=result.refused,
         **common,  # type: ignore[arg-type]
     )
 
@@ -230,6 +239,9 @@ def record_from_status(status: Mapping[str, Any] | None) -> HealthRecord | None:
         tool_count=count,
         last_probe_time=_timestamp(status.get("lastProbeTime")),
         last_latency_ms=latency if isinstance(latency, int) else None,
+        refused=state == HealthState.UNHEALTHY
+        and ready is not None
+        and ready.get("reason") == "URLNotAllowed",
     )
 
 

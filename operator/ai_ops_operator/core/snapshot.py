@@ -25,6 +25,8 @@ class ServerHealth:
     state: HealthState
     tools: tuple[str, ...] = ()
     message: str = ""
+    # The last probe was refused by the address policy (the URL's host resolved to a forbidden address).
+    refused: bool = False
 
 
 @dataclass
@@ -35,6 +37,12 @@ class Snapshot:
     the keys of its data (values are never needed); ``None`` means unknown (offline rendering), and then
     Secret references are taken on trust. ``health`` maps MCP server names to probe results; ``None``
     means not probed (offline rendering): every server not in maintenance is then included as Unknown.
+
+    ``usable_secrets`` names the Secrets labelled ``ai-ops.dev/usable=true`` (only those may be referenced);
+    ``None`` means unknown, and then references are taken on trust as with ``secrets``. ``stdio_commands``
+    is the installation's allowlist of stdio MCP commands (empty: stdio is off); ``None`` means no
+    installation setting applies (a caller building snapshots by hand), and stdio servers are accepted.
+    The operator always passes both; ``ai-ops render`` passes its ``--allow-stdio`` flags.
     """
 
     namespace: str
@@ -43,8 +51,10 @@ class Snapshot:
     middlewares: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     mcpservers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     secrets: Mapping[str, frozenset[str]] | None = None
+    usable_secrets: frozenset[str] | None = None
     health: Mapping[str, ServerHealth] | None = None
     allow_loopback: bool = False
+    stdio_commands: frozenset[str] | None = None
     # Names in the ai_ops.middleware entry-point group; None: look them up in this process.
     custom_middleware: frozenset[str] | None = None
 

@@ -2,8 +2,8 @@
 
 kopf keeps one in-memory index per watched kind (registry.py declares them) and hands the indices to
 every handler; the startup handler passes them to an ``IndexView``. The indices keep plain copies of
-only what a pass needs: the four ai-ops kinds (metadata, spec, status), Secrets (names and data KEYS
-only: values never enter the operator's memory here), the chat Deployment (its pod template) and the
+only what a pass needs: the four ai-ops kinds (metadata, spec, status), Secrets (names, data KEYS and
+whether the Secret carries the label ai-ops.dev/usable=true: values never enter the operator's memory here), the chat Deployment (its pod template) and the
 agent ConfigMap (its digest).
 """
 
@@ -13,6 +13,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
 from ai_ops_operator.core.wiring import configmap_digest
 
 # Index ids (also the handler kwargs kopf passes them as).
@@ -47,10 +48,11 @@ def compact_object(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def secret_keys(name: str, body: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
-    """A Secret as the index keeps it: its name and data keys, never a value."""
+def secret_keys(name: str, body: Mapping[str, Any]) -> tuple[str, frozenset[str], bool]:
+    """A Secret as the index keeps it: its name, data keys and whether it is labelled usable; never a value."""
     keys = frozenset((body.get("data") or {}).keys()) | frozenset((body.get("stringData") or {}).keys())
-    return name, keys
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return name, keys, labels.get(USABLE_SECRET_LABEL) == USABLE_SECRET_LABEL_VALUE
 
 
 def deployment_template(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,12 @@ class OperatorRuntime:
                 raise kopf.PermanentError(str(self._start_failure)) from exc
         if self._loops:
             return
-        self._http = SharedHttpPool(max_connections=max(10, self.settings.probe_concurrency))
+        # Guarded: every probe connection is checked by the address policy on the address it goes to.
+        self._http = SharedHttpPool(
+            max_connections=max(10, self.settings.probe_concurrency),
+            allow_loopback=self.settings.allow_loopback,
+            guard=True,
+        )
         self._loops = [
             asyncio.create_task(self.reconciler.run_forever(), name="ai-ops reconciler"),
             asyncio.create_task(self.prober.run_forever(self._http), name="ai-ops prober"),

@@ -1,6 +1,8 @@
 """The MCP probe: ``initialize`` + ``tools/list`` over the server's own transport, like a real client.
 
-One probe is the whole exchange under ``anyio.fail_after(healthCheck.timeoutSeconds)``: resolving the
+Connections go through the guarded pool (``SharedHttpPool(guard=True)``): the address policy is applied
+to the address connected to, so a name that re-resolves to a metadata address after the check is refused
+too. One probe is the whole exchange under ``anyio.fail_after(healthCheck.timeoutSeconds)``: resolving the
 host (and refusing link-local, metadata and, unless allowed, loopback addresses), the MCP session with
 the configured headers, the tool list and the optional ``GET healthCheck.path``. All probes share one
 connection pool (``SharedHttpPool``): the MCP SDK opens and closes an httpx client per session, so the
@@ -28,6 +30,7 @@ import httpx
 from ai_ops_api.addresses import METADATA_HOSTS, address_refusal
 from ai_ops_api.specs import MCPServerSpec, MCPTransport
 from ai_ops_common.errors import NameNotResolved, describe_exception, http_status, walk_exception
+from ai_ops_common.guarded_transport import ConnectRefused
 from ai_ops_common.http_pool import SharedHttpPool
 from ai_ops_common.mcp import list_all_tools, list_tools_page
 from ai_ops_operator.core.health import ProbeResult, ServerInfoData
@@ -84,16 +87,21 @@ async def probe_server(
     def elapsed_ms() -> int:
         return int((time.perf_counter() - started) * 1000)
 
-    def failure(error: str, unauthenticated: bool = False) -> ProbeResult:
+    def failure(error: str, unauthenticated: bool = False, refused: bool = False) -> ProbeResult:
         return ProbeResult(
-            ok=False, latency_ms=elapsed_ms(), at=started_at, unauthenticated=unauthenticated, error=error
+            ok=False,
+            latency_ms=elapsed_ms(),
+            at=started_at,
+            unauthenticated=unauthenticated,
+            refused=refused,
+            error=error,
         )
 
     try:
         with anyio.fail_after(timeout):
             refusal = await resolve_refusal(spec.url, allow_loopback)
             if refusal:
-                return failure(f"address refused: {refusal}")
+                return failure(f"address refused: {refusal}", refused=True)
             info, tools = await _mcp_session(spec, headers, http, timeout)
             if spec.health_check.path:
                 url = urljoin(spec.url, spec.health_check.path)
@@ -107,6 +115,10 @@ async def probe_server(
         task = asyncio.current_task()
         if isinstance(exc, KeyboardInterrupt | SystemExit) or (task is not None and task.cancelling()):
             raise  # cancelled from outside (shutdown): not a probe failure
+        # The guarded pool refuses at connect time what resolved (or re-resolved) to a forbidden address.
+        connect_refusal = next((e for e in walk_exception(exc) if isinstance(e, ConnectRefused)), None)
+        if connect_refusal is not None:
+            return failure(f"address refused: {connect_refusal.reason}", refused=True)
         if isinstance(exc, TimeoutError) or any(isinstance(e, TimeoutError) for e in walk_exception(exc)):
             return failure(f"no complete answer within the timeout ({timeout:g} s)")
         status = http_status(exc)
@@ -176,7 +188,7 @@ async def probe_once(
 ) -> dict[str, ProbeResult]:
     """Probe each server once, concurrently (``ai-ops render --probe``). Only inline header values are
     sent: Secret values are not available without a cluster."""
-    http = SharedHttpPool(max_connections=concurrency)
+    http = SharedHttpPool(max_connections=concurrency, allow_loopback=allow_loopback, guard=True)
     slots = asyncio.Semaphore(concurrency)
 
     async def one(spec: MCPServerSpec) -> ProbeResult:

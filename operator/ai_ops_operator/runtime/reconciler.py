@@ -147,7 +147,8 @@ class Reconciler:
 
     def snapshot(self, namespace: str) -> tuple[Snapshot, dict[str, dict[str, dict[str, Any]]]]:
         objects = {kind: self.view.objects(kind, namespace) for kind in KIND_INDEX}
-        secrets = {name: keys for name, keys in self.view.entries(SECRETS_INDEX, namespace)}
+        secret_entries = self.view.entries(SECRETS_INDEX, namespace)
+        secrets = {name: keys for name, keys, _usable in secret_entries}
         health: dict[str, ServerHealth] = {}
         for name, obj in objects["MCPServer"].items():
             record = self.prober.published(namespace, name) or record_from_status(self.view.status(obj))
@@ -160,8 +161,10 @@ class Reconciler:
             middlewares=objects["LLMMiddleware"],
             mcpservers=objects["MCPServer"],
             secrets=secrets,
+            usable_secrets=frozenset(name for name, _keys, usable in secret_entries if usable),
             health=health,
             allow_loopback=self.settings.allow_loopback,
+            stdio_commands=self.settings.stdio_commands,
             custom_middleware=self.custom_middleware,
         )
         return snapshot, objects

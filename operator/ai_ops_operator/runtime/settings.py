@@ -36,6 +36,8 @@ class OperatorSettings:
     chat_deployment: str = "ai-ops-chat"
     probe_concurrency: int = 50
     allow_loopback: bool = False
+    # Commands stdio MCP servers may run (exact strings of MCPServer spec.command); empty: stdio is off.
+    stdio_commands: frozenset[str] = frozenset()
     log_level: str = "INFO"
     log_format: str = "json"
     # kopf's liveness endpoint (e.g. http://0.0.0.0:8080/healthz); None: off.
@@ -181,6 +183,9 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> O
     allow_loopback = bool(args.allow_loopback) or _bool(
         env.get("AI_OPS_ALLOW_LOOPBACK", ""), "AI_OPS_ALLOW_LOOPBACK"
     )
+    stdio_commands = frozenset(
+        command.strip() for command in env.get("AI_OPS_STDIO_COMMANDS", "").split(",") if command.strip()
+    )
     level = (pick(args.log_level, "AI_OPS_LOG_LEVEL") or "INFO").upper()
     if level not in LOG_LEVELS:
         raise SettingsError(
@@ -212,6 +217,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> O
         chat_deployment=deployment,
         probe_concurrency=concurrency,
         allow_loopback=allow_loopback,
+        stdio_commands=stdio_commands,
         log_level=level,
         log_format=log_format,
         liveness_endpoint=liveness,
