@@ -19,12 +19,14 @@ import functools
 import importlib
 import inspect
 import json
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,15 +136,25 @@ def _isolate(workdir: Path) -> None:
     _run("mount", "--bind", str(nsswitch), "/etc/nsswitch.conf")
 
 
-def _start_traps(trap_file: Path) -> None:
+def _start_traps(trap_file: Path) -> Callable[[], None]:
+    """Start a listener thread per trapped address and port; returns ``drain``, which records the
+    connections the kernel accepted but no thread took yet (a client that connects and exits at once
+    would otherwise end the process before its trap thread wrote the record)."""
     lock = threading.Lock()
+    listeners: list[tuple[socket.socket, str, int]] = []
+
+    def record(connection: socket.socket, address: str, port: int, peer: Any) -> None:
+        with lock, trap_file.open("a") as records:
+            records.write(json.dumps({"address": address, "port": port, "peer": str(peer[0])}) + "\n")
+        connection.close()
 
     def serve(listener: socket.socket, address: str, port: int) -> None:
         while True:
-            connection, peer = listener.accept()
-            with lock, trap_file.open("a") as records:
-                records.write(json.dumps({"address": address, "port": port, "peer": str(peer[0])}) + "\n")
-            connection.close()
+            try:
+                connection, peer = listener.accept()
+            except OSError:  # closed by drain
+                return
+            record(connection, address, port, peer)
 
     for address in TRAPPED_ADDRESSES:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -151,14 +163,30 @@ def _start_traps(trap_file: Path) -> None:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((address, port))
             listener.listen(16)
+            listeners.append((listener, address, port))
             threading.Thread(target=serve, args=(listener, address, port), daemon=True).start()
+
+    def drain() -> None:
+        for listener, address, port in listeners:
+            ready, _, _ = select.select([listener], [], [], 0)
+            while ready:
+                try:
+                    listener.setblocking(False)
+                    connection, peer = listener.accept()
+                except (BlockingIOError, OSError):
+                    break
+                record(connection, address, port, peer)
+                ready, _, _ = select.select([listener], [], [], 0)
+        time.sleep(0.05)  # a trap thread in the middle of writing a record finishes it
+
+    return drain
 
 
 def _child(spec_file: str) -> None:
     spec = json.loads(Path(spec_file).read_text())
     result_file = Path(spec["result_file"])
     _isolate(Path(spec["workdir"]))
-    _start_traps(Path(spec["trap_file"]))
+    drain = _start_traps(Path(spec["trap_file"]))
     try:
         target: Any = importlib.import_module(spec["module"])
         for part in spec["name"].split("."):
@@ -166,8 +194,10 @@ def _child(spec_file: str) -> None:
         value = target(*spec["args"])
         if inspect.iscoroutine(value):
             value = asyncio.run(value)
+        drain()
         result_file.write_text(json.dumps({"result": value}))
     except BaseException:
+        drain()
         result_file.write_text(json.dumps({"error": traceback.format_exc()}))
 
 
