@@ -13,6 +13,8 @@ from chat_service.config.store import AgentConfigMissing, ConfigStore
 from chat_service.conversations import ConversationStore
 from chat_service.engine import ChatEngine
 from chat_service.metrics import ChatMetrics
+from chat_service.runbooks.service import RunbookService
+from chat_service.runbooks.source import ConfigMapShardReader, FileShardReader, ShardReader
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
 from chat_service.tools.toolbox import MCPToolbox
@@ -32,6 +34,7 @@ class ChatServices:
     engine: ChatEngine
     auth: TokenAuth
     metrics: ChatMetrics
+    runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
 
     @classmethod
@@ -73,12 +76,36 @@ class ChatServices:
             retry_interval=settings.mcp_retry_interval_seconds,
             metrics=metrics,
         )
-        engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)
+        # Runbook shards come from where the agent config comes from: the API in a cluster, else files.
+        reader: ShardReader = (
+            ConfigMapShardReader(kube_source)
+            if kube_source is not None
+            else FileShardReader(settings.config_path.parent)
+        )
+        runbooks = RunbookService(
+            reader,
+            secrets,
+            redis=conversations.redis_client,
+            tool_enabled=settings.runbook_tool,
+            vector_retry_seconds=settings.runbook_vector_retry_seconds,
+        )
+        runbooks.attach(config_store)
+        engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics, runbooks)
         return cls(
-            settings, config_store, conversations, secrets, toolbox, engine, auth, metrics, kube_source
+            settings,
+            config_store,
+            conversations,
+            secrets,
+            toolbox,
+            engine,
+            auth,
+            metrics,
+            runbooks,
+            kube_source,
         )
 
     async def start(self) -> None:
+        self.runbooks.start(self.config_store)
         self.config_store.start_watching(self.kube_source)
         if self.config_store.loaded:
             self.engine.prepare_in_background()
@@ -92,6 +119,7 @@ class ChatServices:
 
     async def stop(self) -> None:
         await self.config_store.stop_watching()
+        await self.runbooks.stop()
         await self.engine.close()
         await self.toolbox.aclose()
         await self.conversations.aclose()

@@ -49,6 +49,10 @@ class Settings(BaseModel):
     wait_for_config: bool = False
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
+    # The built-in search_runbooks tool, offered to the agent while the namespace has runbooks.
+    runbook_tool: bool = True
+    # How often runbook search tries vectors again while the embedding model is down (BM25 meanwhile).
+    runbook_vector_retry_seconds: float = Field(default=30.0, gt=0, le=86400)
     log_level: str = "INFO"
 
 
@@ -71,6 +75,8 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
     "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
+    "runbook_tool": ("AI_OPS_RUNBOOK_TOOL", None),
+    "runbook_vector_retry_seconds": ("AI_OPS_RUNBOOK_VECTOR_RETRY_SECONDS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
 }
 

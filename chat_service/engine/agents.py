@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain.agents import create_agent
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.tools import BaseTool
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.config.store import ConfigSnapshot
@@ -72,10 +74,18 @@ def _cache_put(
 class AgentCache:
     """Builds the compiled agent a turn runs, reusing it while config, tools and API keys stay the same."""
 
-    def __init__(self, conversations: ConversationStore, secrets: SecretResolver, toolbox: MCPToolbox):
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        secrets: SecretResolver,
+        toolbox: MCPToolbox,
+        builtin_tools: Callable[[], list[BaseTool]] | None = None,
+    ):
         self.conversations = conversations
         self.secrets = secrets
         self.toolbox = toolbox
+        # The service's own tools (search_runbooks), beside the MCP tools; an MCP tool of the same name wins.
+        self.builtin_tools = builtin_tools or (lambda: [])
         self._graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._conversation_graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._reports: dict[str, dict[str, ModelReport]] = {}
@@ -136,13 +146,17 @@ class AgentCache:
             raise ModelUnavailable(chain.unavailable)
         return model, chain
 
+    def _tools(self, toolset: Toolset) -> list[BaseTool]:
+        taken = {t.name for t in toolset.tools}
+        return [*toolset.tools, *(t for t in self.builtin_tools() if t.name not in taken)]
+
     def _build_agent(
         self, snapshot: ConfigSnapshot, entry: ModelEntry, toolset: Toolset, checkpointed: bool
     ) -> CompiledAgent:
         model, chain = self.build_model_and_chain(snapshot, entry)
         graph = create_agent(
             model,
-            tools=toolset.tools,
+            tools=self._tools(toolset),
             system_prompt=entry.system_prompt or DEFAULT_SYSTEM_PROMPT,
             middleware=chain.middleware,
             checkpointer=self.conversations.checkpointer if checkpointed else None,
@@ -171,7 +185,8 @@ class AgentCache:
         """The agent for a turn, and the API key values to keep out of its error messages."""
         toolset = await self.toolbox.toolset(snapshot.config, snapshot.checksum)
         secrets_digest, secret_values = self._secret_fingerprint(snapshot.config)
-        key = (snapshot.checksum, entry.name, toolset.version, secrets_digest, checkpointed)
+        builtin = tuple(sorted(t.name for t in self.builtin_tools()))
+        key = (snapshot.checksum, entry.name, toolset.version, builtin, secrets_digest, checkpointed)
         agent = self._graphs.get(key)
         if agent is None:
             agent = self._build_agent(snapshot, entry, toolset, checkpointed)

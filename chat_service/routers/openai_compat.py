@@ -54,9 +54,33 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
+class RunbookCitation(BaseModel):
+    name: str
+    title: str
+    section: str
+
+
+class RunbookCitationAnnotation(BaseModel):
+    """A runbook section the answer rests on, in the shape of OpenAI's message annotations."""
+
+    type: Literal["runbook_citation"]
+    runbook_citation: RunbookCitation
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str
+    annotations: list[RunbookCitationAnnotation] | None = None
+
+
+def citation_annotations(citations: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "runbook_citation",
+            "runbook_citation": {"name": c["runbook"], "title": c["title"], "section": c["section"]},
+        }
+        for c in citations
+    ]
 
 
 class Choice(BaseModel):
@@ -132,6 +156,9 @@ async def chat_completions(
     if not body.stream:
         result = await engine.run_messages(identity, messages, model)
         usage = result.usage
+        message: dict[str, Any] = {"role": "assistant", "content": result.reply}
+        if result.citations:
+            message["annotations"] = citation_annotations(result.citations)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -140,7 +167,7 @@ async def chat_completions(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.reply},
+                    "message": message,
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
@@ -182,7 +209,8 @@ async def chat_completions(
                     yield KEEPALIVE
                 elif event.kind == "done":
                     done = event
-            yield chunk({}, "stop")
+            cited = done.result.citations if done is not None and done.result is not None else []
+            yield chunk({"annotations": citation_annotations(cited)} if cited else {}, "stop")
             if include_usage and done is not None and done.result is not None:
                 usage = done.result.usage
                 data = {
