@@ -108,6 +108,8 @@ class _Script:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # Bumped by reset(): a hang ends when the epoch it started in is over.
     epoch: int = 0
+    # While set, /v1/embeddings answers this HTTP status (an embedding server that is down).
+    embedding_failure: int | None = None
 
     def next_reply(self, model: str | None) -> Reply | None:
         with self.lock:
@@ -300,7 +302,13 @@ class FakeLLM:
             self._script.general.clear()
             self._script.per_model.clear()
             self._script.requests.clear()
+            self._script.embedding_failure = None
             self._script.epoch += 1
+
+    def fail_embeddings(self, status: int | None) -> None:
+        """Make /v1/embeddings answer ``status`` (None: answer again)."""
+        with self._script.lock:
+            self._script.embedding_failure = status
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -392,6 +400,10 @@ class FakeLLM:
                 texts = [texts]
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 return _error_response(400, "'input' must be a string or a list of strings")
+            with self._script.lock:
+                failure = self._script.embedding_failure
+            if failure is not None:
+                return _error_response(failure, "fake LLM: embeddings are down")
             return JSONResponse(
                 {
                     "object": "list",
