@@ -108,7 +108,9 @@ class RunbookService:
         """The first sync, with the config loaded at start; and the local model loaded meanwhile."""
         if config_store.loaded:
             self.request_sync(config_store.current.config)
-        self.warm_up_task = asyncio.get_running_loop().create_task(self.warm_up(), name="ai-ops-runbooks-warm-up")
+        self.warm_up_task = asyncio.get_running_loop().create_task(
+            self.warm_up(), name="ai-ops-runbooks-warm-up"
+        )
 
     def _config_changed(self, _old: ConfigSnapshot | None, new: ConfigSnapshot) -> None:
         self.request_sync(new.config)

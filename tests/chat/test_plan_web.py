@@ -42,8 +42,10 @@ def planning_chat_url(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLL
     runbooks = shard(CRASHLOOP, DNS, namespace="web-plan")
     write_shard_file(directory, 0, runbooks)
     plan = MiddlewareEntry(name="plan", type="todo_list", priority=50, critical=True)
+    # Another timeout than test_web_page's models: langchain-openai caches its HTTP client per base URL and
+    # timeout in the process, and that client belongs to the event loop of the app that made it first.
     model = fake_model("fast", "fake-fast", fake_llm.base_url, default=True).model_copy(
-        update={"middleware": (plan,)}
+        update={"middleware": (plan,), "timeout_seconds": 12}
     )
     config = config_with_runbooks([model], [(0, runbooks)], namespace="web-plan")
     with serve_chat(config, directory) as url:
