@@ -29,11 +29,14 @@ $(TEST_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $(TEST_STAMP)
 
-# Debian packages the tests use: a real redis-server and a real Chromium for the web page.
+# Debian packages the tests use: a real redis-server, a real Chromium for the web page, and a real
+# Prometheus and Alertmanager for the prometheus MCP server and the incident flow.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 	  if [ -z "$(APT_GET)" ]; then echo "missing:$$missing and no apt-get to install them" >&2; exit 1; fi; \
 	  echo "installing$$missing with apt-get"; \

@@ -8,12 +8,25 @@ need the error inside, described from its type, HTTP status and text only, never
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 
 import httpx
 
 # Descriptions are shown in conditions and chat replies: long provider bodies are cut.
 MAX_DESCRIPTION = 300
+
+
+class NameNotResolved(OSError):
+    """A host name that does not resolve: no address, or no answer from DNS. Said as such, not as a
+    refused address or a failed connection, since the fix is the name (or the DNS), not the network."""
+
+    def __init__(self, host: str, error: OSError) -> None:
+        detail = error.strerror if isinstance(error, socket.gaierror) and error.strerror else str(error)
+        super().__init__(
+            f"name {host} does not resolve ({detail})" if detail else f"name {host} does not resolve"
+        )
+        self.host = host
 
 
 def walk_exception(exc: BaseException) -> Iterator[BaseException]:
@@ -44,8 +57,8 @@ def http_status(exc: BaseException) -> int | None:
 
 
 def describe_exception(exc: BaseException) -> str:
-    """The HTTP status, else a timeout, else the first connection failure, else the innermost error's type
-    and first line of text."""
+    """The HTTP status, else a timeout, else a name that does not resolve, else the first connection
+    failure, else the innermost error's type and first line of text."""
     status = http_status(exc)
     if status is not None:
         return f"HTTP {status}"
@@ -56,6 +69,9 @@ def describe_exception(exc: BaseException) -> str:
     ]
     if any(isinstance(leaf, TimeoutError) for leaf in leaves):
         return "timed out"
+    for leaf in leaves:
+        if isinstance(leaf, NameNotResolved):
+            return str(leaf)[:MAX_DESCRIPTION]
     for leaf in leaves:
         if isinstance(leaf, httpx.ConnectError | ConnectionError | OSError):
             return f"connection failed: {_type_and_text(leaf)}"[:MAX_DESCRIPTION]

@@ -28,7 +28,9 @@ async def run(calls: int, levels: list[int]) -> None:
     from chat_service.tools.toolbox import MCPToolbox
 
     server, url = start_mcp_server()
-    toolbox = MCPToolbox(SecretResolver(Path(tempfile.mkdtemp())), connect_timeout=10, tool_timeout=30)
+    toolbox = MCPToolbox(
+        SecretResolver(Path(tempfile.mkdtemp())), connect_timeout=10, tool_timeout=30, allow_loopback=True
+    )
     try:
         default_tools = await MultiServerMCPClient(
             {"bench": {"transport": "streamable_http", "url": url}}

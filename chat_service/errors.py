@@ -6,6 +6,8 @@ with a bare 500 and a traceback. Messages are for people and never carry a secre
 
 from __future__ import annotations
 
+import base64
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +30,24 @@ class ChatError(Exception):
 class InvalidRequest(ChatError):
     status = 422
     code = "invalid_request"
+
+
+class UnsupportedParameter(ChatError):
+    """A request field the service understands but cannot honour (client tools on the OpenAI-compatible
+    API, several choices). 400 with OpenAI's ``type`` and ``param``, so OpenAI clients raise
+    BadRequestError naming the field."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"].update(type="invalid_request_error", param=self.param)
+        return body
 
 
 class Unauthorized(ChatError):
@@ -113,14 +133,58 @@ _CREDENTIAL_PATTERNS = (
     ),
 )
 MAX_PROVIDER_MESSAGE = 500
+# Encoded forms are looked for only for values this long: a shorter one would match ordinary text.
+MIN_ENCODED_VALUE = 8
+
+
+def _escaped(char: str) -> str:
+    """A regex for ``char`` as it may appear in an echoed request: itself, percent-encoded (any hex case),
+    JSON/Python-escaped, or ``+`` for a space (form encoding)."""
+    forms = [re.escape(char)]
+    code = ord(char)
+    if code < 0x10000:
+        forms.append(f"\\\\u(?i:{code:04x})")
+    for byte in char.encode():
+        forms.append(f"%(?i:{byte:02x})")
+    if char == " ":
+        forms.append(r"\+")
+    if char in "/\"'":
+        forms.append(re.escape("\\" + char))
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
+def _base64_forms(raw: bytes) -> list[str]:
+    """The base64 texts (standard and URL-safe alphabet) that carry ``raw``: its own encoding without
+    padding, and the characters that depend on ``raw`` alone when it sits at any of the three byte
+    offsets of a longer encoded text (``user:key`` in a basic-auth header, a JSON body...)."""
+    found = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start, end = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
+        found.append(encoded[start:end])
+        if offset == 0:
+            found.append(encoded.rstrip("="))
+    return found + [f.replace("+", "-").replace("/", "_") for f in found]
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_pattern(value: str) -> re.Pattern[str]:
+    """One regex for every form of ``value``: plain, base64 (both alphabets, any alignment, padded or
+    not), each also percent-encoded, form-encoded or escaped; longest forms first."""
+    forms = [value]
+    if len(value) >= MIN_ENCODED_VALUE:
+        forms += _base64_forms(value.encode())
+    unique = sorted(set(forms), key=len, reverse=True)
+    return re.compile("|".join("".join(_escaped(c) for c in form) for form in unique))
 
 
 def sanitize(message: str, secret_values: Iterable[str] = ()) -> str:
-    """A provider's error message with known secret values and credential-shaped strings removed."""
+    """A provider's error message with known secret values (in any of the encodings above) and
+    credential-shaped strings removed."""
     text = message
     for value in secret_values:
         if value and len(value) >= 4:
-            text = text.replace(value, "***")
+            text = _secret_pattern(value).sub("***", text)
     text = _CREDENTIAL_PATTERNS[0].sub("***", text)
     text = _CREDENTIAL_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}***", text)
     if len(text) > MAX_PROVIDER_MESSAGE:

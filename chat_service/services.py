@@ -17,6 +17,7 @@ from chat_service.runbooks.service import RunbookService
 from chat_service.runbooks.source import ConfigMapShardReader, FileShardReader, ShardReader
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
+from chat_service.thread_index import ThreadIndex, thread_index_for
 from chat_service.tools.toolbox import MCPToolbox
 
 log = logging.getLogger("ai_ops.chat")
@@ -34,6 +35,7 @@ class ChatServices:
     engine: ChatEngine
     auth: TokenAuth
     metrics: ChatMetrics
+    thread_index: ThreadIndex
     runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
 
@@ -75,6 +77,7 @@ class ChatServices:
             tool_timeout=settings.mcp_tool_timeout_seconds,
             retry_interval=settings.mcp_retry_interval_seconds,
             metrics=metrics,
+            allow_loopback=settings.allow_loopback,
         )
         # Runbook shards come from where the agent config comes from: the API in a cluster, else files.
         reader: ShardReader = (
@@ -91,6 +94,7 @@ class ChatServices:
         )
         runbooks.attach(config_store)
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics, runbooks)
+        thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
         return cls(
             settings,
             config_store,
@@ -100,6 +104,7 @@ class ChatServices:
             engine,
             auth,
             metrics,
+            thread_index,
             runbooks,
             kube_source,
         )

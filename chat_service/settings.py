@@ -40,6 +40,9 @@ class Settings(BaseModel):
     mcp_tool_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Retry a server that was down at tool-loading time at most this often.
     mcp_retry_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
+    # MCP servers on loopback addresses are refused unless allowed (development, tests); metadata,
+    # link-local and the other forbidden addresses always are (ai_ops_api.addresses).
+    allow_loopback: bool = False
     # The ConfigMap watched through the Kubernetes API when the pod has in-cluster credentials.
     configmap_name: str = DEFAULT_CONFIGMAP_NAME
     namespace: str | None = None
@@ -49,6 +52,8 @@ class Settings(BaseModel):
     wait_for_config: bool = False
     # Skip the OpenAI SDK's slow params transform for plain-JSON chat requests (see openai_fastpath.py).
     openai_fast_requests: bool = True
+    # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
+    demo: bool = False
     # The built-in search_runbooks tool, offered to the agent while the namespace has runbooks.
     runbook_tool: bool = True
     # How often runbook search tries vectors again while the embedding model is down (BM25 meanwhile).
@@ -70,11 +75,13 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "mcp_connect_timeout_seconds": ("AI_OPS_MCP_CONNECT_TIMEOUT_SECONDS", None),
     "mcp_tool_timeout_seconds": ("AI_OPS_MCP_TOOL_TIMEOUT_SECONDS", None),
     "mcp_retry_interval_seconds": ("AI_OPS_MCP_RETRY_INTERVAL_SECONDS", None),
+    "allow_loopback": ("AI_OPS_ALLOW_LOOPBACK", None),
     "configmap_name": ("AI_OPS_CONFIGMAP_NAME", None),
     "namespace": ("AI_OPS_NAMESPACE", None),
     "kubernetes_watch": ("AI_OPS_KUBERNETES_WATCH", None),
     "wait_for_config": ("AI_OPS_WAIT_FOR_CONFIG", None),
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
+    "demo": ("AI_OPS_DEMO", None),
     "runbook_tool": ("AI_OPS_RUNBOOK_TOOL", None),
     "runbook_vector_retry_seconds": ("AI_OPS_RUNBOOK_VECTOR_RETRY_SECONDS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),

@@ -1,4 +1,4 @@
-"""`ai-ops mcp kubernetes|netops`: run a bundled MCP server on streamable HTTP.
+"""`ai-ops mcp kubernetes|netops|prometheus`: run a bundled MCP server on streamable HTTP.
 
 Heavy imports (the MCP SDK, the kubernetes client, uvicorn) stay inside `run` so `ai-ops --help` is fast.
 """
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
 
 log = logging.getLogger("ai_ops.mcp")
+PROMETHEUS_URL_ENV_VAR = "AI_OPS_PROMETHEUS_URL"
 
 
 def _max_response_bytes(text: str) -> int:
@@ -71,6 +72,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ca-bundle", default=None, help="PEM file of extra CA certificates trusted besides the system store"
     )
 
+    prometheus = servers.add_parser(
+        "prometheus",
+        help="read-only PromQL queries, alerts, rules and targets",
+        description="Prometheus MCP server (read-only).",
+    )
+    _add_http_arguments(prometheus, default_port=8093)
+    prometheus.add_argument(
+        "--prometheus-url",
+        default=os.environ.get(PROMETHEUS_URL_ENV_VAR),
+        help=f"base URL of Prometheus, e.g. http://prometheus-operated.monitoring:9090 (or ${PROMETHEUS_URL_ENV_VAR})",
+    )
+    prometheus.add_argument(
+        "--timeout-seconds", type=float, default=30.0, help="Prometheus' own limit on each query (default 30)"
+    )
+    prometheus.add_argument(
+        "--bearer-token-file",
+        default=None,
+        help="file holding a bearer token for Prometheus (e.g. behind a proxy)",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
@@ -83,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     from mcp_servers.common import serve
 
-    server = _build_netops(args) if args.mcp_server == "netops" else _build_kubernetes(args)
+    builders = {"netops": _build_netops, "kubernetes": _build_kubernetes, "prometheus": _build_prometheus}
+    server = builders[args.mcp_server](args)
     if server is None:
         return 2
     log.info("serving %s on http://%s:%d%s", server.name, args.host, args.port, args.path)
@@ -134,3 +156,35 @@ def _build_kubernetes(args: argparse.Namespace) -> FastMCP | None:
     log.info("kubernetes API at %s (%s)", cluster.host, cluster.source)
     settings = KubernetesSettings(max_response_bytes=args.max_response_bytes)
     return build_server(cluster, settings, host=args.host, path=args.path)
+
+
+def _build_prometheus(args: argparse.Namespace) -> FastMCP | None:
+    from urllib.parse import urlparse
+
+    from mcp_servers.prometheus.server import PrometheusSettings, build_server
+
+    url = (args.prometheus_url or "").strip()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        print(
+            "ai-ops mcp prometheus: give Prometheus' base URL with --prometheus-url "
+            f"(or ${PROMETHEUS_URL_ENV_VAR}), e.g. http://prometheus-operated.monitoring:9090",
+            file=sys.stderr,
+        )
+        return None
+    token = None
+    if args.bearer_token_file:
+        try:
+            with open(args.bearer_token_file) as handle:
+                token = handle.read().strip()
+        except OSError as error:
+            print(f"ai-ops mcp prometheus: cannot read the bearer token file: {error}", file=sys.stderr)
+            return None
+    log.info("Prometheus at %s", url)
+    settings = PrometheusSettings(
+        url=url,
+        timeout_seconds=args.timeout_seconds,
+        bearer_token=token,
+        max_response_bytes=args.max_response_bytes,
+    )
+    return build_server(settings, host=args.host, path=args.path)

@@ -1,4 +1,5 @@
-"""Pieces both bundled MCP servers share: response formatting and size capping, `/healthz`, serving.
+"""Pieces both bundled MCP servers share: response formatting and size capping, `/healthz`, serving
+(their FastMCP server class is in tool_server.py: importing FastMCP here would slow `ai-ops --help`).
 
 The formatting helpers are pure functions (tested without a server); `serve` is the thin HTTP adapter.
 """

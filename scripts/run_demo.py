@@ -384,7 +384,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
             command = ai_ops_command(
                 "chat", "--config", str(config), "--host", args.host, "--port", str(args.port)
             )
-            chat = subprocess.Popen(command, env={**os.environ, **plan.env})
+            # The demo's MCP servers listen on 127.0.0.1: the chat refuses loopback addresses unless told.
+            env = {**os.environ, **plan.env, "AI_OPS_ALLOW_LOOPBACK": "true", "AI_OPS_DEMO": "true"}
+            chat = subprocess.Popen(command, env=env)
             if wait_until_up(url + "healthz", chat, timeout=120):
                 print(f"\nmake run: the ai-ops chat is ready: open {url}  (Ctrl-C stops it)\n", flush=True)
             return chat.wait()

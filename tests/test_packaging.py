@@ -121,3 +121,22 @@ def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() 
     assert ".[test]" not in planned("install")
     assert ".[test]" not in planned("run").split("run_demo.py")[0]
     assert ".[test]" in planned("test")
+
+
+def test_every_file_of_the_web_page_is_package_data() -> None:
+    # A static file that package-data misses is absent from the wheel and the image: the page would 404.
+    import fnmatch
+
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["chat_service"]
+    static = ROOT / "chat_service" / "web" / "static"
+    files = [p.relative_to(ROOT / "chat_service").as_posix() for p in static.rglob("*") if p.is_file()]
+    assert files
+    missing = [
+        f
+        for f in files
+        if not any(
+            fnmatch.fnmatchcase(f, pattern) and "/" not in f[len(pattern.rstrip("*")) :]
+            for pattern in patterns
+        )
+    ]
+    assert not missing, f"add these to [tool.setuptools.package-data]: {missing}"

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The symlink kubelet renames over to publish a new version of a ConfigMap volume (its atomic writer).
+KUBELET_DATA_LINK = "..data"
+
 
 class AgentConfigMissing(AgentConfigError):
     """The agent config file does not exist (yet): in a cluster the operator has not written it so far."""
@@ -169,16 +172,28 @@ class ConfigStore:
             return False
         return self.apply(text, f"file {self.path}")
 
+    def concerns_config(self, _change: object, path: str) -> bool:
+        """The watch filter: the config file itself, or the ``..data`` symlink a ConfigMap volume swaps
+        to update it (the file is a symlink through it and does not change itself). Anything else in the
+        folder (a log file, an editor's swap file) would wake the watcher for nothing, forever."""
+        return Path(path).name in (self.path.name, KUBELET_DATA_LINK)
+
     async def _watch_file(self) -> None:
         from watchfiles import awatch
 
         directory = self.path.parent
         while True:
             try:
-                # The whole directory: a ConfigMap volume changes through its ..data symlink, not the file.
-                async for _changes in awatch(
-                    directory, debounce=50, step=20, recursive=False, ignore_permission_denied=True
+                # The folder, filtered: the ..data symlink of a ConfigMap volume lives beside the file.
+                async for changes in awatch(
+                    directory,
+                    watch_filter=self.concerns_config,
+                    debounce=50,
+                    step=20,
+                    recursive=False,
+                    ignore_permission_denied=True,
                 ):
+                    log.debug("agent config %s changed on disk (%s); reloading", self.path, sorted(changes))
                     self.reload_file()
             except asyncio.CancelledError:
                 raise

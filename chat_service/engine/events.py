@@ -106,6 +106,13 @@ def public_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
         }
         if isinstance(message, AIMessage) and message.tool_calls:
             item["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+        if isinstance(message, AIMessage):
+            # What the page shows under a reply, also after a reload: the provider's model and the tokens.
+            item["model"] = (message.response_metadata or {}).get("model_name")
+            if message.usage_metadata:
+                usage = Usage()
+                usage.add(message)
+                item["usage"] = usage.public()
         if isinstance(message, ToolMessage):
             item["status"] = message.status
         shown.append(item)

@@ -1,19 +1,73 @@
 """What ``/readyz`` and ``/api/status`` show: the config in force, models, MCP servers and warnings.
 
 Kept apart from the turn loop: these views read the state the other parts record (a rejected reload,
-tool-loading failures, models that could not be built) and never change it.
+tool-loading failures, models that could not be built, provider calls that failed) and never change it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import openai
+
+from ai_ops_api.agent_config import ModelEntry
 from chat_service.config.store import ConfigSnapshot, ConfigStore, describe_error
 from chat_service.conversations import ConversationStore
 from chat_service.engine.agents import AgentCache
+from chat_service.engine.errors import provider_timeouts
 from chat_service.errors import NO_MODEL_MESSAGE
 from chat_service.runbooks.service import RunbookService
 from chat_service.tools.toolbox import MCPToolbox
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failed provider call says the provider is down (no connection, a timeout, HTTP 5xx),
+    not that the request was wrong (4xx: a bad key, an unknown model, a rate limit) or the answer odd."""
+    down = (
+        openai.APIConnectionError,
+        httpx.TransportError,
+        TimeoutError,
+        ConnectionError,
+        *provider_timeouts(),
+    )
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        status = getattr(current, "status_code", None)
+        if isinstance(current, httpx.HTTPStatusError):
+            status = current.response.status_code
+        if isinstance(status, int):
+            return status >= 500
+        if isinstance(current, down):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@dataclass
+class ProviderHealth:
+    """What the last calls to one provider showed (a failure is kept until a call succeeds)."""
+
+    reachable: bool
+    reason: str | None = None
+    since: datetime | None = None  # first failure of the current outage
+    at: datetime | None = None  # the last call
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "reachable": self.reachable,
+            "reason": self.reason,
+            "since": self.since.isoformat() if self.since else None,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+
+def _provider_key(entry: ModelEntry) -> tuple[str, str | None]:
+    return entry.provider.name, entry.provider.base_url
 
 
 class ServiceStatus:
@@ -30,6 +84,32 @@ class ServiceStatus:
         self.toolbox = toolbox
         self.agents = agents
         self.runbooks = runbooks
+        self._providers: dict[tuple[str, str | None], ProviderHealth] = {}
+
+    # -- provider health, recorded by the turn loop -------------------------------------------------
+
+    def provider_call_failed(self, entry: ModelEntry, exc: BaseException, reason: str) -> None:
+        """``reason``: the sanitized message the client got."""
+        if not is_outage(exc):
+            return
+        now = datetime.now(UTC)
+        previous = self._providers.get(_provider_key(entry))
+        since = previous.since if previous is not None and not previous.reachable else now
+        self._providers[_provider_key(entry)] = ProviderHealth(False, reason, since, now)
+
+    def provider_call_succeeded(self, entry: ModelEntry) -> None:
+        self._providers[_provider_key(entry)] = ProviderHealth(True, at=datetime.now(UTC))
+
+    def provider_health(self, entry: ModelEntry) -> ProviderHealth | None:
+        """None until a call to the model's provider finished."""
+        return self._providers.get(_provider_key(entry))
+
+    def _outage_note(self, entry: ModelEntry) -> str | None:
+        health = self.provider_health(entry)
+        if health is None or health.reachable:
+            return None
+        since = health.since.strftime("%H:%M:%S UTC") if health.since else "the last call"
+        return f"its provider {entry.provider.name!r} does not answer (since {since}): {health.reason}"
 
     def warnings(self, snapshot: ConfigSnapshot) -> list[str]:
         found: list[str] = []
@@ -45,6 +125,10 @@ class ServiceStatus:
             found.extend(report.warnings)
             if not report.available and report.reason:
                 found.append(f"model {report.name!r} is unavailable: {report.reason}")
+        for entry in snapshot.config.models:
+            note = self._outage_note(entry)
+            if note:
+                found.append(f"model {entry.name!r} cannot answer now: {note}")
         if not snapshot.config.models:
             found.append(NO_MODEL_MESSAGE)
         if self.runbooks is not None:
@@ -85,11 +169,19 @@ class ServiceStatus:
         shown_models = []
         for item in models:
             report = reports.get(item["name"])
+            available = report.available if report else None
+            reason = report.reason if report else None
+            entry = config.model_by_name(item["name"])
+            health = self.provider_health(entry) if entry else None
+            outage = self._outage_note(entry) if entry else None
+            if outage and available is not False:
+                available, reason = False, outage
             shown_models.append(
                 {
                     **item,
-                    "available": report.available if report else None,
-                    "unavailable_reason": report.reason if report else None,
+                    "available": available,
+                    "unavailable_reason": reason,
+                    "provider_status": health.public() if health else None,
                 }
             )
         servers = []

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -25,7 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.config.store import ConfigSnapshot, ConfigStore
 from chat_service.conversations import ConversationStore, scoped_thread_id
-from chat_service.engine.agents import AgentCache, CompiledAgent
+from chat_service.engine.agents import AgentCache, CompiledAgent, StructuredOutput
 from chat_service.engine.errors import describe_model, map_exception
 from chat_service.engine.events import TurnCollector, TurnEvent, TurnResult, public_messages
 from chat_service.engine.status import ServiceStatus
@@ -39,6 +41,7 @@ from chat_service.errors import (
     ProviderError,
     RequestTimeout,
     ThreadNotFound,
+    UnsupportedParameter,
 )
 from chat_service.metrics import ChatMetrics
 from chat_service.runbooks.service import RunbookService
@@ -58,6 +61,7 @@ class PreparedTurn:
     thread_id: str
     scoped_thread: str | None
     secret_values: list[str]
+    output: StructuredOutput | None = None
 
 
 class ChatEngine:
@@ -139,21 +143,34 @@ class ChatEngine:
     # -- turns ---------------------------------------------------------------------------------------
 
     async def _prepare(
-        self, identity: str, model_name: str | None, thread_id: str | None, stateless: bool = False
+        self,
+        identity: str,
+        model_name: str | None,
+        thread_id: str | None,
+        stateless: bool = False,
+        output: StructuredOutput | None = None,
     ) -> PreparedTurn:
         snapshot = self.snapshot  # taken once: a reload does not change this turn's config
         entry = self.select_model(snapshot.config, model_name)
         thread = thread_id or uuid.uuid4().hex
         scoped = None if stateless else scoped_thread_id(identity, thread)
         agent, secret_values = await self.agents.agent_for(
-            snapshot, entry, scoped, checkpointed=not stateless
+            snapshot, entry, scoped, checkpointed=not stateless, output=output
         )
+        if output is not None and agent.rewrites_output:
+            # Output redaction rewrites the answer's text; a structured answer is tool-call arguments,
+            # which it does not see, so the JSON would carry what the text may not.
+            raise UnsupportedParameter(
+                f"model {entry.name!r} redacts its answers (PII middleware on output), which a "
+                "response_format answer would bypass; ask without response_format",
+                param="response_format",
+            )
         run_config: RunnableConfig = {
             "configurable": {"thread_id": scoped or f"{identity}:stateless:{thread}"},
             "recursion_limit": self.settings.recursion_limit,
             "metadata": {"ai_ops_caller": identity, "ai_ops_model": entry.name},
         }
-        return PreparedTurn(agent, entry, snapshot, run_config, thread, scoped, secret_values)
+        return PreparedTurn(agent, entry, snapshot, run_config, thread, scoped, secret_values, output)
 
     async def run_turn(
         self, identity: str, message: str, thread_id: str | None = None, model: str | None = None
@@ -179,19 +196,33 @@ class ChatEngine:
         async for event in self._execute(prepared, [HumanMessage(message)], tokens):
             yield event
 
-    async def run_messages(self, identity: str, messages: list[AnyMessage], model: str | None) -> TurnResult:
-        """OpenAI-compatible, stateless: the client sends the whole history every time."""
+    async def run_messages(
+        self,
+        identity: str,
+        messages: list[AnyMessage],
+        model: str | None,
+        *,
+        output: StructuredOutput | None = None,
+    ) -> TurnResult:
+        """OpenAI-compatible, stateless: the client sends the whole history every time. With ``output``
+        the reply is the JSON text of the structured answer."""
         result: TurnResult | None = None
-        async for event in self.stream_messages(identity, messages, model, tokens=False):
+        async for event in self.stream_messages(identity, messages, model, tokens=False, output=output):
             if event.kind == "done":
                 result = event.result
         assert result is not None
         return result
 
     async def stream_messages(
-        self, identity: str, messages: list[AnyMessage], model: str | None, *, tokens: bool = True
+        self,
+        identity: str,
+        messages: list[AnyMessage],
+        model: str | None,
+        *,
+        tokens: bool = True,
+        output: StructuredOutput | None = None,
     ) -> AsyncGenerator[TurnEvent]:
-        prepared = await self._prepare(identity, model, None, stateless=True)
+        prepared = await self._prepare(identity, model, None, stateless=True, output=output)
         async for event in self._execute(prepared, messages, tokens):
             yield event
 
@@ -232,12 +263,14 @@ class ChatEngine:
                     error = map_exception(item, prepared.secret_values)
                     if isinstance(error, ProviderError | RequestTimeout):
                         self.metrics.model_calls.labels(model=model_name, outcome="error").inc()
+                        self._status.provider_call_failed(prepared.model, item, error.message)
                         error.message = f"{describe_model(prepared.model)}: {error.message}"
                     raise error from None
                 yield item
             yield TurnEvent("done", {"reply": result.reply, "usage": result.usage.public()}, result)
         except ChatError as error:
             outcome = error.code
+            self._log_failed_turn(prepared, error)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
@@ -264,6 +297,7 @@ class ChatEngine:
         model_name = prepared.model.name
         collector = TurnCollector(result, tokens, hold_tokens=prepared.agent.rewrites_output)
         modes = ["updates", "messages"] if tokens else ["updates"]
+        structured: Any = None  # the agent's structured_response, when the turn asked for one
         try:
             async for mode, chunk in prepared.agent.graph.astream(
                 {"messages": input_messages},
@@ -279,6 +313,8 @@ class ChatEngine:
                 else:
                     events = []
                     for node, update in (chunk or {}).items():
+                        if isinstance(update, dict) and update.get("structured_response") is not None:
+                            structured = update["structured_response"]
                         messages = update.get("messages") if isinstance(update, dict) else None
                         if isinstance(messages, list):
                             events += collector.update(node, messages)
@@ -289,13 +325,30 @@ class ChatEngine:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        if structured is not None:
+            result.reply = json.dumps(structured, ensure_ascii=False)
         for event in collector.finish():
             await queue.put(event)
         if collector.model_calls:
             self.metrics.model_calls.labels(model=model_name, outcome="ok").inc(collector.model_calls)
+            self._status.provider_call_succeeded(prepared.model)
         self.metrics.tokens.labels(model=model_name, direction="input").inc(result.usage.input_tokens)
         self.metrics.tokens.labels(model=model_name, direction="output").inc(result.usage.output_tokens)
         await queue.put(None)
+
+    @staticmethod
+    def _log_failed_turn(prepared: PreparedTurn, error: ChatError) -> None:
+        """One line per failed turn, so the log says why next to the access line: the thread as a digest
+        (it embeds the caller), never the message text; the reason is sanitized like the client's."""
+        thread = prepared.scoped_thread or "stateless"
+        digest = hashlib.sha256(thread.encode()).hexdigest()[:12] if prepared.scoped_thread else thread
+        log.warning(
+            "turn failed: %s (model %s, thread %s): %s",
+            error.code,
+            prepared.model.name,
+            digest,
+            error.message,
+        )
 
     # -- threads -------------------------------------------------------------------------------------
 

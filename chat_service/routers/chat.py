@@ -14,6 +14,7 @@ from chat_service.errors import ChatError, error_body
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
 from chat_service.routers.responses import ERROR_RESPONSES
 from chat_service.routers.sse import EventStreamResponse, first_then_rest, sse, sse_response
+from chat_service.routers.threads import ThreadList
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -85,9 +86,10 @@ class ChatResponse(BaseModel):
 
 
 @router.post("/chat", response_model=ChatResponse, responses=ERROR_RESPONSES)
-async def chat(body: ChatRequest, identity: Caller, engine: Engine) -> dict[str, Any]:
+async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> dict[str, Any]:
     """Run one turn of a conversation and answer with the reply, the tool calls and token usage."""
     result = await engine.run_turn(identity, body.message, body.thread_id, body.model)
+    await threads.record(identity, result.thread_id, body.message)
     return result.public()
 
 
@@ -102,7 +104,7 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine) -> dict[str,
         **ERROR_RESPONSES,
     },
 )
-async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> Response:
+async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> Response:
     """The same turn as ``/api/chat``, streamed as server-sent events."""
     events = engine.stream_turn(identity, body.message, body.thread_id, body.model)
     try:
@@ -114,6 +116,8 @@ async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine) -> Re
         try:
             yield sse(first.kind, first.data)
             async for event in rest:
+                if event.kind == "done" and event.result is not None:  # listed by the time the client hears
+                    await threads.record(identity, event.result.thread_id, body.message)
                 yield sse(event.kind, event.data)
         except ChatError as error:
             yield sse("error", error.body()["error"])

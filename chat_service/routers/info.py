@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from chat_service.routers.deps import Caller, Engine
 from chat_service.routers.responses import error_responses
@@ -43,9 +43,22 @@ class ConfigOut(BaseModel):
     reload_error: ReloadErrorOut | None
 
 
+class ProviderStatusOut(BaseModel):
+    """What the last call to the model's provider showed; a failure stays until a call succeeds."""
+
+    reachable: bool
+    reason: str | None = Field(None, description="Why the last call failed (connection, timeout, HTTP 5xx)")
+    since: str | None = Field(None, description="When the current outage began (first failed call)")
+    at: str | None = Field(None, description="When the last call finished")
+
+
 class ModelStatusOut(ModelOut):
-    available: bool | None = None  # None: not built yet (the config is still being prepared)
+    # None: not built yet (the config is still being prepared). False also while its provider is down.
+    available: bool | None = None
     unavailable_reason: str | None = None
+    provider_status: ProviderStatusOut | None = Field(
+        None, description="None until a call to the model's provider finished"
+    )
 
 
 class MCPServerStatusOut(BaseModel):
@@ -89,6 +102,10 @@ class StatusOut(BaseModel):
     conversation_store: str
     runbooks: RunbooksStateOut | None = None
     warnings: list[str]
+    demo: bool = Field(
+        description="The service runs as the local demo (`make run`, AI_OPS_DEMO): advice such as "
+        "'start Ollama' fits only then"
+    )
 
 
 @router.get("/models", response_model=ModelsOut, responses=_RESPONSES)
@@ -100,4 +117,4 @@ async def models(_identity: Caller, engine: Engine) -> dict[str, Any]:
 @router.get("/status", response_model=StatusOut, responses=_RESPONSES)
 async def status(_identity: Caller, engine: Engine) -> dict[str, Any]:
     """Config checksum and load time, models, MCP servers with their tools, middleware per model, warnings."""
-    return engine.status()
+    return {**engine.status(), "demo": engine.settings.demo}

@@ -33,6 +33,12 @@ DESCRIPTION = (
     "in your answer."
 )
 
+# Added to the default system prompt while the tool is there.
+RUNBOOKS_PROMPT = (
+    "You can also search this team's runbooks (their documented procedures) with search_runbooks: search "
+    "them for a problem before troubleshooting from scratch, and name the runbook you follow."
+)
+
 
 class SearchRunbooksInput(BaseModel):
     query: str = Field(

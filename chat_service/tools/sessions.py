@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_mcp_adapters.sessions import create_session
 from mcp import ClientSession
 
-from ai_ops_common.errors import describe_exception
+from ai_ops_common.errors import describe_exception, walk_exception
+from ai_ops_common.guarded_transport import ConnectRefused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,6 +98,12 @@ class PersistentSession:
             if self._session is None:
                 error = self._error
                 await self._shutdown()
+                chain: Iterator[BaseException] = walk_exception(error) if error is not None else iter(())
+                refused = next((e for e in chain if isinstance(e, ConnectRefused)), None)
+                if refused is not None:  # the guarded pool refused the address the name resolved to
+                    raise MCPUnavailable(
+                        f"MCP server {self.server.name!r} not contacted: address refused: {refused.reason}"
+                    )
                 reason = describe_exception(error) if error else "connection closed"
                 raise MCPUnavailable(f"MCP server {self.server.name!r} is unreachable: {reason}")
             return self._session

@@ -32,6 +32,7 @@ from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
 
+from ai_ops_api.addresses import url_refusal
 from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, NamedValue
 from ai_ops_common.errors import describe_exception
 from ai_ops_common.http_pool import SharedHttpPool
@@ -99,14 +100,23 @@ class MCPToolbox:
         tool_timeout: float = 60.0,
         retry_interval: float = 15.0,
         metrics: ChatMetrics | None = None,
+        allow_loopback: bool = False,
     ):
         self.secrets = secrets
+        self.allow_loopback = allow_loopback
         self.connect_timeout = connect_timeout
         self.tool_timeout = tool_timeout
         self.retry_interval = retry_interval
         self.metrics = metrics
-        # Tool calls may stream for minutes: a long read timeout by default.
-        self._http = SharedHttpPool(200, 50, default_timeout=httpx.Timeout(30.0, read=300.0))
+        # Tool calls may stream for minutes: a long read timeout by default. Guarded: every connection
+        # (redirects included) goes only to an address the SSRF policy accepts, checked when it is opened.
+        self._http = SharedHttpPool(
+            200,
+            50,
+            default_timeout=httpx.Timeout(30.0, read=300.0),
+            guard=True,
+            allow_loopback=allow_loopback,
+        )
         self._sessions: dict[str, PersistentSession] = {}
         self._toolsets: dict[str, Toolset] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -139,6 +149,13 @@ class MCPToolbox:
             else:
                 if not server.url:
                     raise MCPUnavailable(f"MCP server {server.name!r} has no url")
+                # Literal addresses in every form and metadata names are refused before any connection;
+                # names are checked when resolved, by the guarded pool.
+                refusal = url_refusal(server.url, self.allow_loopback)
+                if refusal is not None:
+                    raise MCPUnavailable(
+                        f"MCP server {server.name!r} not contacted: address refused: {refusal}"
+                    )
                 headers = self._resolve(server.headers)
                 connection = {
                     "transport": server.transport,

@@ -19,6 +19,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
@@ -53,17 +54,23 @@ MODULE_NAMES = (
     "elements.js",
     "errors.js",
     "format.js",
+    "hints.js",
+    "markdown.js",
     "models.js",
     "notices.js",
     "plan.js",
     "render.js",
+    "service.js",
+    "sidebar.js",
     "status.js",
     "storage.js",
     "stream.js",
     "thread.js",
     "token.js",
 )
-ASSET_NAMES = (*MODULE_NAMES, "app.css", "favicon.svg")
+# Third-party modules, as published (static/vendor/README.md names package, version and licence).
+VENDOR_MODULES = ("vendor/marked.esm.js", "vendor/purify.es.mjs")
+ASSET_NAMES = (*MODULE_NAMES, *VENDOR_MODULES, "app.css", "favicon.svg")
 
 
 def _asset_names() -> frozenset[str]:
@@ -89,9 +96,9 @@ async def chat_page() -> Response:
     return FileResponse(page, media_type=_MEDIA_TYPES[".html"], headers=_PAGE_HEADERS)
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name:path}")
 async def static_asset(name: str) -> Response:
-    """One asset of the page, by exact file name."""
+    """One asset of the page, by exact name (``vendor/`` ones included); nothing else under static/."""
     if name not in ASSETS:
         return _not_found(f"static file {name!r}")
     path = STATIC_DIR / name

@@ -48,6 +48,7 @@ from mcp_servers.kubernetes.selectors import (
 )
 from mcp_servers.kubernetes.summaries import ROW_BUILDERS, describe_pod, event_row, involves, newest_first
 from mcp_servers.kubernetes.summaries import describe_workload as describe_workload_state
+from mcp_servers.tool_server import ToolServer
 
 JSON = dict[str, Any]
 P = ParamSpec("P")
@@ -109,7 +110,7 @@ def build_server(
     cluster: Cluster, settings: KubernetesSettings, *, host: str = "127.0.0.1", path: str = "/mcp"
 ) -> FastMCP:
     # Stateless JSON responses: any replica answers any request; restarts do not break client sessions.
-    server = FastMCP(
+    server = ToolServer(
         "ai-ops-kubernetes",
         instructions=INSTRUCTIONS,
         host=host,

@@ -1,7 +1,9 @@
-"""DNS lookups with dnspython: record formatting (pure) and the query itself."""
+"""DNS lookups with dnspython: record formatting (pure), the hosts file, and the query itself."""
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
 from typing import Any, Literal
 
 import dns.asyncresolver
@@ -16,6 +18,38 @@ from mcp_servers.netops.allowlist import IPAddress, TargetPolicy, parse_ip
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
 RECORD_TYPES: tuple[str, ...] = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV")
+HOSTS_FILE = Path("/etc/hosts")
+# A hosts file is a few lines; anything far larger is not one worth reading on every lookup.
+MAX_HOSTS_FILE_BYTES = 1_000_000
+
+
+def hosts_addresses(text: str, name: str, record_type: str) -> list[str]:
+    """The addresses a hosts file gives `name` for an A or AAAA lookup, in file order (empty for other
+    types and unknown names). Names compare case-insensitively, without the root dot."""
+    if record_type not in ("A", "AAAA"):
+        return []
+    wanted = name.rstrip(".").lower()
+    version = 4 if record_type == "A" else 6
+    found: list[str] = []
+    for line in text.splitlines():
+        fields = line.partition("#")[0].split()
+        if len(fields) < 2 or wanted not in (n.rstrip(".").lower() for n in fields[1:]):
+            continue
+        try:
+            address = ipaddress.ip_address(fields[0])
+        except ValueError:
+            continue
+        if address.version == version and str(address) not in found:
+            found.append(str(address))
+    return found
+
+
+def _read_hosts_file(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_HOSTS_FILE_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def parse_nameserver(text: str) -> tuple[IPAddress, int]:
@@ -85,7 +119,8 @@ async def dns_lookup(
     """Resolve `name`; NXDOMAIN, timeouts and server failures are results with `error`, not exceptions.
 
     The allowlist governs the servers this process connects to, so a given `nameserver` must be allowed;
-    the system resolver always is.
+    the system resolver always is. Like the system's own name lookup (``files`` before ``dns``), the
+    system resolver answers A and AAAA of names in the hosts file from it (dnspython never reads it).
     """
     if record_type not in RECORD_TYPES:
         raise InvalidArgument(f"record_type must be one of {', '.join(RECORD_TYPES)}")
@@ -102,6 +137,16 @@ async def dns_lookup(
         resolver.port = port
         result["nameserver"] = f"{address}:{port}" if port != 53 else str(address)
     else:
+        from_file = hosts_addresses(_read_hosts_file(HOSTS_FILE), result["name"], record_type)
+        if from_file:
+            return {
+                **result,
+                "ok": True,
+                "status": "NOERROR",
+                "records": from_file,
+                "ttl": None,
+                "source": "hosts file",
+            }
         try:
             resolver = dns.asyncresolver.Resolver(configure=True)
         except dns.resolver.NoResolverConfiguration as error:
@@ -112,11 +157,18 @@ async def dns_lookup(
     try:
         answer = await resolver.resolve(qname, record_type, raise_on_no_answer=False)
     except dns.resolver.NXDOMAIN:
-        return {**result, "ok": True, "status": "NXDOMAIN", "records": [], "note": "the name does not exist"}
+        return {
+            **result,
+            "ok": True,
+            "status": "NXDOMAIN",
+            "records": [],
+            "note": "the name does not exist",
+            "source": "dns",
+        }
     except dns.resolver.LifetimeTimeout:
         return {**result, "ok": False, "error": f"no answer within {timeout:g}s"}
     except dns.resolver.NoNameservers as error:
         return {**result, "ok": False, "error": f"every nameserver failed: {error}"}
     except dns.exception.DNSException as error:
         return {**result, "ok": False, "error": f"{type(error).__name__}: {error}"}
-    return {**result, "ok": True, **summarize_answer(answer)}
+    return {**result, "ok": True, **summarize_answer(answer), "source": "dns"}

@@ -28,6 +28,7 @@ from mcp_servers.netops.probes import TrustSettings
 from mcp_servers.netops.probes import http_check as run_http_check
 from mcp_servers.netops.probes import tcp_check as run_tcp_check
 from mcp_servers.netops.probes import tls_certificate as run_tls_certificate
+from mcp_servers.tool_server import ToolServer
 
 MAX_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 10
@@ -73,7 +74,7 @@ async def _answer(settings: NetopsSettings, check: Awaitable[dict[str, Any]]) ->
 def build_server(settings: NetopsSettings, *, host: str = "127.0.0.1", path: str = "/mcp") -> FastMCP:
     # Stateless JSON responses: nothing is kept between calls, so any replica can answer any request and a
     # restart never invalidates a client's session.
-    server = FastMCP(
+    server = ToolServer(
         "ai-ops-netops",
         instructions=INSTRUCTIONS,
         host=host,

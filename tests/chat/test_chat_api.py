@@ -636,7 +636,7 @@ async def test_openai_client_non_streaming_with_a_tool_call(env: Env, llm: FakeL
     assert sent == [("user", "earlier question"), ("assistant", "earlier answer"), ("user", "what is 1+2?")]
     assert [text_of(m["content"]) for m in tool_messages(llm.chat_requests[1])] == ["3"]
     models = await client.models.list()
-    assert [m.id for m in models.data] == ["main", "other"]
+    assert [m.id for m in models.data] == ["main", "other", "default"]
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.AuthenticationError):

@@ -122,7 +122,9 @@ async def test_a_rotated_header_secret_is_used_when_the_session_reconnects(tmp_p
                 ),
             ),
         ).finalize()
-        toolbox = MCPToolbox(SecretResolver(tmp_path / "secrets"), connect_timeout=5, tool_timeout=5)
+        toolbox = MCPToolbox(
+            SecretResolver(tmp_path / "secrets"), connect_timeout=5, tool_timeout=5, allow_loopback=True
+        )
         try:
             tool = (await toolbox.toolset(config, config.checksum)).tools[0]
             assert (await tool.ainvoke({}))[0]["text"] == "pong"

@@ -199,6 +199,15 @@ def test_demo_runs_and_stops(
         assert '<script src="static/app.js"' in client.get("/").text
         models = client.get("/api/models").json()["models"]
         assert [m["name"] for m in models if m["default"]] == ["gpt-4o"]
+        # The demo's netops server is on loopback: the chat must be allowed to use it (and it is).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            servers = {s["name"]: s for s in client.get("/api/status").json()["mcp_servers"]}
+            if servers.get("netops", {}).get("tools"):
+                break
+            time.sleep(0.5)
+        assert "dns_lookup" in servers["netops"]["tools"], servers
+        assert client.get("/api/status").json()["demo"] is True, "run_demo sets AI_OPS_DEMO"
         answer = client.post("/api/chat", json={"message": "hello demo"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["reply"] == "echo: hello demo"

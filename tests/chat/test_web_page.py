@@ -1,7 +1,7 @@
 """The web chat page in a real headless Chromium against the real chat service.
 
-The service is ``create_app`` served by uvicorn on 127.0.0.1 (in its own thread, so Playwright's sync API
-can drive the browser from the test), with models on the scripted fake LLM and the healthy fixture MCP
+The service is ``create_app`` served by uvicorn on 127.0.0.1 (on an event loop in a thread of its own, so
+Playwright's sync API can drive the browser from the test), with models on the scripted fake LLM and the healthy fixture MCP
 server. A second instance has auth on and no model, for the token prompt and the no-model message.
 The page's assets are also checked over plain HTTP (no browser needed for those), and so is its module
 graph: every ``import`` of every served module names a module the router serves.
@@ -10,6 +10,7 @@ graph: every ``import`` of every served module names a module the router serves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import re
@@ -59,15 +60,27 @@ MODULE_NAMES = (
     "elements.js",
     "errors.js",
     "format.js",
+    "hints.js",
+    "markdown.js",
     "models.js",
     "notices.js",
     "plan.js",
     "render.js",
+    "service.js",
+    "sidebar.js",
     "status.js",
     "storage.js",
     "stream.js",
     "thread.js",
     "token.js",
+)
+# Third-party modules, shipped as published (chat_service/web/static/vendor/README.md).
+VENDOR_MODULES = ("vendor/marked.esm.js", "vendor/purify.es.mjs")
+VENDOR_DOCS = (
+    "vendor/README.md",
+    "vendor/LICENSE.marked",
+    "vendor/LICENSE.dompurify",
+    "vendor/LICENSE-MPL.dompurify",
 )
 
 
@@ -75,7 +88,22 @@ MODULE_NAMES = (
 
 
 class ServedApp:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a thread with its own event loop."""
+    """An ASGI app served by uvicorn on 127.0.0.1, on the event loop that every served app shares.
+
+    One loop for all of them, running in a thread of its own for the whole test process: langchain-openai
+    caches its HTTP clients per base URL across instances, and a client cached on the loop of an app that
+    stopped would fail in the next app ("Event loop is closed").
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def shared_loop(cls) -> asyncio.AbstractEventLoop:
+        if cls._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="web-test-apps", daemon=True).start()
+            cls._loop = loop
+        return cls._loop
 
     def __init__(self, app: Any):
         import uvicorn
@@ -85,28 +113,26 @@ class ServedApp:
         self.server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
         )
-        self._thread = threading.Thread(target=self._serve, name="web-test-app", daemon=True)
-        self._failure: BaseException | None = None
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self.server.serve(sockets=[self._socket]))
-        except BaseException as exc:  # reported by start()
-            self._failure = exc
+        self._serving: concurrent.futures.Future[None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        for _ in range(1000):
+        self._serving = asyncio.run_coroutine_threadsafe(
+            self.server.serve(sockets=[self._socket]), self.shared_loop()
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             if self.server.started:
                 return
-            if not self._thread.is_alive():
-                raise RuntimeError(f"chat app did not start: {self._failure!r}")
-            self._thread.join(0.01)
+            if self._serving.done():
+                raise RuntimeError(f"chat app did not start: {self._serving.exception()!r}")
+            time.sleep(0.01)
         raise RuntimeError("chat app did not start")
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(15)
+        if self._serving is not None:
+            with contextlib.suppress(Exception):
+                self._serving.result(15)
         self._socket.close()
 
 
@@ -123,6 +149,7 @@ def serve_chat(config: AgentConfig, directory: Path, **settings: Any) -> Iterato
         "kubernetes_watch": False,
         "mcp_connect_timeout_seconds": 3.0,
         "request_timeout_seconds": 20.0,
+        "allow_loopback": True,  # the MCP fixture servers listen on 127.0.0.1
         **settings,
     }
     served = ServedApp(create_app(Settings(**values)))
@@ -391,12 +418,14 @@ def test_unreachable_llm_is_explained(page: Page, chat_url: str) -> None:
     send(page, "anyone there?")
     turn = wait_for_reply(page)
     error = turn.locator(".error").inner_text()
-    assert error.startswith("No reply: the language model could not be reached or failed")
+    assert error.startswith("No reply: the model's provider could not be reached or failed")
     banner = page.locator("#banner")
     assert banner.is_visible() and banner.get_attribute("role") == "alert"
     advice = banner.inner_text()
-    assert advice.startswith("The language model could not be reached or failed")
-    assert "Check that the LLM provider is running and reachable" in advice
+    # The reason, naming the model and where its provider is; no advice meant for the local demo only.
+    assert advice.startswith("The model's provider could not be reached or failed: model 'offline'")
+    assert "127.0.0.1" in advice
+    assert "Ollama" not in advice and "make run" not in advice
     assert "Traceback" not in page.content()
 
     # A working model afterwards clears the banner.
@@ -515,13 +544,16 @@ def test_page_and_assets_are_served_safely(chat_url: str) -> None:
             ("app.js", "javascript"),
             ("app.css", "text/css"),
             ("favicon.svg", "image/svg+xml"),
-            *((module, "javascript") for module in MODULE_NAMES),
+            *((module, "javascript") for module in (*MODULE_NAMES, *VENDOR_MODULES)),
         ):
             asset = client.get(f"/static/{name}")
             assert asset.status_code == 200 and kind in asset.headers["content-type"], name
         assert client.get("/static/nothing.js").status_code == 404
         assert client.get("/static/../web.py").status_code == 404
         assert client.get("/static/%2e%2e/web.py").status_code == 404
+        # Only the vendored modules themselves: not their licences, not anything else in vendor/.
+        for name in (*VENDOR_DOCS, "vendor/", "vendor/%2e%2e/app.js", "vendor/marked.esm.js.map"):
+            assert client.get(f"/static/{name}").status_code == 404, name
 
 
 def test_page_is_open_when_auth_is_on(locked_chat_url: str) -> None:
@@ -550,8 +582,8 @@ def test_web_router_headers() -> None:
         script = client.get("/static/app.js")
         assert script.headers["content-type"] == "text/javascript; charset=utf-8"
         assert script.headers["x-content-type-options"] == "nosniff"
-        assert sorted(web.ASSETS) == sorted(["app.css", "favicon.svg", *MODULE_NAMES])
-        for module in MODULE_NAMES:
+        assert sorted(web.ASSETS) == sorted(["app.css", "favicon.svg", *MODULE_NAMES, *VENDOR_MODULES])
+        for module in (*MODULE_NAMES, *VENDOR_MODULES):
             assert client.get(f"/static/{module}").headers["content-type"] == "text/javascript; charset=utf-8"
         missing = client.get("/static/index.html")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
@@ -564,7 +596,18 @@ def test_web_router_headers() -> None:
 _FROM_IMPORT = re.compile(r"""^(import|export)\b([^;"'()]*?)\bfrom\s*(["'])([^"']+)\3""", re.MULTILINE)
 _BARE_IMPORT = re.compile(r"""^import\s*(["'])([^"']+)\1""", re.MULTILINE)
 _EXPORTED = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|class|const|let)\s+(\w+)", re.MULTILINE)
+# An export list, as bundled modules end: `export{A as Hooks,x as marked}` or `export { d as default };`.
+_EXPORT_LIST = re.compile(r"\bexport\s*\{([^}]*)\}\s*;?\s*(?://[^\n]*\s*)*$")
 _ENTRY_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc="(static/[^"]+)"[^>]*>""")
+
+
+def exported_names(source: str) -> set[str]:
+    """The names an ES module exports: declarations, and the export list a bundled module ends with."""
+    names = set(_EXPORTED.findall(source))
+    listed = _EXPORT_LIST.search(source)
+    if listed:
+        names |= {part.split(" as ")[-1].strip() for part in listed.group(1).split(",") if part.strip()}
+    return names
 
 
 def _imports(source: str) -> list[tuple[str, list[str]]]:
@@ -614,7 +657,9 @@ def test_every_import_resolves_to_a_served_module() -> None:
             sources[path] = response.text
             for specifier, _ in _imports(response.text):
                 # Relative specifiers only: a bare one ("lodash") needs an import map or a bundler.
-                assert specifier.startswith("./") and specifier.endswith(".js"), f"{path}: {specifier!r}"
+                assert specifier.startswith("./") and specifier.endswith((".js", ".mjs")), (
+                    f"{path}: {specifier!r}"
+                )
                 pending.append(urljoin(path, specifier))
 
         # Every imported name is exported by the module it comes from (else the page fails to link).
@@ -623,7 +668,7 @@ def test_every_import_resolves_to_a_served_module() -> None:
             for specifier, names in _imports(source):
                 target = urljoin(path, specifier)
                 imported_by.setdefault(path, set()).add(target)
-                exported = set(_EXPORTED.findall(sources[target]))
+                exported = exported_names(sources[target])
                 assert set(names) <= exported, f"{path} imports {set(names) - exported} from {specifier}"
 
     # No import cycles: in a cycle one module runs before the other's exports are initialised.
@@ -634,11 +679,13 @@ def test_every_import_resolves_to_a_served_module() -> None:
 
     assert_no_cycle("/static/app.js", ())
 
-    served_modules = {name for name in web.ASSETS if name.endswith(".js")}
-    assert {path.removeprefix("/static/") for path in sources} == served_modules == set(MODULE_NAMES)
-    # Nothing ships in static/ that the router does not serve (a stray module would be dead code).
-    shipped = {p.name for p in web.STATIC_DIR.iterdir()}
-    assert shipped == {"index.html", *web.ASSETS}
+    served_modules = {name for name in web.ASSETS if name.endswith((".js", ".mjs"))}
+    assert {path.removeprefix("/static/") for path in sources} == served_modules
+    assert served_modules == {*MODULE_NAMES, *VENDOR_MODULES}
+    # Nothing ships in static/ that the router does not serve (a stray module would be dead code), except
+    # the vendored libraries' licences and README.
+    shipped = {str(p.relative_to(web.STATIC_DIR)) for p in web.STATIC_DIR.rglob("*") if p.is_file()}
+    assert shipped == {"index.html", *web.ASSETS, *VENDOR_DOCS}
 
 
 @pytest.mark.browser
@@ -646,8 +693,8 @@ def test_page_loads_every_module(page: Page, chat_url: str) -> None:
     scripts: dict[str, tuple[int, str]] = {}  # module name: (HTTP status, content type)
 
     def record_script(response: Response) -> None:
-        if "/static/" in response.url and response.url.endswith(".js"):
-            name = response.url.rsplit("/", 1)[-1]
+        if "/static/" in response.url and response.url.endswith((".js", ".mjs")):
+            name = response.url.split("/static/", 1)[1]
             scripts[name] = (response.status, response.headers.get("content-type", ""))
 
     page.on("response", record_script)
@@ -657,5 +704,5 @@ def test_page_loads_every_module(page: Page, chat_url: str) -> None:
     # The picker is enabled once app.js has run and loaded the models: the whole graph linked.
     expect(page.locator("#model-select")).to_be_enabled(timeout=WAIT_MS)
     assert failed == []
-    assert sorted(scripts) == sorted(MODULE_NAMES)
+    assert sorted(scripts) == sorted((*MODULE_NAMES, *VENDOR_MODULES))
     assert all(status == 200 and "text/javascript" in kind for status, kind in scripts.values()), scripts

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster.controlplane import ControlPlane, ControlPlaneUnavailable, find_binaries
+from tests.cluster.rest import crd_documents, install_crds
 
 # Seconds spent finding (or building) the binaries and starting the servers, for the summary line.
 _timings: dict[str, float] = {}
@@ -47,3 +48,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"control plane: binaries ready in {_timings['binaries']:.1f} s, "
             f"etcd and kube-apiserver ready in {_timings['start']:.1f} s"
         )
+
+
+@pytest.fixture(scope="session")
+def ai_ops_crds(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with `crds/*.yaml` installed, each Established and served."""
+    install_crds(control_plane, crd_documents())
+    return control_plane

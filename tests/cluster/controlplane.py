@@ -234,8 +234,10 @@ class Certificates:
 class ControlPlane:
     """etcd and kube-apiserver as child processes, each in its own process group; stop() ends both."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, extra_args: list[str] | None = None) -> None:
         self.binaries = binaries
+        # More kube-apiserver flags (a later flag wins), e.g. to turn the watch cache off for one resource.
+        self.extra_args = list(extra_args or ())
         self._workdir = tempfile.TemporaryDirectory(prefix="ai-ops-control-plane-")
         self.workdir = Path(self._workdir.name)
         self.certs = Certificates(self.workdir)
@@ -352,6 +354,7 @@ class ControlPlane:
                     "--endpoint-reconciler-type=none",
                     "--profiling=false",
                     "--v=1",
+                    *self.extra_args,
                 ],
             )
             if self._wait(self._apiserver, f"{self.url}/readyz", timeout, tls=True):

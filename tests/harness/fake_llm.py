@@ -40,6 +40,12 @@ class ToolCall:
     name: str
     args: dict[str, Any]
     call_id: str
+    raw_arguments: str | None = None  # sent as the arguments text instead of json.dumps(args)
+
+    @property
+    def arguments(self) -> str:
+        """The `function.arguments` text the server sends."""
+        return json.dumps(self.args) if self.raw_arguments is None else self.raw_arguments
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,15 @@ class Reply:
             for (name, args), call_id in zip(calls, ids, strict=True)
         )
         return cls(kind="tool_calls", calls=built, usage=usage)
+
+    @classmethod
+    def raw_tool_call(cls, name: str, arguments: str, call_id: str | None = None) -> Reply:
+        """A tool call whose `function.arguments` text is exactly `arguments` (truncated or not JSON at
+        all, as models sometimes send); streamed, it arrives in several pieces like any other."""
+        call = ToolCall(
+            name=name, args={}, call_id=call_id or f"call_{next(_call_ids)}", raw_arguments=arguments
+        )
+        return cls(kind="tool_calls", calls=(call,))
 
     @classmethod
     def error(cls, status: int, message: str = "scripted error") -> Reply:
@@ -139,7 +154,7 @@ def _echo_text(body: dict[str, Any]) -> str:
 
 def _default_usage(body: dict[str, Any], reply: Reply) -> tuple[int, int]:
     prompt = sum(len(_text_of(m.get("content")).split()) for m in body.get("messages") or [])
-    completion = len(reply.content.split()) + sum(len(json.dumps(c.args).split()) for c in reply.calls)
+    completion = len(reply.content.split()) + sum(len(c.arguments.split()) for c in reply.calls)
     return max(prompt, 1), max(completion, 1)
 
 
@@ -156,7 +171,7 @@ def _error_response(status: int, message: str) -> JSONResponse:
 
 def _tool_calls_json(reply: Reply) -> list[dict[str, Any]]:
     return [
-        {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.args)}}
+        {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
         for c in reply.calls
     ]
 
@@ -228,7 +243,7 @@ def _chunks(body: dict[str, Any], reply: Reply, completion_id: str, created: int
         )
         chunks += [
             chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-            for piece in _split(json.dumps(call.args), 3)
+            for piece in _split(call.arguments, 3)
         ]
     chunks.append(chunk({}, finish_reason="tool_calls" if reply.calls else "stop"))
     if include_usage:

@@ -1,4 +1,5 @@
-"""The manifest loader shared by ``ai-ops validate`` and ``ai-ops render``: files, folders, provenance, errors."""
+"""The manifest loader shared by ``ai-ops validate`` and ``ai-ops render``: files, folders, provenance (down
+to the line and column of a field), errors, and the resources of one namespace."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ai_ops_operator.core.manifests import LoadedDocument, ManifestError, load_manifests, parse_documents
+from ai_ops_operator.core.manifests import (
+    LoadedDocument,
+    ManifestError,
+    ManifestResources,
+    load_manifests,
+    parse_documents,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -25,7 +32,8 @@ def test_multi_document_file_keeps_document_indexes(tmp_path: Path) -> None:
     # Empty documents are dropped but still counted, so an index points at the right `---` section.
     assert [(d.index, d.obj["kind"]) for d in docs] == [(0, "A"), (3, "B"), (4, "C")]
     assert {d.source for d in docs} == {str(file)}
-    assert docs[1].location == f"{file}:3"
+    # The location is where the document starts, by line and column (not its index).
+    assert docs[1].location == f"{file}:7:1"
 
 
 def test_folder_is_searched_recursively_in_sorted_order_for_manifest_suffixes(tmp_path: Path) -> None:
@@ -69,7 +77,7 @@ def test_a_v1_list_is_unpacked_into_its_items(tmp_path: Path) -> None:
     )
     docs = load_manifests([file])
     assert [(d.index, d.item, d.obj["kind"]) for d in docs] == [(0, 0, "A"), (0, 1, "B"), (1, None, "C")]
-    assert docs[1].location == f"{file}:0.1"
+    assert docs[1].location == f"{file}:5:3"
 
 
 def test_timestamps_stay_strings_as_the_api_server_has_them() -> None:
@@ -144,3 +152,64 @@ def test_stdin_is_read_for_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
         LoadedDocument("<stdin>", 0, {"kind": "A"}),
         LoadedDocument("<stdin>", 1, {"kind": "B"}),
     ]
+
+
+POSITIONED = """\
+# a comment line
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {name: tools}
+spec:
+  url: http://tools:8000/mcp
+  healthCheck:
+    intervalSeconds: 10
+  headers:
+  - name: X-Token
+    value: abc
+  -   name: X-Other
+      valueFrom: {secretKeyRef: {name: s, key: k}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        ("", (2, 1)),
+        ("spec", (5, 1)),
+        ("spec.healthCheck.intervalSeconds", (8, 5)),
+        ("metadata.name", (4, 12)),  # inside a flow mapping
+        ("spec.headers[0]", (10, 5)),  # a list item: the item itself
+        ("spec.headers[1].name", (12, 7)),
+        ("spec.headers[1].valueFrom.secretKeyRef.key", (13, 43)),
+        ("spec.headers.1.name", (12, 7)),  # pydantic's form of an index
+        # Not written: the nearest ancestor that is.
+        ("spec.healthCheck.timeoutSeconds", (7, 3)),
+        ("spec.toolFilter.include[0]", (5, 1)),
+        ("spec.headers[5].name", (9, 3)),
+        ("status.health", (2, 1)),
+    ],
+)
+def test_position_of_a_field_is_the_line_and_column_of_its_key(path: str, position: tuple[int, int]) -> None:
+    (doc,) = parse_documents(POSITIONED, "tools.yaml")
+    assert doc.position(path) == position
+    assert doc.where(path) == f"tools.yaml:{position[0]}:{position[1]}"
+
+
+def test_positions_count_lines_across_documents_of_a_file() -> None:
+    docs = parse_documents("kind: A\n---\n\n# gap\nkind: B\nspec:\n  x: 1\n", "two.yaml")
+    assert [d.where("spec.x") for d in docs] == ["two.yaml:1:1", "two.yaml:7:3"]
+
+
+def test_resources_of_a_namespace_keep_the_later_of_two_with_one_name() -> None:
+    provider = (
+        "apiVersion: ai-ops.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: p}}\nspec: {{type: {t}}}\n"
+    )
+    docs = parse_documents(
+        "---\n".join([provider.format(t="ollama"), "kind: Secret\n", provider.format(t="openai")]), "p.yaml"
+    )
+    resources = ManifestResources.of(docs)
+    assert [(a.location, b.location) for a, b in resources.duplicates] == [("p.yaml:1:1", "p.yaml:8:1")]
+    snapshot = resources.snapshot("team", allow_loopback=True)
+    assert (snapshot.namespace, snapshot.allow_loopback) == ("team", True)
+    assert snapshot.providers["p"]["spec"] == {"type": "openai"}
+    assert (snapshot.models, snapshot.secrets, snapshot.health) == ({}, None, None)

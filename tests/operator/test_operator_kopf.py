@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from ai_ops_api.agent_config import parse_agent_config
-from ai_ops_operator.runtime.handlers import OperatorRuntime
 from ai_ops_operator.runtime.kube import KubeClient
+from ai_ops_operator.runtime.operator import OperatorRuntime
 from ai_ops_operator.runtime.settings import OperatorSettings
 from tests.harness.waiting import eventually
 
@@ -704,7 +704,7 @@ async def test_restart_converges_with_no_extra_writes(k8s_emulator: Any, mcp_fix
 async def test_peering_gate_lets_only_the_highest_priority_replica_probe(k8s_emulator: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from ai_ops_operator.runtime.handlers import PeeringGate
+    from ai_ops_operator.runtime.peering import PeeringGate
 
     now = datetime.now(UTC)
     k8s_emulator.create(

@@ -117,7 +117,8 @@ metadata: {{name: new-and-down}}
 spec: {{url: "http://127.0.0.1:9/mcp"}}
 """
     )
-    assert main(["render", str(manifest), "--probe", "--allow-loopback"]) == 0
+    # Servers were left out: rendered, with exit status 3 (EXIT_PARTIAL).
+    assert main(["render", str(manifest), "--probe", "--allow-loopback"]) == 3
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     assert [(s["name"], s["health"], s["tools"]) for s in document["mcpServers"]] == [

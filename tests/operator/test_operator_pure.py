@@ -18,6 +18,8 @@ from ai_ops_operator.core.health import (
     ProbeResult,
     ServerInfoData,
     next_record,
+    probe_status_fields,
+    probed_record_from_status,
     record_from_status,
     should_publish,
 )
@@ -208,6 +210,42 @@ def test_record_from_status_round_trips_what_was_published() -> None:
         T0,
     )
     assert record_from_status({}) is None
+
+
+def test_probe_status_fields_are_what_record_from_status_reads_back() -> None:
+    record = fold([ok(latency_ms=42)])
+    fields = probe_status_fields(record)
+    assert fields == {
+        "consecutiveFailures": 0,
+        "lastProbeTime": "2026-01-01T00:00:00Z",
+        "lastProbeLatencyMs": 42,
+        "serverInfo": {"name": "srv", "version": "1", "protocolVersion": "2025-06-18"},
+        "tools": {"count": 2, "names": ["a", "b"]},
+    }
+    back = record_from_status({"health": record.state.value, **fields})
+    assert back is not None
+    assert (back.state, back.tools, back.tool_count, back.server_info, back.last_probe_time) == (
+        record.state,
+        record.tools,
+        record.tool_count,
+        record.server_info,
+        record.last_probe_time,
+    )
+    assert probe_status_fields(HealthRecord()) == {}  # never probed: no probe fields
+
+
+def test_a_status_somebody_else_wrote_oddly_is_read_not_raised() -> None:
+    odd = {"health": "Unhealthy", "lastProbeTime": "yesterday", "consecutiveFailures": "x", "conditions": 3}
+    record = record_from_status(odd)
+    assert record is not None
+    assert (record.state, record.last_probe_time, record.consecutive_failures) == (
+        HealthState.UNHEALTHY,
+        None,
+        0,
+    )
+    # Maintenance and NotProbed come from the spec: not a probe result to start from after a restart.
+    assert probed_record_from_status({"health": "Maintenance"}) is None
+    assert probed_record_from_status({"health": "Degraded"}) is not None
 
 
 # --- Deployment wiring ----------------------------------------------------------------------------

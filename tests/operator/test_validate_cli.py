@@ -1,9 +1,16 @@
-"""``ai-ops validate``: the broken-manifest corpus, the output format, exit codes and unreadable input.
+"""``ai-ops validate``: the broken-manifest corpus, the output format, exit codes and unreadable input,
+and the rules across resources (what ``ai-ops render`` would leave out).
 
-Each file of ``tests/fixtures/broken`` holds one mistake and declares, in its first line, the problem
-validate must report: ``# expect: FIELD.PATH: MESSAGE FRAGMENT`` (the path exact, the message containing
-the fragment). The corpus runs through the real CLI entry point in-process (fast) and once through the
-installed console script (the real process, exit status and all).
+Each file of ``tests/fixtures/broken`` holds one mistake and declares, in its first lines, the problem
+validate must report and where:
+
+    # expect: FIELD.PATH: MESSAGE FRAGMENT
+    # at: LINE:COLUMN
+
+(the path exact, the message containing the fragment, the line and column those of the field's key in
+the file, from 1). ``# severity: warning`` marks a problem that only ``--strict`` fails. The corpus runs
+through the real CLI entry point in-process (fast) and once through the installed console script (the
+real process, exit status and all).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
 AI_OPS = Path(sys.executable).with_name("ai-ops")
 LINE_RE = re.compile(
-    r"^(?P<file>.+?):(?P<index>\d+(?:\.\d+)?): (?P<label>[^:]+/[^:]*): (?P<path>[^ :]*): (?P<message>.+)$"
+    r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<severity>warning: )?"
+    r"(?P<label>[^:]+/[^:]*): (?P<path>[^ :]*): (?P<message>.+)$"
 )
 
 
@@ -35,11 +43,23 @@ class BrokenCase:
     file: Path
     path: str
     fragment: str
+    line: int
+    column: int
+    warning: bool
     spec_model_skip: str | None
 
     @property
     def id(self) -> str:
         return self.file.stem
+
+    def matches(self, problem: re.Match[str]) -> bool:
+        return (
+            problem["file"] == str(self.file)
+            and (int(problem["line"]), int(problem["column"])) == (self.line, self.column)
+            and bool(problem["severity"]) == self.warning
+            and problem["path"] == self.path
+            and self.fragment in problem["message"]
+        )
 
 
 def broken_cases() -> list[BrokenCase]:
@@ -48,11 +68,18 @@ def broken_cases() -> list[BrokenCase]:
         header = file.read_text().splitlines()
         match = re.match(r"^# expect: (?P<path>[^ ]*?): (?P<fragment>.+)$", header[0])
         assert match, f"{file.name}: first line must be '# expect: PATH: MESSAGE FRAGMENT'"
+        at = re.match(r"^# at: (?P<line>\d+):(?P<column>\d+)$", header[1])
+        assert at, f"{file.name}: second line must be '# at: LINE:COLUMN'"
         skip = next(
             (line.removeprefix("# spec-model: skip") for line in header if line.startswith("# spec-model:")),
             None,
         )
-        cases.append(BrokenCase(file, match["path"], match["fragment"], skip))
+        warning = any(line.startswith("# severity: warning") for line in header)
+        cases.append(
+            BrokenCase(
+                file, match["path"], match["fragment"], int(at["line"]), int(at["column"]), warning, skip
+            )
+        )
     return cases
 
 
@@ -72,6 +99,10 @@ def problem_lines(out: str) -> list[re.Match[str]]:
     return [m for m in matches if m]
 
 
+def errors(out: str) -> list[re.Match[str]]:
+    return [p for p in problem_lines(out) if not p["severity"]]
+
+
 def test_corpus_is_large_and_each_file_holds_one_resource() -> None:
     assert len(CASES) >= 50
     for case in CASES:
@@ -80,19 +111,39 @@ def test_corpus_is_large_and_each_file_holds_one_resource() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_broken_manifest_is_rejected_with_the_expected_path_and_message(
+def test_broken_manifest_is_reported_at_its_line_and_column_with_the_expected_message(
     case: BrokenCase, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_cli(capsys, str(case.file))
-    assert code == 1, out + err
     assert err == ""
     problems = problem_lines(out)
-    assert problems, out
-    assert all(p["file"] == str(case.file) and p["index"] == "0" for p in problems)
-    assert any(p["path"] == case.path and case.fragment in p["message"] for p in problems), (
-        f"expected {case.path}: ...{case.fragment}... in\n{out}"
+    assert all(p["file"] == str(case.file) for p in problems)
+    assert any(case.matches(p) for p in problems), (
+        f"expected {case.file}:{case.line}:{case.column}: ... {case.path}: ...{case.fragment}... in\n{out}"
     )
-    assert out.splitlines()[-1] == "1 ai-ops resource: 0 valid, 1 invalid; 0 documents of other kinds skipped"
+    if case.warning:
+        assert code == 0, out
+        assert out.splitlines()[-1] == (
+            "1 ai-ops resource: 1 valid, 0 invalid, 1 warning; 0 documents of other kinds skipped"
+        )
+        assert run_cli(capsys, "--strict", str(case.file))[0] == 1
+    else:
+        assert code == 1, out
+        assert out.splitlines()[-1] == (
+            "1 ai-ops resource: 0 valid, 1 invalid; 0 documents of other kinds skipped"
+        )
+
+
+def test_the_corpus_holds_the_typical_mistakes_with_their_hints() -> None:
+    """A misspelt field or enum value gets a "did you mean"; a refused URL and a dangling reference too."""
+    by_id = {c.id: c for c in CASES}
+    assert "did you mean healthCheck?" in by_id["mcp-healthcheck-misspelt"].fragment
+    assert "did you mean openai_compatible?" in by_id["provider-type-dash-for-underscore"].fragment
+    assert "did you mean healthCheck.intervalSeconds?" in by_id["mcp-health-field-at-wrong-level"].fragment
+    assert "'htps' is not allowed" in by_id["mcp-url-scheme-typo"].fragment
+    assert by_id["model-provider-ref-dangling"].warning
+    hinted = [c for c in CASES if "did you mean" in c.fragment]
+    assert len(hinted) >= 10
 
 
 def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
@@ -122,14 +173,18 @@ def test_every_enum_and_every_kind_is_exercised_by_the_corpus() -> None:
 
 def test_corpus_through_the_console_script() -> None:
     result = subprocess.run(
-        [str(AI_OPS), "validate", str(BROKEN)], capture_output=True, text=True, check=False
+        [str(AI_OPS), "validate", "--strict", str(BROKEN)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
     assert result.stderr == ""
-    files = {Path(m["file"]).name for m in problem_lines(result.stdout)}
-    assert files == {c.file.name for c in CASES}
+    problems = problem_lines(result.stdout)
+    assert {Path(m["file"]).name for m in problems} == {c.file.name for c in CASES}
+    for case in CASES:
+        assert any(case.matches(p) for p in problems), case.id
+    warnings = sum(c.warning for c in CASES)
     assert result.stdout.splitlines()[-1] == (
-        f"{len(CASES)} ai-ops resources: 0 valid, {len(CASES)} invalid; 0 documents of other kinds skipped"
+        f"{len(CASES)} ai-ops resources: {warnings} valid, {len(CASES) - warnings} invalid, "
+        f"{warnings} warning{'' if warnings == 1 else 's'}; 0 documents of other kinds skipped"
     )
 
 
@@ -173,18 +228,44 @@ def test_valid_documents_and_other_kinds_give_exit_0_and_a_summary(
     assert out == "1 ai-ops resource: 1 valid, 0 invalid; 2 documents of other kinds skipped\n"
 
 
-def test_every_problem_of_a_resource_gets_a_line_with_file_and_document_index(
+def test_every_problem_of_a_resource_gets_a_line_with_file_line_and_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     file = tmp_path / "models.yaml"
     file.write_text(f"{VALID_PROVIDER}---\n{SECRET}---\n{BROKEN_MODEL}")
     code, out, _ = run_cli(capsys, str(file))
     assert code == 1
+    # The third document starts on line 15; temperature is its 8th line, indented by two.
     assert out.splitlines() == [
-        f"{file}:2: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2",
-        f"{file}:2: LLMModel/gpt: spec.timeoutSeconds: 0 is less than the minimum of 1",
+        f"{file}:22:3: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2",
+        f"{file}:23:3: LLMModel/gpt: spec.timeoutSeconds: 0 is less than the minimum of 1",
         "2 ai-ops resources: 1 valid, 1 invalid; 1 document of other kinds skipped",
     ]
+
+
+def test_a_missing_field_is_reported_at_its_nearest_written_ancestor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "model.yaml"
+    file.write_text(
+        "apiVersion: ai-ops.dev/v1alpha1\nkind: LLMModel\nmetadata: {name: m}\nspec:\n"
+        "  model: gpt-4o\n  providerRef:\n    nme: openai\n"
+    )
+    code, out, _ = run_cli(capsys, str(file))
+    assert code == 1
+    assert out.splitlines()[:2] == [
+        f"{file}:6:3: LLMModel/m: spec.providerRef.name: is required",
+        f"{file}:7:5: LLMModel/m: spec.providerRef.nme: unknown field; did you mean name?",
+    ]
+
+
+def test_an_unknown_field_like_no_allowed_one_gets_no_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.yaml").write_text(VALID_PROVIDER + "  colour: blue\n")
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 1
+    assert out.splitlines()[0].endswith(":7:3: LLMProvider/ollama: spec.colour: unknown field")
 
 
 def test_misspelt_api_version_of_an_ai_ops_kind_is_reported_not_skipped(
@@ -203,9 +284,9 @@ def test_a_document_that_is_not_an_object_is_invalid(
     code, out, _ = run_cli(capsys, str(tmp_path))
     assert code == 1
     lines = out.splitlines()
-    assert "odd.yaml:0: ?: document is not a Kubernetes object" in lines[0]
+    assert "odd.yaml:1:1: ?: document is not a Kubernetes object" in lines[0]
     assert (
-        "odd.yaml:1: ?/?: document is not a Kubernetes object: apiVersion and kind are required" in lines[1]
+        "odd.yaml:4:1: ?/?: document is not a Kubernetes object: apiVersion and kind are required" in lines[1]
     )
     assert lines[2] == "2 ai-ops resources: 0 valid, 2 invalid; 0 documents of other kinds skipped"
 
@@ -292,7 +373,7 @@ def test_stdin(tmp_path: Path) -> None:
     result = run_script("validate", "-", stdin=BROKEN_MODEL)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
-        "<stdin>:0: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2"
+        "<stdin>:8:3: LLMModel/gpt: spec.temperature: 3 is greater than the maximum of 2"
     )
 
 
@@ -335,15 +416,24 @@ def test_chain_rules_are_checked_across_the_files_with_the_offending_field(
     (tmp_path / "model.yaml").write_text(REPRODUCTION)
     code, out, _ = run_cli(capsys, str(tmp_path))
     assert code == 1
+    lines = REPRODUCTION.splitlines()
+    fallback_at = (9, lines[8].index("[m]") + 2)
+    limit_b_type_at = (19, lines[18].index("type:") + 1)
     problems = problem_lines(out)
-    assert [(p["label"], p["path"], p["index"]) for p in problems] == [
-        ("LLMMiddleware/fallback", "spec.config.models[0]", "1"),
-        ("LLMMiddleware/limit-b", "spec.type", "3"),
+    assert [(p["label"], p["path"], (int(p["line"]), int(p["column"]))) for p in errors(out)] == [
+        ("LLMMiddleware/fallback", "spec.config.models[0]", fallback_at),
+        ("LLMMiddleware/limit-b", "spec.type", limit_b_type_at),
     ]
-    assert problems[0]["message"].startswith("SelfFallback: the fallback models include the model itself")
-    assert problems[1]["message"].startswith("DuplicateCounter: 'limit-a' already limits model calls")
-    assert (
-        out.splitlines()[-1] == "5 ai-ops resources: 3 valid, 2 invalid; 0 documents of other kinds skipped"
+    assert problems[1]["message"].startswith("SelfFallback: the fallback models include the model itself")
+    assert problems[2]["message"].startswith("DuplicateCounter: 'limit-a' already limits model calls")
+    # And, as render would, the model those critical middleware belong to is left out.
+    assert (problems[0]["severity"], problems[0]["label"], problems[0]["message"]) == (
+        "warning: ",
+        "LLMModel/m",
+        "CriticalMiddlewareNotReady: critical middleware not ready: fallback, limit-b",
+    )
+    assert out.splitlines()[-1] == (
+        "5 ai-ops resources: 3 valid, 2 invalid, 1 warning; 0 documents of other kinds skipped"
     )
 
 
@@ -363,10 +453,173 @@ def test_chain_rules_apply_per_namespace_and_only_to_active_chains(
     ]
     (tmp_path / "limits.yaml").write_text("---\n".join(docs))
     code, out, _ = run_cli(capsys, str(tmp_path))
-    assert (code, out) == (0, "3 ai-ops resources: 3 valid, 0 invalid; 0 documents of other kinds skipped\n")
+    assert code == 0
+    assert errors(out) == []
     (tmp_path / "more.yaml").write_text(limit.format(name="d", ns="team-b", active="true"))
     code, out, _ = run_cli(capsys, str(tmp_path))
     assert code == 1
-    assert [(p["label"], p["path"]) for p in problem_lines(out)] == [
-        ("LLMMiddleware/d", "spec.config.toolName")
+    assert [(p["label"], p["path"]) for p in errors(out)] == [("LLMMiddleware/d", "spec.config.toolName")]
+
+
+# --- rules across resources: what render would leave out, as warnings ------------------------------
+
+MODEL = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMModel
+metadata:
+  name: gpt
+spec:
+  providerRef:
+    name: ollama
+  model: llama3.1
+"""
+FALLBACK = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: LLMMiddleware
+metadata:
+  name: fallback
+spec:
+  modelRef: {name: gpt}
+  type: model_fallback
+  config:
+    models:
+    - gpt-small
+"""
+
+
+def test_a_dangling_reference_is_a_warning_at_the_reference_and_strict_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "model.yaml"
+    file.write_text(MODEL)
+    code, out, _ = run_cli(capsys, str(file))
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            f"{file}:7:5: warning: LLMModel/gpt: spec.providerRef.name: ProviderNotFound: "
+            "LLMProvider 'ollama' not found",
+            "1 ai-ops resource: 1 valid, 0 invalid, 1 warning; 0 documents of other kinds skipped",
+        ],
+    )
+    code, strict_out, _ = run_cli(capsys, "--strict", str(file))
+    assert (code, strict_out) == (1, out)
+
+
+def test_a_misspelt_reference_gets_a_did_you_mean_from_the_names_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "model.yaml").write_text(MODEL.replace("name: ollama", "name: olama"))
+    (tmp_path / "provider.yaml").write_text(VALID_PROVIDER)
+    code, out, _ = run_cli(capsys, str(tmp_path))
+    assert code == 0
+    assert out.splitlines()[0].endswith(
+        "model.yaml:7:5: warning: LLMModel/gpt: spec.providerRef.name: ProviderNotFound: "
+        "LLMProvider 'olama' not found; did you mean ollama?"
+    )
+
+
+def test_references_resolve_across_the_files_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "model.yaml").write_text(MODEL)
+    (tmp_path / "provider.yaml").write_text(VALID_PROVIDER)
+    code, out, _ = run_cli(capsys, "--strict", str(tmp_path))
+    assert (code, out) == (0, "2 ai-ops resources: 2 valid, 0 invalid; 0 documents of other kinds skipped\n")
+
+
+def test_a_middleware_naming_a_missing_model_is_a_warning_at_that_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "all.yaml"
+    file.write_text(f"{VALID_PROVIDER}---\n{MODEL}---\n{FALLBACK}")
+    code, out, _ = run_cli(capsys, str(file))
+    assert code == 0
+    # FALLBACK starts on line 17; "- gpt-small" is its 10th line.
+    assert out.splitlines()[0] == (
+        f"{file}:26:7: warning: LLMMiddleware/fallback: spec.config.models[0]: ReferencedModelNotFound: "
+        "LLMModel(s) not found: gpt-small"
+    )
+
+
+def test_references_do_not_cross_namespaces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    in_namespace = "metadata:\n  namespace: {}\n "
+    (tmp_path / "provider.yaml").write_text(VALID_PROVIDER.replace("metadata:\n ", in_namespace.format("a")))
+    (tmp_path / "model.yaml").write_text(MODEL.replace("metadata:\n ", in_namespace.format("b")))
+    code, out, _ = run_cli(capsys, "--strict", str(tmp_path))
+    assert code == 1
+    assert [(p["label"], p["message"]) for p in problem_lines(out)] == [
+        ("LLMModel/gpt", "ProviderNotFound: LLMProvider 'ollama' not found")
     ]
+
+
+def test_a_resource_defined_twice_warns_where_the_first_one_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "p.yaml"
+    file.write_text(f"{VALID_PROVIDER}---\n{VALID_PROVIDER}")
+    code, out, _ = run_cli(capsys, str(file))
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"{file}:4:3: warning: LLMProvider/ollama: metadata.name: defined again at {file}:8:1, "
+        "which is used instead"
+    )
+
+
+LOOPBACK_SERVER = """\
+apiVersion: ai-ops.dev/v1alpha1
+kind: MCPServer
+metadata: {name: local}
+spec:
+  url: http://127.0.0.1:8000/mcp
+"""
+
+
+def test_a_loopback_url_is_an_error_unless_allowed_as_in_render(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text(LOOPBACK_SERVER)
+    code, out, _ = run_cli(capsys, str(file))
+    assert code == 1
+    assert out.splitlines()[0] == (
+        f"{file}:5:3: MCPServer/local: spec.url: 127.0.0.1 is a loopback address (allowed only with "
+        "--allow-loopback)"
+    )
+    assert run_cli(capsys, "--allow-loopback", "--strict", str(file))[0] == 0
+
+
+@pytest.mark.parametrize(
+    "manifests",
+    [
+        [MODEL],
+        [MODEL, VALID_PROVIDER],
+        [VALID_PROVIDER, MODEL, FALLBACK],
+        [VALID_PROVIDER, MODEL, FALLBACK.replace("gpt-small", "gpt")],
+        [VALID_PROVIDER, MODEL, FALLBACK.replace("{name: gpt}", "{name: gtp}")],
+        [VALID_PROVIDER.replace("type: ollama", "type: ollama\n  enabled: false"), MODEL],
+        [LOOPBACK_SERVER],
+        [LOOPBACK_SERVER.replace("127.0.0.1", "tools.svc")],
+    ],
+    ids=lambda m: "+".join(yaml.safe_load(d)["metadata"]["name"] for d in m),
+)
+def test_validate_strict_passes_exactly_when_render_leaves_nothing_out(
+    manifests: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for number, text in enumerate(manifests):
+        (tmp_path / f"{number}.yaml").write_text(text)
+    validated = run_cli(capsys, "--strict", str(tmp_path))[0]
+    rendered = main(["render", str(tmp_path), "-o", str(tmp_path / "out.json")])
+    capsys.readouterr()
+    assert (validated, rendered) in ((0, 0), (1, 3))
+
+
+def test_the_session_quoted_in_the_docs_is_true(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / "docs" / "resources.md").read_text()
+    session = text.split("$ cat broken.yaml\n", 1)[1].split("```", 1)[0]
+    manifest, rest = session.split("$ ai-ops validate broken.yaml\n", 1)
+    (tmp_path / "broken.yaml").write_text(manifest)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "broken.yaml")
+    assert (code, out) == (1, rest)

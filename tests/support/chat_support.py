@@ -101,6 +101,7 @@ def settings_for(config_path: Path, **values: Any) -> Settings:
         "kubernetes_watch": False,
         "mcp_connect_timeout_seconds": 3.0,
         "request_timeout_seconds": 20.0,
+        "allow_loopback": True,  # every test server listens on 127.0.0.1
     }
     base.update(values)
     return Settings(**base)

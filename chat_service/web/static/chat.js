@@ -8,6 +8,8 @@ import { showCitation } from "./citations.js";
 import { announce, clearBanner } from "./notices.js";
 import { showPlan } from "./plan.js";
 import { AssistantTurn, addUserMessage } from "./render.js";
+import { loadThreadList } from "./sidebar.js";
+import { loadStatus } from "./status.js";
 import { readEvents } from "./stream.js";
 import { currentThread, setThread } from "./thread.js";
 
@@ -72,6 +74,9 @@ export async function sendMessage(text) {
           finished = true;
           clearBanner();
           announce("The reply is complete.");
+          // The conversation is listed now, and the service may know more (a tool failed, a provider answered).
+          loadThreadList();
+          loadStatus();
           break;
         case "error": {
           const err = new ApiError(data.status || statusForCode(data.code), data.code || "error", data.message || "");

@@ -2,6 +2,7 @@
 
 import { ApiError } from "./api.js";
 import { showBanner } from "./notices.js";
+import { isDemo } from "./service.js";
 import { askForToken } from "./token.js";
 
 /**
@@ -54,12 +55,14 @@ export function explain(err) {
           banner: false,
         };
       }
+      // Advice for the local demo only: in a cluster, starting Ollama is nobody's fix.
       return {
         text:
-          "The language model could not be reached or failed" + detail + ". Check that the LLM provider is " +
-          "running and reachable from the chat service (for the local demo: start Ollama and pull the model, " +
-          "or set OPENAI_API_KEY and run make run again).",
-        short: "the language model could not be reached or failed" + detail,
+          "The model's provider could not be reached or failed" + (err.message ? ": " + err.message : "") + "." +
+          (isDemo()
+            ? " For the local demo: start Ollama and pull the model, or set OPENAI_API_KEY, then run make run again."
+            : " The team that runs this service can check the provider's status."),
+        short: "the model's provider could not be reached or failed",
         banner: true,
       };
     case 503:

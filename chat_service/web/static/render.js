@@ -1,8 +1,10 @@
 // The conversation view: user messages and assistant turns (text and tool blocks) as DOM nodes.
-// Text from the server is inserted as text only (see format.js).
+// Text from the server is inserted as text only (see format.js), except the model's finished replies,
+// which are sanitized Markdown (see markdown.js).
 
 import { ui } from "./elements.js";
-import { formatJson, formatOutput, formatText } from "./format.js";
+import { formatJson, formatOutput } from "./format.js";
+import { renderMarkdown } from "./markdown.js";
 
 export function scrollToEnd() {
   ui.conversation.scrollTop = ui.conversation.scrollHeight;
@@ -66,10 +68,20 @@ export class AssistantTurn {
     this.textBlocks = [];
     this.pendingTools = [];
     this.receivedText = false;
+    this.usage = null; // tokens of the turn's model calls, added up (history gives them per message)
   }
 
   setModel(model) {
     if (model) this.label.textContent = "Assistant · " + model;
+  }
+
+  /** Adds one model call's tokens ({input_tokens, output_tokens}) to the turn's. */
+  addUsage(usage) {
+    if (!usage) return;
+    const sum = this.usage || { input_tokens: 0, output_tokens: 0 };
+    sum.input_tokens += usage.input_tokens || 0;
+    sum.output_tokens += usage.output_tokens || 0;
+    this.usage = sum;
   }
 
   setBusy(busy) {
@@ -156,13 +168,15 @@ export class AssistantTurn {
     this.pendingTools = [];
   }
 
+  /** The turn is over: `usage` is the whole turn's (live), else what addUsage added up (history). */
   finish(reply, usage) {
     if (!this.receivedText && reply) this.appendText(reply);
-    // Streamed as plain text; now give code blocks and inline code their own markup.
-    for (const div of this.textBlocks) formatText(div, div.textContent);
+    // Streamed as plain text; now rendered as Markdown.
+    for (const div of this.textBlocks) renderMarkdown(div, div.textContent);
     this.currentText = null;
-    if (usage && (usage.input_tokens || usage.output_tokens)) {
-      this.meta.textContent = (usage.input_tokens || 0) + " tokens in · " + (usage.output_tokens || 0) + " tokens out";
+    const total = usage || this.usage;
+    if (total && (total.input_tokens || total.output_tokens)) {
+      this.meta.textContent = (total.input_tokens || 0) + " tokens in · " + (total.output_tokens || 0) + " tokens out";
     }
     this.abandonTools("no result");
   }

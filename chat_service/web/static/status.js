@@ -1,12 +1,23 @@
-// The "Service status" panel (config, models, MCP servers, warnings from GET api/status), and the banner
-// for a selected model that the service reports it cannot use.
+// The "Service status" panel (config, models, MCP servers, warnings from GET api/status); the banner
+// for a selected model that the service reports it cannot use; the health banner while MCP servers are
+// unavailable (the agent then has fewer tools than configured) or the selected model's provider does not
+// answer; and the empty conversation's hint, from the tools there are.
 
 import { getJson } from "./api.js";
 import { ui } from "./elements.js";
 import { explain } from "./errors.js";
+import { showHints } from "./hints.js";
 import { clearBannerAbout, showBanner } from "./notices.js";
+import { rememberService } from "./service.js";
 
 let statusModels = []; // models as GET api/status reports them (with availability)
+let statusServers = []; // MCP servers as GET api/status reports them
+// The service connects to MCP servers and builds models in the background after a start or a reload:
+// while some are not settled yet, the status is read again, a bounded number of times.
+const SETTLE_POLL_MS = 1000;
+const SETTLE_POLLS = 60;
+let settlePolls = 0;
+let settleTimer = null;
 
 function paragraph(text) {
   const p = document.createElement("p");
@@ -94,13 +105,60 @@ export async function loadStatus() {
   }
   ui.statusBody.replaceChildren(...parts);
   statusModels = models;
+  statusServers = servers;
+  rememberService(status);
+  showHints(status);
   checkSelectedModel();
+  pollUntilSettled(servers, models);
+}
+
+function pollUntilSettled(servers, models) {
+  clearTimeout(settleTimer);
+  const unsettled =
+    servers.some((s) => s.connected === false && !s.error) || models.some((m) => m.available === null);
+  if (unsettled && settlePolls < SETTLE_POLLS) {
+    settlePolls += 1;
+    settleTimer = setTimeout(loadStatus, SETTLE_POLL_MS);
+  } else if (!unsettled) {
+    settlePolls = 0;
+  }
+}
+
+/** A provider the service reports unreachable (`provider_status`, when the service says; else null). */
+function providerOutage(model) {
+  const health = model && model.provider_status;
+  return health && health.reachable === false ? health.reason || "no reason given" : null;
+}
+
+/** The MCP servers that failed (the agent runs without their tools) and the selected model's provider. */
+function healthProblems(model) {
+  const problems = [];
+  const down = statusServers.filter((s) => s.connected === false && s.error);
+  if (down.length) {
+    const total = statusServers.length;
+    problems.push(
+      down.length + " of " + total + " MCP server" + (total === 1 ? "" : "s") + " unavailable: " +
+        down.map((s) => s.name + ": " + s.error).join("; ") +
+        (down.length === total ? ". The assistant has no tools until they are back." : ". The assistant answers without their tools."),
+    );
+  }
+  const outage = providerOutage(model);
+  if (outage) problems.push("The provider of the model " + model.name + " could not be reached: " + outage);
+  return problems;
+}
+
+function showHealth(model) {
+  const problems = healthProblems(model);
+  ui.healthBannerText.textContent = problems.join(" ");
+  ui.healthBanner.hidden = problems.length === 0;
 }
 
 /** A selected model the service cannot use (missing API key, missing extra) is worth a banner. */
 export function checkSelectedModel() {
   const model = statusModels.find((m) => m.name === ui.modelSelect.value);
-  if (model && model.available === false) {
+  showHealth(model);
+  // A provider outage is the health banner's; this one is for a model that cannot be used at all.
+  if (model && model.available === false && !providerOutage(model)) {
     const others = statusModels.some((m) => m.available !== false);
     showBanner(
       "The model " + model.name + " cannot be used right now: " + (model.unavailable_reason || "unknown reason") +

@@ -3,6 +3,11 @@
 It runs the operator's own pure code (``evaluate`` and ``translate``) on the manifests. Without a cluster Secret
 references stay references; without ``--probe`` MCP servers are included with health Unknown, with
 ``--probe`` each is probed once by the operator's probe code and health rules.
+
+Each resource the config leaves out (invalid, a dangling reference, a refused URL, unhealthy when probed)
+is listed on stderr with its reason, at ``FILE:LINE:COLUMN``, and makes the exit status 3
+(``EXIT_PARTIAL``): the config is still written, but it is not all that the manifests ask for.
+``--allow-partial`` makes that 0, for a set that leaves something out on purpose.
 """
 
 from __future__ import annotations
@@ -13,20 +18,18 @@ import sys
 from pathlib import Path
 
 from ai_ops_api.conditions import FALSE, READY, Reason
-from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.commands.validate import loopback_hint
 from ai_ops_operator.core.evaluate import evaluate, probeable_servers
 from ai_ops_operator.core.health import HealthRecord, next_record
-from ai_ops_operator.core.manifests import ManifestError, load_manifests
-from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot
+from ai_ops_operator.core.manifests import ManifestError, ManifestResources, load_manifests
+from ai_ops_operator.core.snapshot import Evaluation, ServerHealth
 from ai_ops_operator.core.translate import translate
 from ai_ops_operator.runtime.probe import probe_once
 
-_KIND_FIELD = {
-    "LLMProvider": "providers",
-    "LLMModel": "models",
-    "LLMMiddleware": "middlewares",
-    "MCPServer": "mcpservers",
-}
+EXIT_RENDERED = 0
+EXIT_UNREADABLE = 2
+# The config was written, but left out at least one resource of the manifests.
+EXIT_PARTIAL = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,38 +54,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probe every included MCP server once (initialize + tools/list) and apply the operator's health "
         "rules; header values from Secrets are not sent (no cluster)",
     )
-
-
-def build_snapshot(
-    paths: list[Path], namespace: str | None, allow_loopback: bool = False
-) -> tuple[Snapshot, list[str]]:
-    """The snapshot of one namespace from manifest files, and problems found while reading them."""
-    problems: list[str] = []
-    groups: dict[str, dict[str, dict]] = {field: {} for field in _KIND_FIELD.values()}
-    for doc in load_manifests(paths):
-        obj = doc.obj
-        if not isinstance(obj, dict) or obj.get("kind") not in RESOURCES:
-            continue
-        meta = obj.get("metadata") or {}
-        doc_ns = meta.get("namespace")
-        if namespace is not None and doc_ns not in (None, namespace):
-            continue
-        name = meta.get("name")
-        group = groups[_KIND_FIELD[obj["kind"]]]
-        if name in group:
-            problems.append(
-                f"{doc.source}:{doc.index}: {obj['kind']}/{name}: defined twice; the later one is used"
-            )
-        group[str(name)] = obj
-    snapshot = Snapshot(
-        namespace=namespace or "default",
-        providers=groups["providers"],
-        models=groups["models"],
-        middlewares=groups["middlewares"],
-        mcpservers=groups["mcpservers"],
-        allow_loopback=allow_loopback,
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help=f"exit 0 even when the config leaves resources out (otherwise {EXIT_PARTIAL})",
     )
-    return snapshot, problems
+    parser.epilog = (
+        f"Exit status: {EXIT_RENDERED} rendered everything, {EXIT_PARTIAL} rendered but left resources out "
+        f"(listed on stderr; {EXIT_RENDERED} with --allow-partial), {EXIT_UNREADABLE} unreadable input."
+    )
+
+
+def read_resources(paths: list[Path], namespace: str | None) -> tuple[ManifestResources, list[str]]:
+    """The ai-ops resources of one namespace from manifest files (those without a namespace count; without
+    ``namespace``, all count), and problems found while reading them."""
+    resources = ManifestResources.of(
+        doc
+        for doc in load_manifests(paths)
+        if namespace is None
+        or not isinstance(doc.obj, dict)
+        or (doc.obj.get("metadata") or {}).get("namespace") in (None, namespace)
+    )
+    problems = [
+        f"{earlier.location}: {earlier.obj['kind']}/{key_name}: defined again at {later.location}; "
+        "the later one is used"
+        for earlier, later in resources.duplicates
+        for key_name in [str((earlier.obj.get("metadata") or {}).get("name"))]
+    ]
+    return resources, problems
 
 
 def _probe_health(
@@ -103,19 +102,29 @@ def _probe_health(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        snapshot, problems = build_snapshot(args.paths, args.namespace, args.allow_loopback)
+        resources, problems = read_resources(args.paths, args.namespace)
     except ManifestError as exc:
         print(f"ai-ops render: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
+    snapshot = resources.snapshot(args.namespace or "default", args.allow_loopback)
     evaluation = evaluate(snapshot)
     if args.probe:
         snapshot.health = _probe_health(evaluation, args.allow_loopback, problems)
         evaluation = evaluate(snapshot)
+    left_out = 0
     for verdict in evaluation.all():
+        where = resources.documents[(verdict.kind, verdict.name)].location
         ready = verdict.condition(READY)
         if ready is not None and ready.status == FALSE and ready.reason != Reason.MAINTENANCE:
-            problems.append(f"{verdict.kind}/{verdict.name}: left out: {ready.reason}: {ready.message}")
-        problems.extend(f"{verdict.kind}/{verdict.name}: {w}" for w in verdict.warnings)
+            left_out += 1
+            message = loopback_hint(ready.message)
+            problems.append(f"{where}: {verdict.kind}/{verdict.name}: left out: {ready.reason}: {message}")
+        problems.extend(f"{where}: {verdict.kind}/{verdict.name}: {w}" for w in verdict.warnings)
+    if left_out:
+        problems.append(
+            f"ai-ops render: left out {left_out} resource{'' if left_out == 1 else 's'}"
+            + ("" if args.allow_partial else f" (exit status {EXIT_PARTIAL}; --allow-partial accepts this)")
+        )
     for problem in problems:
         print(problem, file=sys.stderr)
     text = translate(snapshot, evaluation).to_json()
@@ -123,4 +132,4 @@ def run(args: argparse.Namespace) -> int:
         args.output.write_text(text)
     else:
         sys.stdout.write(text)
-    return 0
+    return EXIT_PARTIAL if left_out and not args.allow_partial else EXIT_RENDERED

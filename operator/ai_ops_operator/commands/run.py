@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("ai_ops.operator")
 
-    from ai_ops_operator.runtime.handlers import OperatorRuntime
     from ai_ops_operator.runtime.kube import KubeClient
+    from ai_ops_operator.runtime.operator import OperatorRuntime, StartupFailure
 
     try:
         kube = KubeClient.from_environment(settings.kubeconfig)
@@ -53,17 +53,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ai-ops operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
     runtime = OperatorRuntime(settings, kube)
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(settings.metrics_port, registry=runtime.metrics.registry)
-        except OSError as exc:
-            print(
-                f"ai-ops operator: cannot serve metrics on port {settings.metrics_port}: {exc}",
-                file=sys.stderr,
-            )
-            return 2
     log.info(
         "starting: namespaces=%s configmap=%s deployment=%s probe-concurrency=%d allow-loopback=%s peering=%s",
         "*" if settings.clusterwide else ",".join(settings.namespaces),
@@ -77,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(runtime.run())
     except KeyboardInterrupt:
         return 130
+    except StartupFailure as exc:
+        print(f"ai-ops operator: {exc}", file=sys.stderr)
+        return 2
     finally:
         kube.close()
     return 0

@@ -15,20 +15,36 @@
 changed (state, server info, tools, failures up to the threshold), else at most once every
 ``REFRESH_INTERVALS`` probe intervals, so probe timestamps of a stable server cost one status write
 every ten intervals (five minutes at the default 30 s) instead of one per probe.
+
+``record_from_status`` and ``probe_status_fields`` convert between a record and the probe fields of an
+MCPServer's ``status``, both ways, so a restarted operator carries on where the last one stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ai_ops_api.specs import USABLE_HEALTH, HealthCheck, HealthState
+from ai_ops_operator.core.conditions import rfc3339
 from ai_ops_operator.core.snapshot import ServerHealth
 
 # A stable server's status is refreshed (lastProbeTime, latency) once every this many probe intervals.
 REFRESH_INTERVALS = 10
 # Tool names kept in status (the CRD documents "at most 100").
 MAX_TOOL_NAMES = 100
+# States a probe can produce (Maintenance and NotProbed come from the spec, not from probing).
+PROBED_STATES = frozenset(
+    {
+        HealthState.HEALTHY,
+        HealthState.DEGRADED,
+        HealthState.UNHEALTHY,
+        HealthState.UNAUTHENTICATED,
+        HealthState.UNKNOWN,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -158,8 +174,28 @@ def is_usable(state: HealthState) -> bool:
     return state in USABLE_HEALTH
 
 
-def record_from_status(status: dict[str, object] | None) -> HealthRecord | None:
-    """The record a previous operator run published (so a restart neither flaps nor rewrites)."""
+def _timestamp(value: object) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None  # written by someone else: no time is better than a failed pass
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _integer(value: object) -> int:
+    try:
+        return int(value or 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def record_from_status(status: Mapping[str, Any] | None) -> HealthRecord | None:
+    """The record a previous operator run published (so a restart neither flaps nor rewrites).
+
+    Total: a status somebody else wrote with odd values yields what can be read of it, never an error.
+    """
     if not status or not status.get("health"):
         return None
     try:
@@ -168,28 +204,63 @@ def record_from_status(status: dict[str, object] | None) -> HealthRecord | None:
         return None
     info = status.get("serverInfo")
     tools = status.get("tools")
-    names = tuple(tools.get("names") or ()) if isinstance(tools, dict) else ()
-    count = int(tools.get("count") or 0) if isinstance(tools, dict) else 0
+    names = tuple(str(n) for n in tools.get("names") or ()) if isinstance(tools, Mapping) else ()
+    count = _integer(tools.get("count")) if isinstance(tools, Mapping) else 0
+    conditions = status.get("conditions")
     ready = next(
-        (c for c in status.get("conditions") or () if isinstance(c, dict) and c.get("type") == "Ready"),  # type: ignore[attr-defined]
+        (
+            c
+            for c in (conditions if isinstance(conditions, list) else ())
+            if isinstance(c, Mapping) and c.get("type") == "Ready"
+        ),
         None,
     )
-    probe_time = status.get("lastProbeTime")
     latency = status.get("lastProbeLatencyMs")
     return HealthRecord(
         state=state,
         message=str(ready.get("message", "")) if ready else "",
-        consecutive_failures=int(status.get("consecutiveFailures") or 0),  # type: ignore[call-overload]
+        consecutive_failures=_integer(status.get("consecutiveFailures")),
         consecutive_successes=0 if state not in (HealthState.HEALTHY, HealthState.DEGRADED) else 1,
         server_info=ServerInfoData(
             name=info.get("name"), version=info.get("version"), protocol_version=info.get("protocolVersion")
         )
-        if isinstance(info, dict)
+        if isinstance(info, Mapping)
         else None,
         tools=names,
         tool_count=count,
-        last_probe_time=datetime.fromisoformat(str(probe_time).replace("Z", "+00:00"))
-        if probe_time
-        else None,
-        last_latency_ms=int(latency) if isinstance(latency, int) else None,
+        last_probe_time=_timestamp(status.get("lastProbeTime")),
+        last_latency_ms=latency if isinstance(latency, int) else None,
     )
+
+
+def probed_record_from_status(status: Mapping[str, Any] | None) -> HealthRecord | None:
+    """The last probe result a status holds, or None when it holds none (never probed, Maintenance,
+    NotProbed): where the prober starts after a restart."""
+    record = record_from_status(status)
+    return record if record is not None and record.state in PROBED_STATES else None
+
+
+def probe_status_fields(record: HealthRecord) -> dict[str, Any]:
+    """The probe fields of an MCPServer's ``status`` for a published record (the inverse of
+    ``record_from_status``, ``health`` and the conditions aside: the verdict decides those)."""
+    if record.last_probe_time is None:
+        return {}
+    fields: dict[str, Any] = {
+        "consecutiveFailures": record.consecutive_failures,
+        "lastProbeTime": rfc3339(record.last_probe_time),
+        "lastProbeLatencyMs": record.last_latency_ms,
+    }
+    if record.server_info is not None:
+        info = record.server_info
+        fields["serverInfo"] = {
+            k: v
+            for k, v in (
+                ("name", info.name),
+                ("version", info.version),
+                ("protocolVersion", info.protocol_version),
+            )
+            if v is not None
+        }
+    if record.tool_count or record.tools:
+        fields["tools"] = {"count": record.tool_count, "names": list(record.tools)}
+    return fields

@@ -5,17 +5,26 @@ multi-document YAML (JSON is YAML too); a folder is searched recursively for ``*
 ``*.json``; ``-`` reads standard input. A ``v1`` ``List`` (what ``kubectl get -o yaml`` prints) is
 unpacked into its items. Anything that cannot be read or parsed raises ``ManifestError`` with a message
 naming the file (and the line, for YAML syntax errors), so callers can show it without a traceback.
+
+Each document keeps its YAML node tree, so a problem found in the data (a field path such as
+``spec.headers[0].name``) can be shown at the line and column where that field is written.
+``ManifestResources`` gathers the ai-ops resources of some documents into the ``Snapshot`` that
+``evaluate`` takes, for the rules across resources that ``render`` and ``validate`` both apply.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ai_ops_api.specs import RESOURCES
+from ai_ops_operator.core.snapshot import Snapshot
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
@@ -25,23 +34,67 @@ class ManifestError(Exception):
     """Input that cannot be read or parsed; the message is meant for the user as it is."""
 
 
+# One step of a field path: ``spec``, ``headers``, ``[0]`` (pydantic's ``models.0`` works too).
+_PATH_STEP = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def path_steps(path: str) -> list[str | int]:
+    """``spec.headers[0].name`` as ``["spec", "headers", 0, "name"]``."""
+    return [int(index) if index else name for index, name in _PATH_STEP.findall(path)]
+
+
 @dataclass(frozen=True)
 class LoadedDocument:
     """One YAML document: the file it came from, its position in that file (from 0), and its content.
 
-    ``item`` is the position inside a ``kind: List`` document, or None for a plain document.
+    ``item`` is the position inside a ``kind: List`` document, or None for a plain document. ``node`` is
+    the document's YAML node tree (None for a document built in code), which knows where each field is.
     """
 
     source: str
     index: int
     obj: Any
     item: int | None = None
+    node: yaml.Node | None = field(default=None, compare=False, repr=False)
+
+    def position(self, path: str = "") -> tuple[int, int]:
+        """Line and column (from 1) of the field at ``path`` (its key; an item of a list: the item), or of
+        its nearest ancestor written in the file when the field is not (a missing required field, a
+        default). ``""`` is the document itself; (0, 0) when the document has no node tree."""
+        node = self.node
+        if node is None:
+            return (0, 0)
+        mark = node.start_mark
+        for step in path_steps(path):
+            found = _child(node, step)
+            if found is None:
+                break
+            mark, node = found
+        return (mark.line + 1, mark.column + 1)
+
+    def where(self, path: str = "") -> str:
+        """``FILE:LINE:COLUMN`` of the field at ``path`` (see ``position``)."""
+        line, column = self.position(path)
+        return f"{self.source}:{line}:{column}" if line else self.source
 
     @property
     def location(self) -> str:
-        """``FILE:INDEX`` (``FILE:INDEX.ITEM`` inside a List): where to look for this document."""
-        where = f"{self.source}:{self.index}"
-        return where if self.item is None else f"{where}.{self.item}"
+        """``FILE:LINE:COLUMN`` where the document starts."""
+        return self.where()
+
+
+def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Mark, yaml.Node] | None:
+    """The mark of ``step`` under ``node`` (a mapping's key, a sequence's item) and the node it leads to."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(step):
+                return key_node.start_mark, value_node
+    elif isinstance(node, yaml.SequenceNode):
+        index = step if isinstance(step, int) else int(step) if step.isdigit() else None
+        if index is not None and 0 <= index < len(node.value):
+            item = node.value[index]
+            return item.start_mark, item
+    return None
 
 
 class _ManifestLoader(yaml.SafeLoader):
@@ -80,16 +133,25 @@ _ManifestLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, 
 def parse_documents(text: str, source: str) -> list[LoadedDocument]:
     """The documents of one YAML stream; empty documents (a stray ``---``, only comments) are left out."""
     documents: list[LoadedDocument] = []
+    # What yaml.load_all does, keeping each document's node tree (composed, then constructed).
+    loader = _ManifestLoader(text)
     try:
-        for index, obj in enumerate(yaml.load_all(text, Loader=_ManifestLoader)):
-            if obj is None:
-                continue
-            if _is_list(obj):
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            obj = loader.construct_document(node) if node is not None else None
+            if obj is None or node is None:
+                pass  # an empty document: counted, not kept
+            elif _is_list(obj):
+                items = _child(node, "items")
+                item_nodes = items[1].value if items and isinstance(items[1], yaml.SequenceNode) else []
                 documents += [
-                    LoadedDocument(source, index, item, item_no) for item_no, item in enumerate(obj["items"])
+                    LoadedDocument(source, index, item, item_no, item_nodes[item_no])
+                    for item_no, item in enumerate(obj["items"])
                 ]
             else:
-                documents.append(LoadedDocument(source, index, obj))
+                documents.append(LoadedDocument(source, index, obj, node=node))
+            index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -97,6 +159,8 @@ def parse_documents(text: str, source: str) -> list[LoadedDocument]:
         raise ManifestError(f"{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     return documents
 
 
@@ -150,3 +214,43 @@ def load_manifests(paths: Iterable[str | Path]) -> list[LoadedDocument]:
         for file in manifest_files(Path(raw)):
             documents += parse_documents(_read_text(file), str(file))
     return documents
+
+
+# --- the ai-ops resources of a set of documents ---------------------------------------------------
+
+
+@dataclass
+class ManifestResources:
+    """The ai-ops resources of some documents as one namespace would hold them: by kind and name, the
+    later of two with one name counting (as ``kubectl apply`` of both files in order would leave it)."""
+
+    documents: dict[tuple[str, str], LoadedDocument] = field(default_factory=dict)
+    # (the document left out, the later one used in its place)
+    duplicates: list[tuple[LoadedDocument, LoadedDocument]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, documents: Iterable[LoadedDocument]) -> ManifestResources:
+        resources = cls()
+        for doc in documents:
+            if not isinstance(doc.obj, dict) or doc.obj.get("kind") not in RESOURCES:
+                continue
+            metadata = doc.obj.get("metadata")
+            key = (doc.obj["kind"], str(metadata.get("name") if isinstance(metadata, dict) else None))
+            if key in resources.documents:
+                resources.duplicates.append((resources.documents[key], doc))
+            resources.documents[key] = doc
+        return resources
+
+    def snapshot(self, namespace: str, allow_loopback: bool = False) -> Snapshot:
+        """The snapshot ``evaluate`` takes; offline: Secrets unknown (taken on trust), nothing probed."""
+        of_kind: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in RESOURCES}
+        for (kind, name), doc in self.documents.items():
+            of_kind[kind][name] = doc.obj
+        return Snapshot(
+            namespace=namespace,
+            providers=of_kind["LLMProvider"],
+            models=of_kind["LLMModel"],
+            middlewares=of_kind["LLMMiddleware"],
+            mcpservers=of_kind["MCPServer"],
+            allow_loopback=allow_loopback,
+        )

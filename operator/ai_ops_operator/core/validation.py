@@ -8,8 +8,10 @@ what a real one refuses) and by the test emulator to answer 422 like an API serv
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +58,34 @@ def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(obj)
     kind = result.get("kind")
     if kind in RESOURCES:
+        result = _as_stored(result, _schema_of(kind))
         _default(result, _schema_of(kind))
     return result
+
+
+# --- integral floats ----------------------------------------------------------------------------
+
+# The API server takes a float with no fraction in an integer field (`maxTokens: 1024.0`) and stores it as
+# the integer 1024; every other integral float it stores comes back as an integer too (Go's JSON encoder
+# writes float64 1024 as `1024`, below 1e21). Its integer check takes a float only within +-(2**53 - 1),
+# where every float is an exact integer.
+_EXACT_INTEGER = 2**53 - 1
+_GO_PLAIN_FLOAT = 1e21
+
+
+def _as_stored(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with its integral floats turned into integers where the API server does so."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {key: _as_stored(item, properties.get(key, {})) for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_as_stored(item, items if isinstance(items, dict) else {}) for item in value]
+    if not isinstance(value, float) or not value.is_integer():
+        return value
+    # An integer field's float beyond the exact range stays a float, which the schema check then refuses.
+    limit = _EXACT_INTEGER if schema.get("type") == "integer" else _GO_PLAIN_FLOAT
+    return int(value) if abs(value) <= limit and abs(value) < _GO_PLAIN_FLOAT else value
 
 
 def _default(value: Any, schema: dict[str, Any]) -> None:
@@ -108,9 +136,19 @@ def _is_uri(value: object) -> bool:
     return True
 
 
+# JSON Schema counts 1024.0 as an integer; the API server's check takes no float (those it does take are
+# integers by now, see _as_stored).
+_SchemaValidator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 @functools.cache
 def _validator(kind: str) -> jsonschema.Draft7Validator:
-    return jsonschema.Draft7Validator(_to_json_schema(_schema_of(kind)), format_checker=_FORMATS)
+    return _SchemaValidator(_to_json_schema(_schema_of(kind)), format_checker=_FORMATS)
 
 
 def _path(parts: Any) -> str:
@@ -132,6 +170,54 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _normalized(word: str) -> str:
+    # Case and the separator are the usual slips: baseUrl, base_url, openai-compatible, Streamable_HTTP.
+    return word.lower().replace("-", "_")
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` was most likely meant to be, or None: the closest by ``difflib`` (ignoring case
+    and ``-``/``_``), else the only choice that contains it (``http`` for ``streamable_http``)."""
+    by_normal = {_normalized(choice): choice for choice in choices}
+    normal = _normalized(word)
+    if normal in by_normal:
+        return by_normal[normal]
+    close = difflib.get_close_matches(normal, by_normal, n=1, cutoff=0.75)
+    if close:
+        return by_normal[close[0]]
+    containing = [choice for n, choice in by_normal.items() if len(normal) >= 3 and normal in n]
+    return containing[0] if len(containing) == 1 else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean X?"`` when one of ``choices`` is close to ``word``, else ``""``."""
+    choice = closest(word, choices)
+    return f"; did you mean {choice}?" if choice is not None else ""
+
+
+def _unknown_field_hint(name: str, schema: dict[str, Any]) -> str:
+    """A sibling close to ``name``, else a field of that name one level down (a field written at the wrong
+    indentation: ``intervalSeconds`` directly under ``spec`` belongs in ``spec.healthCheck``)."""
+    properties = schema.get("properties", {})
+    hint = did_you_mean(name, properties)
+    if hint:
+        return hint
+    deeper = [
+        f"{parent}.{child}"
+        for parent, prop in properties.items()
+        for child in _object_properties(prop)
+        if _normalized(child) == _normalized(name)
+    ]
+    return f"; did you mean {deeper[0]}?" if len(deeper) == 1 else ""
+
+
+def _object_properties(schema: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(schema.get("items"), dict):
+        schema = schema["items"]
+    properties = schema.get("properties", {})
+    return properties if isinstance(properties, dict) else {}
+
+
 def _schema_problems(error: jsonschema.ValidationError) -> list[Problem]:
     """The problems of one schema error, with the path pointing at the field at fault (as kubectl does)."""
     path = list(error.absolute_path)
@@ -139,7 +225,10 @@ def _schema_problems(error: jsonschema.ValidationError) -> list[Problem]:
     validator, limit, instance = error.validator, error.validator_value, error.instance
     if validator == "additionalProperties":
         extra = sorted(set(instance) - set(error.schema.get("properties", {})))
-        return [Problem(_path([*path, name]), "unknown field") for name in extra]
+        return [
+            Problem(_path([*path, name]), "unknown field" + _unknown_field_hint(str(name), error.schema))
+            for name in extra
+        ]
     if validator == "required":
         match = _REQUIRED_RE.match(error.message)
         return (
@@ -149,6 +238,8 @@ def _schema_problems(error: jsonschema.ValidationError) -> list[Problem]:
         )
     if validator == "enum":
         message = f"must be one of {', '.join(map(str, limit))}, not {_short(instance)}"
+        if isinstance(instance, str):
+            message += did_you_mean(instance, map(str, limit))
     elif validator == "type":
         message = f"must be of type {limit}, not {_JSON_TYPES.get(type(instance), 'null')} {_short(instance)}"
     elif validator == "format" and error.cause is not None:
@@ -209,7 +300,8 @@ def validate_resource(obj: Any) -> list[Problem]:
         return [Problem("apiVersion", f"must be {API_VERSION}, not {obj.get('apiVersion')!r}")]
     kind = obj.get("kind")
     if kind not in RESOURCES:
-        return [Problem("kind", f"must be one of {', '.join(RESOURCES)}, not {kind!r}")]
+        hint = did_you_mean(kind, RESOURCES) if isinstance(kind, str) else ""
+        return [Problem("kind", f"must be one of {', '.join(RESOURCES)}, not {kind!r}{hint}")]
     problems: list[Problem] = []
     metadata = obj.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None

@@ -28,7 +28,7 @@ class OperatorMetrics:
         )
         self.reconcile_errors = Counter(
             "ai_ops_reconcile_errors_total",
-            "Failed namespace reconciles (retried with backoff).",
+            "Failed namespace passes (retried with backoff).",
             ["namespace"],
             registry=self.registry,
         )
@@ -45,6 +45,13 @@ class OperatorMetrics:
         )
         self.status_writes = Counter(
             "ai_ops_status_writes_total", "Status patches, by kind.", ["kind"], registry=self.registry
+        )
+        self.status_write_errors = Counter(
+            "ai_ops_status_write_errors_total",
+            "Status writes refused or failed, and statuses that could not be computed (retried per object"
+            " with backoff), by kind.",
+            ["kind"],
+            registry=self.registry,
         )
         self.deployment_patches = Counter(
             "ai_ops_deployment_patches_total",

@@ -27,7 +27,7 @@ import httpx
 
 from ai_ops_api.addresses import METADATA_HOSTS, address_refusal
 from ai_ops_api.specs import MCPServerSpec, MCPTransport
-from ai_ops_common.errors import describe_exception, http_status, walk_exception
+from ai_ops_common.errors import NameNotResolved, describe_exception, http_status, walk_exception
 from ai_ops_common.http_pool import SharedHttpPool
 from ai_ops_common.mcp import list_all_tools, list_tools_page
 from ai_ops_operator.core.health import ProbeResult, ServerInfoData
@@ -40,7 +40,8 @@ SecretReader = Callable[[str, str, str], Awaitable[str | None]]
 
 
 async def resolve_refusal(url: str, allow_loopback: bool) -> str | None:
-    """Resolve the URL's host and refuse it when any address is link-local, metadata or loopback."""
+    """Resolve the URL's host and refuse it when any address is link-local, metadata or loopback; raises
+    NameNotResolved when it does not resolve."""
     parsed = urlparse(url)
     host = (parsed.hostname or "").lower().rstrip(".")
     if host in METADATA_HOSTS:
@@ -49,7 +50,7 @@ async def resolve_refusal(url: str, allow_loopback: bool) -> str | None:
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        return f"cannot resolve {host}: {exc}"
+        raise NameNotResolved(host, exc) from exc
     for info in infos:
         address = str(info[4][0]).split("%")[0]
         refusal = address_refusal(address, allow_loopback)

@@ -1,0 +1,292 @@
+"""The namespace reconcile: one pass builds a ``Snapshot`` of a namespace from the kopf indices, runs the
+pure ``evaluate`` + ``translate`` and writes only differences: the agent ConfigMap when its checksum
+changed, the chat Deployment's Secret wiring when the set of referenced keys changed, and (through the
+status writer) the status of every object whose verdict changed.
+
+Our own queue, debounce and backoff, because the unit of work is a namespace: kopf reconciles single
+objects (its handlers, retries and ``kopf.TemporaryError`` are per object), while one ConfigMap holds the
+whole namespace's config and any object's change (a Secret, a model, a probe result) can change the
+verdict of others. The kopf event handlers only schedule a pass of the object's namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ai_ops_api.agent_config import AgentConfig
+from ai_ops_api.conditions import FALSE, READY, Cond
+from ai_ops_operator.core.conditions import rfc3339
+from ai_ops_operator.core.evaluate import evaluate, probeable_servers
+from ai_ops_operator.core.health import record_from_status
+from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot, Verdict
+from ai_ops_operator.core.translate import referenced_secret_keys, translate
+from ai_ops_operator.core.wiring import (
+    configmap_body,
+    configmap_patch,
+    deployment_patch,
+    desired_configmap_digest,
+)
+from ai_ops_operator.runtime.indices import (
+    CONFIGMAP_INDEX,
+    DEPLOYMENT_INDEX,
+    KIND_INDEX,
+    SECRETS_INDEX,
+    IndexView,
+)
+from ai_ops_operator.runtime.kube import KubeClient, KubeError
+from ai_ops_operator.runtime.metrics import OperatorMetrics
+from ai_ops_operator.runtime.prober import Prober
+from ai_ops_operator.runtime.settings import OperatorSettings
+from ai_ops_operator.runtime.status_writer import StatusWriter
+
+logger = logging.getLogger("ai_ops.operator")
+
+# Namespace passes that failed (a ConfigMap or Deployment write, an error evaluating the namespace) are
+# retried after 0.5 s, doubling up to this.
+MAX_BACKOFF = 60.0
+
+
+def undelivered(verdict: Verdict, reason: str, error: KubeError) -> Verdict:
+    """A ready resource whose config could not reach the chat service is not usable by the agent."""
+    if not verdict.ready:
+        return verdict
+    what = (
+        "the agent ConfigMap" if reason == "AgentConfigNotWritten" else "the chat Deployment's Secret volume"
+    )
+    ready = Cond(READY, FALSE, reason, f"{what} could not be written (retrying): {error}")
+    others = [c for c in verdict.conditions if c.type != READY]
+    return Verdict(verdict.kind, verdict.name, [*others, ready], spec=verdict.spec)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: KubeClient,
+        metrics: OperatorMetrics,
+        view: IndexView,
+        prober: Prober,
+        writer: StatusWriter,
+        custom_middleware: frozenset[str],
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics
+        self.view = view
+        self.prober = prober
+        self.writer = writer
+        self.custom_middleware = custom_middleware
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._failures: dict[str, int] = {}
+        self._unconsumed_logged: set[str] = set()
+        self._digests: dict[str, tuple[str | None, str | None, bool]] = {}
+        self._busy = False
+        self.passes = 0
+
+    def schedule(self, namespace: str, delay: float = 0.0) -> None:
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.schedule, namespace)
+            return
+        self._pending.add(namespace)
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing scheduled, no pass running, no status write due (tests and benchmarks wait for this)."""
+        return not self._pending and not self._busy and self.writer.idle
+
+    async def run_forever(self) -> None:
+        last_pass = 0.0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # Coalesce a burst into one pass; during a storm (hundreds of probe results) wait at least as
+            # long as the last pass took, so reconciling takes at most about half of the event loop and
+            # probes and watch events keep flowing.
+            await asyncio.sleep(max(self.settings.debounce_seconds, last_pass))
+            batch, self._pending = self._pending, set()
+            self._busy = True
+            pass_started = time.perf_counter()
+            for namespace in sorted(batch):
+                started = time.perf_counter()
+                try:
+                    await self.reconcile(namespace)
+                    self._failures.pop(namespace, None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._retry_later(namespace, exc)
+                finally:
+                    self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                    self.passes += 1
+            self._busy = False
+            last_pass = time.perf_counter() - pass_started
+
+    def _retry_later(self, namespace: str, exc: Exception) -> None:
+        """Count the failure and schedule another pass of the namespace with exponential backoff."""
+        failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
+        delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+        self.metrics.reconcile_errors.labels(namespace).inc()
+        logger.error(
+            "reconcile of namespace %s failed (attempt %d, retry in %.1f s): %s",
+            namespace,
+            failures,
+            delay,
+            exc,
+            exc_info=not isinstance(exc, KubeError),
+        )
+        self.schedule(namespace, delay)
+
+    # --- one pass ---------------------------------------------------------------------------------
+
+    def snapshot(self, namespace: str) -> tuple[Snapshot, dict[str, dict[str, dict[str, Any]]]]:
+        objects = {kind: self.view.objects(kind, namespace) for kind in KIND_INDEX}
+        secrets = {name: keys for name, keys in self.view.entries(SECRETS_INDEX, namespace)}
+        health: dict[str, ServerHealth] = {}
+        for name, obj in objects["MCPServer"].items():
+            record = self.prober.published(namespace, name) or record_from_status(self.view.status(obj))
+            if record is not None:
+                health[name] = record.as_server_health()
+        snapshot = Snapshot(
+            namespace=namespace,
+            providers=objects["LLMProvider"],
+            models=objects["LLMModel"],
+            middlewares=objects["LLMMiddleware"],
+            mcpservers=objects["MCPServer"],
+            secrets=secrets,
+            health=health,
+            allow_loopback=self.settings.allow_loopback,
+            custom_middleware=self.custom_middleware,
+        )
+        return snapshot, objects
+
+    async def reconcile(self, namespace: str) -> None:
+        snapshot, objects = self.snapshot(namespace)
+        has_resources = any(objects.values())
+        configmaps = self.view.entries(CONFIGMAP_INDEX, namespace)
+        # A chat Deployment with no ai-ops resources yet still gets an (empty) config: it then answers
+        # "no model configured" and is Ready, instead of waiting for a file that never comes.
+        chat_waiting = bool(self.view.entries(DEPLOYMENT_INDEX, namespace))
+        if not has_resources and not configmaps and not chat_waiting:
+            self.prober.sync(namespace, {})
+            return
+        evaluation = evaluate(snapshot)
+        config = translate(snapshot, evaluation)
+        probeable = self._sync_prober(namespace, evaluation, objects["MCPServer"])
+        self.view.forget_deleted(namespace, objects)
+        self.writer.forget(namespace, objects)
+        self.metrics.forget_missing(namespace, set(objects["MCPServer"]))
+        now = rfc3339(datetime.now(UTC))
+
+        # The ConfigMap first: it is what the agent runs on. Status writes go to the status writer, so a
+        # probe storm's hundreds of them never hold up the next pass (and its ConfigMap). A failed write
+        # shows in every ready resource's Ready condition (the agent cannot use them) and the pass is
+        # retried with backoff.
+        failure: tuple[str, KubeError] | None = None
+        try:
+            await self._write_configmap(namespace, config, configmaps[0] if configmaps else None)
+        except KubeError as exc:
+            failure = ("AgentConfigNotWritten", exc)
+        else:
+            try:
+                await self._wire_deployment(namespace, referenced_secret_keys(config), has_resources)
+            except KubeError as exc:
+                failure = ("SecretsNotWired", exc)
+        for verdict in evaluation.all():
+            if failure is not None:
+                verdict = undelivered(verdict, *failure)
+            obj = objects[verdict.kind][verdict.name]
+            if (
+                verdict.kind == "MCPServer"
+                and verdict.name in probeable
+                and not self.view.status(obj)
+                and self.prober.published(namespace, verdict.name) is None
+            ):
+                continue  # a new server's first status comes with its first probe (one write, not two)
+            self.writer.offer(namespace, verdict, obj, now)
+        if failure is not None:
+            raise failure[1]
+
+    def _sync_prober(
+        self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]
+    ) -> set[str]:
+        probeable = {
+            name: (spec, self.view.status(servers[name]))
+            for name, spec in probeable_servers(evaluation).items()
+        }
+        self.prober.sync(namespace, probeable)
+        return set(probeable)
+
+    async def _write_configmap(
+        self, namespace: str, config: AgentConfig, existing: Mapping[str, Any] | None
+    ) -> None:
+        name = self.settings.configmap_name
+        desired = self._digests.get(config.checksum)
+        if desired is None:  # serializing a big config costs milliseconds: once per content
+            if len(self._digests) > 64:
+                self._digests.clear()
+            desired = self._digests[config.checksum] = desired_configmap_digest(config)
+        key = ("configmap", namespace, name)
+        if existing is not None:
+            current = self.view.fresh(key, existing.get("resourceVersion"), existing.get("digest"))
+        else:
+            current = self.view.fresh(key, None, None)
+        if current == desired:
+            return
+        if existing is None and current is None:
+            try:
+                await self.kube.create_configmap(namespace, configmap_body(name, namespace, config))
+                self.view.written(key, None, desired)
+                self.metrics.configmap_writes.labels(namespace).inc()
+                logger.info("ConfigMap %s/%s created (%s)", namespace, name, config.checksum)
+                return
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+        await self.kube.merge_patch_configmap(namespace, name, configmap_patch(config))
+        self.view.written(key, existing.get("resourceVersion") if existing else None, desired)
+        self.metrics.configmap_writes.labels(namespace).inc()
+        logger.info("ConfigMap %s/%s updated (%s)", namespace, name, config.checksum)
+
+    async def _wire_deployment(self, namespace: str, keys: set[tuple[str, str]], has_resources: bool) -> None:
+        name = self.settings.chat_deployment
+        deployments = self.view.entries(DEPLOYMENT_INDEX, namespace)
+        if not deployments:
+            if has_resources and namespace not in self._unconsumed_logged:
+                self._unconsumed_logged.add(namespace)
+                logger.info(
+                    "no Deployment %s in namespace %s: the agent ConfigMap is written but nothing consumes it yet",
+                    name,
+                    namespace,
+                )
+            return
+        self._unconsumed_logged.discard(namespace)
+        deployment = deployments[0]
+        key = ("deployment", namespace, name)
+        template = self.view.fresh(key, deployment["resourceVersion"], deployment["template"])
+        if template is not deployment["template"]:
+            return  # our patch is on its way into the index
+        ops = deployment_patch(template, keys, deployment["resourceVersion"])
+        if ops is None:
+            return
+        try:
+            await self.kube.json_patch_deployment(namespace, name, ops)
+        except KubeError as exc:
+            if exc.status in (404, 409, 422):  # gone or changed meanwhile: recompute from the newer object
+                self.schedule(namespace, 0.2)
+                return
+            raise
+        self.view.written(key, deployment["resourceVersion"], {"patched": True})
+        self.metrics.deployment_patches.labels(namespace).inc()
+        logger.info(
+            "Deployment %s/%s: Secret wiring updated (%d referenced keys); its pods roll",
+            namespace,
+            name,
+            len(keys),
+        )

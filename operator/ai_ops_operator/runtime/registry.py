@@ -1,0 +1,106 @@
+"""The kopf handlers of the operator: registration only.
+
+- ``@kopf.index`` per watched kind keeps what a namespace pass needs in memory (indices.py says what);
+  kopf hands the indices to every handler, the startup handler passes them to the reconciler's view.
+- ``@kopf.on.event`` per watched kind only schedules a pass of the object's namespace. Event handlers
+  need no finalizer and keep no diffbase, so deleting anything never waits for the operator and kopf
+  never writes into our objects (Secrets included).
+- ``@kopf.on.startup`` / ``@kopf.on.cleanup`` open and close what the runtime shares (the probes'
+  connection pool, the metrics endpoint, the background loops); ``@kopf.on.login`` hands kopf the same
+  credentials as the operator's own API client.
+
+Shared state reaches the handlers through kopf's ``memo``: ``memo.runtime`` is the ``OperatorRuntime``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import kopf
+
+from ai_ops_api.specs import GROUP, RESOURCES, VERSION
+from ai_ops_operator.runtime import indices
+
+if TYPE_CHECKING:
+    from ai_ops_operator.runtime.operator import OperatorRuntime
+
+
+def _runtime(memo: kopf.Memo) -> OperatorRuntime:
+    runtime: OperatorRuntime = memo.runtime
+    return runtime
+
+
+# --- activities -------------------------------------------------------------------------------------
+
+
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    info: kopf.ConnectionInfo = _runtime(memo).kube.connection_info()
+    return info
+
+
+async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf passes every index as a kwarg named by its id.
+    await _runtime(memo).start({name: kwargs[name] for name in indices.ALL_INDICES})
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _runtime(memo).stop()
+
+
+# --- indices ----------------------------------------------------------------------------------------
+
+
+def index_object(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, Any]:
+    return {namespace: indices.compact_object(body)}
+
+
+def index_secret_keys(
+    body: kopf.Body, name: str | None, namespace: str | None, **_: Any
+) -> dict[str | None, Any]:
+    return {namespace: indices.secret_keys(str(name), body)}
+
+
+def index_deployment(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, Any]:
+    return {namespace: indices.deployment_template(body)}
+
+
+def index_configmap(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, Any]:
+    return {namespace: indices.configmap_entry(body)}
+
+
+# --- filters and events -------------------------------------------------------------------------
+
+
+def is_chat_deployment(name: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    return name == _runtime(memo).settings.chat_deployment
+
+
+def is_agent_configmap(name: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    return name == _runtime(memo).settings.configmap_name
+
+
+async def schedule_namespace(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if namespace:
+        _runtime(memo).reconciler.schedule(namespace)
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """A registry of its own per operator instance (tests run several in one process)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    for kind, index_id in indices.KIND_INDEX.items():
+        plural = RESOURCES[kind].plural
+        kopf.index(GROUP, VERSION, plural, id=index_id, registry=registry)(index_object)
+        kopf.on.event(GROUP, VERSION, plural, id=f"watch_{plural}", registry=registry)(schedule_namespace)
+    watched = (
+        ("v1", "secrets", indices.SECRETS_INDEX, index_secret_keys, None),
+        ("apps/v1", "deployments", indices.DEPLOYMENT_INDEX, index_deployment, is_chat_deployment),
+        ("v1", "configmaps", indices.CONFIGMAP_INDEX, index_configmap, is_agent_configmap),
+    )
+    for api_version, plural, index_id, index_fn, when in watched:
+        resource = (*api_version.split("/"), plural)  # ("v1", "secrets"), ("apps", "v1", "deployments")
+        kopf.index(*resource, id=index_id, when=when, registry=registry)(index_fn)
+        kopf.on.event(*resource, id=f"watch_{plural}", when=when, registry=registry)(schedule_namespace)
+    return registry
