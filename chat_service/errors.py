@@ -18,6 +18,8 @@ class ChatError(Exception):
 
     status = 500
     code = "internal_error"
+    # Set when the error stands for a failed provider call: whether that call said "provider down".
+    provider_outage: bool | None = None
 
     def __init__(self, message: str):
         super().__init__(message)

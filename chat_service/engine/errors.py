@@ -170,3 +170,32 @@ def describe_model(entry: ModelEntry) -> str:
     """``model 'main' (ollama at http://localhost:11434)``: which endpoint failed, for the error message."""
     where = f" at {entry.provider.base_url}" if entry.provider.base_url else ""
     return f"model {entry.name!r} ({entry.provider.type}{where})"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failed provider call says the provider is down (no connection, a timeout, HTTP 5xx),
+    not that the request was wrong (4xx: a bad key, an unknown model, a rate limit) or the answer odd.
+    A ChatError mapped inside the graph (ModelErrorBoundary) carries the verdict on the raw exception."""
+    outage = getattr(exc, "provider_outage", None)
+    if isinstance(outage, bool):
+        return outage
+    down = (
+        openai.APIConnectionError,
+        httpx.TransportError,
+        TimeoutError,
+        ConnectionError,
+        *provider_timeouts(),
+    )
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        status = getattr(current, "status_code", None)
+        if isinstance(current, httpx.HTTPStatusError):
+            status = current.response.status_code
+        if isinstance(status, int):
+            return status >= 500
+        if isinstance(current, down):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

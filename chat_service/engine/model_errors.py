@@ -17,7 +17,7 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langgraph.errors import GraphBubbleUp
 
-from chat_service.engine.errors import map_exception
+from chat_service.engine.errors import is_outage, map_exception
 from chat_service.errors import ChatError
 from chat_service.secrets import SecretResolver
 
@@ -30,7 +30,10 @@ class ModelErrorBoundary(AgentMiddleware[Any, Any, Any]):
         self.secrets = secrets
 
     def _mapped(self, exc: Exception) -> ChatError:
-        return map_exception(exc, self.secrets.known_values())
+        error = map_exception(exc, self.secrets.known_values())
+        # The raw exception stays behind (it may hold the key): keep only whether it says "provider down".
+        error.provider_outage = is_outage(exc)
+        return error
 
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]

@@ -10,42 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import openai
-
 from ai_ops_api.agent_config import ModelEntry
 from chat_service.config.store import ConfigSnapshot, ConfigStore, describe_error
 from chat_service.conversations import ConversationStore
 from chat_service.engine.agents import AgentCache
-from chat_service.engine.errors import provider_timeouts
+from chat_service.engine.errors import is_outage
 from chat_service.errors import NO_MODEL_MESSAGE
 from chat_service.runbooks.service import RunbookService
 from chat_service.tools.toolbox import MCPToolbox
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether a failed provider call says the provider is down (no connection, a timeout, HTTP 5xx),
-    not that the request was wrong (4xx: a bad key, an unknown model, a rate limit) or the answer odd."""
-    down = (
-        openai.APIConnectionError,
-        httpx.TransportError,
-        TimeoutError,
-        ConnectionError,
-        *provider_timeouts(),
-    )
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 10:
-        seen.append(current)
-        status = getattr(current, "status_code", None)
-        if isinstance(current, httpx.HTTPStatusError):
-            status = current.response.status_code
-        if isinstance(status, int):
-            return status >= 500
-        if isinstance(current, down):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 @dataclass
