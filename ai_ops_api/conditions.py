@@ -66,6 +66,7 @@ class Reason(enum.StrEnum):
     # The chain rules of ai_ops_api.middleware.check_chain (ChainRule values).
     SELF_FALLBACK = "SelfFallback"
     DUPLICATE_COUNTER = "DuplicateCounter"
+    DUPLICATE_TOOL = "DuplicateTool"
     # MCPServer: Accepted, then Ready (whose reason is otherwise the health state).
     ACCEPTED = "Accepted"
     URL_NOT_ALLOWED = "URLNotAllowed"

@@ -205,6 +205,42 @@ class ContextEditingConfig(MiddlewareConfig):
     placeholder: str = Field(default="[cleared]", max_length=200)
 
 
+class TodoListConfig(MiddlewareConfig):
+    """A ``write_todos`` tool for a step-by-step plan the agent keeps up to date (LangChain TodoListMiddleware).
+
+    The chat streams each version of the plan to the client (SSE event ``plan``)."""
+
+    system_prompt: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="Replaces LangChain's guidance on when to plan; unset keeps it.",
+    )
+    tool_description: str | None = Field(
+        default=None, max_length=20_000, description="Replaces the write_todos tool's description."
+    )
+
+
+class ToolSelectorConfig(MiddlewareConfig):
+    """A small model picks the tools relevant to the question before each model call, so an agent with many
+    MCP tools sends only a few tool schemas (LangChain LLMToolSelectorMiddleware)."""
+
+    model: str | None = Field(
+        default=None,
+        description="LLMModel that selects the tools (a small one); unset uses the model itself.",
+    )
+    max_tools: int | None = Field(
+        default=None, ge=1, le=1000, description="At most this many; unset: no cap."
+    )
+    always_include: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        default=(), max_length=100, description="Tools always offered (not counted in maxTools)."
+    )
+    # "all" by default: a selector that answers nonsense should cost tokens, not the turn.
+    on_parsing_failure: Literal["all", "none", "error"] = "all"
+
+    def referenced_models(self) -> tuple[str, ...]:
+        return (self.model,) if self.model else ()
+
+
 class CustomConfig(MiddlewareConfig):
     """A middleware from an installed package, registered in the entry-point group ``ai_ops.middleware``."""
 
@@ -226,6 +262,8 @@ MIDDLEWARE_CONFIG_MODELS: dict[MiddlewareType, type[MiddlewareConfig]] = {
     MiddlewareType.SUMMARIZATION: SummarizationConfig,
     MiddlewareType.CONTEXT_EDITING: ContextEditingConfig,
     MiddlewareType.CUSTOM: CustomConfig,
+    MiddlewareType.TODO_LIST: TodoListConfig,
+    MiddlewareType.TOOL_SELECTOR: ToolSelectorConfig,
 }
 
 CUSTOM_MIDDLEWARE_GROUP = "ai_ops.middleware"
@@ -267,6 +305,9 @@ class ChainRule(enum.StrEnum):
     # Two call limits on one agent-state counter: each would count every call (LangChain keeps one count
     # per counter), so the stricter one silently wins and the other is dead configuration.
     DUPLICATE_COUNTER = "DuplicateCounter"
+    # Two todo_list middleware on one model: both add a ``write_todos`` tool, and an agent's tool names
+    # must be unique (and both would write the one ``todos`` list of the conversation).
+    DUPLICATE_TOOL = "DuplicateTool"
 
 
 @dataclass(frozen=True)
@@ -303,6 +344,7 @@ def check_chain(model_name: str, entries: Iterable[MiddlewareEntry]) -> list[Cha
     """
     problems: list[ChainProblem] = []
     counters: dict[str, str] = {}  # counter -> the entry that owns it
+    planner: str | None = None  # the todo_list entry that owns the write_todos tool
     for entry in sorted(entries, key=chain_order):
         try:
             cfg = parse_middleware_config(entry.type, entry.config)
@@ -317,6 +359,19 @@ def check_chain(model_name: str, entries: Iterable[MiddlewareEntry]) -> list[Cha
                     f"the fallback models include the model itself ({model_name!r})",
                 )
             )
+        if isinstance(cfg, TodoListConfig):
+            if planner is None:
+                planner = entry.name
+            else:
+                problems.append(
+                    ChainProblem(
+                        entry.name,
+                        ChainRule.DUPLICATE_TOOL,
+                        "spec.type",
+                        f"{planner!r} already gives this model the write_todos tool; "
+                        "a model has one plan, and tool names must be unique",
+                    )
+                )
         counter = _state_counter(cfg)
         if counter is None:
             continue

@@ -238,6 +238,8 @@ class MiddlewareType(enum.StrEnum):
     SUMMARIZATION = "summarization"
     CONTEXT_EDITING = "context_editing"
     CUSTOM = "custom"
+    TODO_LIST = "todo_list"
+    TOOL_SELECTOR = "tool_selector"
 
 
 class LLMMiddlewareSpec(SpecModel):

@@ -13,6 +13,8 @@ from chat_service.config.store import AgentConfigMissing, ConfigStore
 from chat_service.conversations import ConversationStore
 from chat_service.engine import ChatEngine
 from chat_service.metrics import ChatMetrics
+from chat_service.runbooks.service import RunbookService
+from chat_service.runbooks.source import ConfigMapShardReader, FileShardReader, ShardReader
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
 from chat_service.thread_index import ThreadIndex, thread_index_for
@@ -34,6 +36,7 @@ class ChatServices:
     auth: TokenAuth
     metrics: ChatMetrics
     thread_index: ThreadIndex
+    runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
 
     @classmethod
@@ -82,7 +85,21 @@ class ChatServices:
             stdio_commands=settings.stdio_commands,
             allow_loopback=settings.allow_loopback,
         )
-        engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics)
+        # Runbook shards come from where the agent config comes from: the API in a cluster, else files.
+        reader: ShardReader = (
+            ConfigMapShardReader(kube_source)
+            if kube_source is not None
+            else FileShardReader(settings.config_path.parent)
+        )
+        runbooks = RunbookService(
+            reader,
+            secrets,
+            redis=conversations.redis_client,
+            tool_enabled=settings.runbook_tool,
+            vector_retry_seconds=settings.runbook_vector_retry_seconds,
+        )
+        runbooks.attach(config_store)
+        engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics, runbooks)
         thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
         return cls(
             settings,
@@ -94,10 +111,12 @@ class ChatServices:
             auth,
             metrics,
             thread_index,
+            runbooks,
             kube_source,
         )
 
     async def start(self) -> None:
+        self.runbooks.start(self.config_store)
         self.config_store.start_watching(self.kube_source)
         if self.config_store.loaded:
             self.engine.prepare_in_background()
@@ -111,6 +130,7 @@ class ChatServices:
 
     async def stop(self) -> None:
         await self.config_store.stop_watching()
+        await self.runbooks.stop()
         await self.engine.close()
         await self.toolbox.aclose()
         await self.conversations.aclose()

@@ -58,6 +58,10 @@ class Settings(BaseModel):
     stdio_commands: frozenset[str] = frozenset()
     # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
     demo: bool = False
+    # The built-in search_runbooks tool, offered to the agent while the namespace has runbooks.
+    runbook_tool: bool = True
+    # How often runbook search tries vectors again while the embedding model is down (BM25 meanwhile).
+    runbook_vector_retry_seconds: float = Field(default=30.0, gt=0, le=86400)
     log_level: str = "INFO"
     # Largest request body taken, checked before auth'd routes read it (Content-Length, or while streaming).
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
@@ -88,6 +92,8 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "stdio_commands": ("AI_OPS_STDIO_COMMANDS", None),
     "demo": ("AI_OPS_DEMO", None),
+    "runbook_tool": ("AI_OPS_RUNBOOK_TOOL", None),
+    "runbook_vector_retry_seconds": ("AI_OPS_RUNBOOK_VECTOR_RETRY_SECONDS", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
     "max_body_bytes": ("AI_OPS_MAX_BODY_BYTES", None),
     "redis_socket_timeout_seconds": ("AI_OPS_REDIS_SOCKET_TIMEOUT_SECONDS", None),

@@ -87,6 +87,17 @@ class KubeConfigMapSource:
         text = data.get(AGENT_CONFIG_DATA_KEY)
         return text if isinstance(text, str) else None
 
+    async def read(self, name: str) -> dict[str, Any] | None:
+        """Another ConfigMap of the namespace, by name (GET), or None when it does not exist: the runbook
+        shards beside the agent config (RBAC names each one in resourceNames, so no list)."""
+        async with self._client() as client:
+            response = await client.get(f"{self._path}/{name}")
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            found: dict[str, Any] = response.json()
+            return found
+
     async def changes(self) -> AsyncIterator[tuple[str, str]]:
         """Yield (document text, resourceVersion) for the current ConfigMap and every change after."""
         last_text: str | None = None

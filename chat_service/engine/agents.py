@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from langchain.agents.middleware import AgentMiddleware, AgentState, after_model
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
@@ -32,6 +34,7 @@ from chat_service.errors import ModelUnavailable
 from chat_service.middleware.chain import ChainBuild, MiddlewareContext, build_middleware_chain
 from chat_service.middleware.tool_arguments import StrictToolArguments
 from chat_service.providers import ProviderUnavailable, build_chat_model
+from chat_service.runbooks.tool import RUNBOOKS_PROMPT, SEARCH_RUNBOOKS
 from chat_service.secrets import SecretResolver, SecretUnavailable
 from chat_service.tools.toolbox import MCPToolbox, Toolset
 
@@ -137,10 +140,18 @@ def _cache_put(
 class AgentCache:
     """Builds the compiled agent a turn runs, reusing it while config, tools and API keys stay the same."""
 
-    def __init__(self, conversations: ConversationStore, secrets: SecretResolver, toolbox: MCPToolbox):
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        secrets: SecretResolver,
+        toolbox: MCPToolbox,
+        builtin_tools: Callable[[], list[BaseTool]] | None = None,
+    ):
         self.conversations = conversations
         self.secrets = secrets
         self.toolbox = toolbox
+        # The service's own tools (search_runbooks), beside the MCP tools; an MCP tool of the same name wins.
+        self.builtin_tools = builtin_tools or (lambda: [])
         self._graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._conversation_graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._reports: dict[str, dict[str, ModelReport]] = {}
@@ -201,6 +212,16 @@ class AgentCache:
             raise ModelUnavailable(chain.unavailable)
         return model, chain
 
+    def _default_prompt(self, toolset: Toolset) -> str:
+        prompt = default_system_prompt(toolset)
+        if any(t.name == SEARCH_RUNBOOKS for t in self._tools(toolset)):
+            prompt = f"{prompt} {RUNBOOKS_PROMPT}"
+        return prompt
+
+    def _tools(self, toolset: Toolset) -> list[BaseTool]:
+        taken = {t.name for t in toolset.tools}
+        return [*toolset.tools, *(t for t in self.builtin_tools() if t.name not in taken)]
+
     def _build_agent(
         self,
         snapshot: ConfigSnapshot,
@@ -221,8 +242,8 @@ class AgentCache:
         ]
         graph = create_agent(
             model,
-            tools=toolset.tools,
-            system_prompt=entry.system_prompt or default_system_prompt(toolset),
+            tools=self._tools(toolset),
+            system_prompt=entry.system_prompt or self._default_prompt(toolset),
             middleware=middleware,
             response_format=output.strategy() if output else None,
             checkpointer=self.conversations.checkpointer if checkpointed else None,
@@ -258,7 +279,16 @@ class AgentCache:
         toolset = await self.toolbox.toolset(snapshot.config, snapshot.checksum)
         secrets_digest, secret_values = self._secret_fingerprint(snapshot.config)
         output_key = output.key if output else None
-        key = (snapshot.checksum, entry.name, toolset.version, secrets_digest, checkpointed, output_key)
+        builtin = tuple(sorted(t.name for t in self.builtin_tools()))
+        key = (
+            snapshot.checksum,
+            entry.name,
+            toolset.version,
+            builtin,
+            secrets_digest,
+            checkpointed,
+            output_key,
+        )
         agent = self._graphs.get(key)
         if agent is None:
             agent = self._build_agent(snapshot, entry, toolset, checkpointed, output)

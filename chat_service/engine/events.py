@@ -12,6 +12,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 
+from chat_service.runbooks.tool import SEARCH_RUNBOOKS, cited_hits
+
+# The tool of LangChain's TodoListMiddleware (``todo_list``): its arguments are the whole new plan.
+WRITE_TODOS = "write_todos"
+
 
 @dataclass
 class ToolCallRecord:
@@ -46,6 +51,9 @@ class TurnResult:
     reply: str = ""
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    # Runbook sections the answer rests on ({runbook, title, section}), and the last plan of the turn.
+    citations: list[dict[str, str]] = field(default_factory=list)
+    plan: list[dict[str, str]] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -54,12 +62,15 @@ class TurnResult:
             "reply": self.reply,
             "tool_calls": [c.public() for c in self.tool_calls],
             "usage": self.usage.public(),
+            "citations": self.citations,
+            "plan": {"todos": self.plan} if self.plan is not None else None,
         }
 
 
 @dataclass(frozen=True)
 class TurnEvent:
-    """``start`` | ``token`` | ``tool_call`` | ``tool_result`` | ``done`` (data as in the SSE contract), or
+    """``start`` | ``token`` | ``tool_call`` | ``tool_result`` | ``plan`` | ``citation`` | ``done`` (data as
+    in the SSE contract), or
     ``ping`` (no data: a keep-alive during a quiet stretch, sent as an SSE comment)."""
 
     kind: str
@@ -127,9 +138,13 @@ class TurnCollector:
         self._pending: dict[str, ToolCallRecord] = {}
         self._seen: set[str] = set()
         self._streamed = False  # whether the current model step's text already went out as tokens
+        self._runbook_hits: list[dict[str, Any]] = []  # what this turn's search_runbooks calls returned
 
     def finish(self) -> list[TurnEvent]:
-        return [TurnEvent("token", {"text": self.result.reply})] if self.hold and self.result.reply else []
+        events = [TurnEvent("token", {"text": self.result.reply})] if self.hold and self.result.reply else []
+        self.result.citations = cited_hits(self.result.reply, self._runbook_hits)
+        events += [TurnEvent("citation", dict(c)) for c in self.result.citations]
+        return events
 
     def chunk(self, message: Any, node: str | None) -> list[TurnEvent]:
         if self.tokens and isinstance(message, AIMessageChunk) and node == self.MODEL_NODE:
@@ -148,7 +163,7 @@ class TurnCollector:
             if isinstance(message, AIMessage):
                 events += self._ai_message(node, message, seen)
             elif isinstance(message, ToolMessage) and not seen:
-                events.append(self._tool_message(message))
+                events += self._tool_message(message)
         return events
 
     def _ai_message(self, node: str, message: AIMessage, seen: bool) -> list[TurnEvent]:
@@ -173,7 +188,7 @@ class TurnCollector:
             self._streamed = False
         return events
 
-    def _tool_message(self, message: ToolMessage) -> TurnEvent:
+    def _tool_message(self, message: ToolMessage) -> list[TurnEvent]:
         record = self._pending.get(message.tool_call_id) or ToolCallRecord(
             message.tool_call_id, message.name or "", {}
         )
@@ -185,4 +200,28 @@ class TurnCollector:
         else:
             record.output = text
             data["output"] = text
-        return TurnEvent("tool_result", data)
+        events = [TurnEvent("tool_result", data)]
+        if (
+            message.status != "error"
+            and record.name == SEARCH_RUNBOOKS
+            and isinstance(message.artifact, list)
+        ):
+            self._runbook_hits += [hit for hit in message.artifact if isinstance(hit, dict)]
+        if message.status != "error" and record.name == WRITE_TODOS:
+            plan = _plan_of(record.args)
+            if plan is not None and plan != self.result.plan:
+                self.result.plan = plan
+                events.append(TurnEvent("plan", {"todos": plan}))
+        return events
+
+
+def _plan_of(args: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The todos of a write_todos call as the API shows them (the tool's schema already checked them)."""
+    todos = args.get("todos")
+    if not isinstance(todos, list):
+        return None
+    return [
+        {"content": str(t.get("content", "")), "status": str(t.get("status", "pending"))}
+        for t in todos
+        if isinstance(t, dict)
+    ]

@@ -16,6 +16,7 @@ from chat_service.conversations import ConversationStore
 from chat_service.engine.agents import AgentCache
 from chat_service.engine.errors import is_outage
 from chat_service.errors import NO_MODEL_MESSAGE
+from chat_service.runbooks.service import RunbookService
 from chat_service.tools.toolbox import MCPToolbox
 
 
@@ -48,11 +49,13 @@ class ServiceStatus:
         conversations: ConversationStore,
         toolbox: MCPToolbox,
         agents: AgentCache,
+        runbooks: RunbookService | None = None,
     ):
         self.config_store = config_store
         self.conversations = conversations
         self.toolbox = toolbox
         self.agents = agents
+        self.runbooks = runbooks
         self._providers: dict[tuple[str, str | None], ProviderHealth] = {}
 
     # -- provider health, recorded by the turn loop -------------------------------------------------
@@ -100,6 +103,8 @@ class ServiceStatus:
                 found.append(f"model {entry.name!r} cannot answer now: {note}")
         if not snapshot.config.models:
             found.append(NO_MODEL_MESSAGE)
+        if self.runbooks is not None:
+            found.extend(self.runbooks.warnings())
         return found
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -123,6 +128,9 @@ class ServiceStatus:
             }
             body["reload_error"] = describe_error(self.config_store.last_error)
             body["warnings"] = self.warnings(snapshot)
+            if self.runbooks is not None:
+                # Informational: a search on BM25 alone still serves every turn.
+                body["runbooks"] = self.runbooks.state().public()
         return not reasons, body
 
     def status(self, snapshot: ConfigSnapshot, models: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,5 +189,6 @@ class ServiceStatus:
             "mcp_servers": servers,
             "middleware": middleware,
             "conversation_store": self.conversations.backend,
+            "runbooks": self.runbooks.state().public() if self.runbooks is not None else None,
             "warnings": self.warnings(snapshot),
         }

@@ -44,6 +44,7 @@ from chat_service.errors import (
     UnsupportedParameter,
 )
 from chat_service.metrics import ChatMetrics
+from chat_service.runbooks.service import RunbookService
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings
 from chat_service.tools.toolbox import MCPToolbox
@@ -75,6 +76,7 @@ class ChatEngine:
         secrets: SecretResolver,
         toolbox: MCPToolbox,
         metrics: ChatMetrics,
+        runbooks: RunbookService | None = None,
     ):
         self.settings = settings
         self.config_store = config_store
@@ -82,8 +84,9 @@ class ChatEngine:
         self.secrets = secrets
         self.toolbox = toolbox
         self.metrics = metrics
-        self.agents = AgentCache(conversations, secrets, toolbox)
-        self._status = ServiceStatus(config_store, conversations, toolbox, self.agents)
+        self.runbooks = runbooks
+        self.agents = AgentCache(conversations, secrets, toolbox, runbooks.tools if runbooks else None)
+        self._status = ServiceStatus(config_store, conversations, toolbox, self.agents, runbooks)
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         metrics.active_conversations.set_function(self._count_active)

@@ -1,7 +1,7 @@
 """Build a model's middleware chain from its LLMMiddleware entries.
 
 Each type maps onto a LangChain v1 built-in agent middleware where one exists (retry, fallback, call limits,
-PII, summarization, context editing); ``logging``, ``cache`` and ``prompt_injection`` are ours
+PII, summarization, context editing, task plans, tool selection); ``logging``, ``cache`` and ``prompt_injection`` are ours
 (``mw_*.py``), and ``custom`` comes from an installed package through the entry-point group
 ``ai_ops.middleware``.
 
@@ -17,6 +17,7 @@ several PII types or two middleware of one type would otherwise collide).
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import logging
 from collections.abc import Callable
@@ -27,11 +28,13 @@ from langchain.agents.middleware import (
     AgentMiddleware,
     ClearToolUsesEdit,
     ContextEditingMiddleware,
+    LLMToolSelectorMiddleware,
     ModelCallLimitMiddleware,
     ModelFallbackMiddleware,
     ModelRetryMiddleware,
     PIIMiddleware,
     SummarizationMiddleware,
+    TodoListMiddleware,
     ToolCallLimitMiddleware,
     ToolRetryMiddleware,
 )
@@ -52,8 +55,10 @@ from ai_ops_api.middleware import (
     PIIConfig,
     PromptInjectionConfig,
     SummarizationConfig,
+    TodoListConfig,
     ToolCallLimitConfig,
     ToolRetryConfig,
+    ToolSelectorConfig,
     chain_order,
     check_chain,
     parse_middleware_config,
@@ -291,6 +296,53 @@ def _context_editing(
     return _Built([ContextEditingMiddleware(edits=[edit])])
 
 
+def _todo_list(
+    entry: MiddlewareEntry, cfg: TodoListConfig, model: ModelEntry, ctx: MiddlewareContext
+) -> _Built:
+    prompts: dict[str, str] = {}
+    if cfg.system_prompt is not None:
+        prompts["system_prompt"] = cfg.system_prompt
+    if cfg.tool_description is not None:
+        prompts["tool_description"] = cfg.tool_description
+    return _Built([TodoListMiddleware(**prompts)])
+
+
+class ToolSelector(LLMToolSelectorMiddleware[Any, Any]):
+    """LangChain's selector, except that ``alwaysInclude`` names a tool the agent does not have now are
+    left out instead of failing every model call: MCP servers come and go, and a tool like
+    search_runbooks is only there while the namespace has runbooks."""
+
+    def _present(self, request: Any) -> ToolSelector:
+        names = {getattr(t, "name", None) for t in request.tools or ()}
+        if all(name in names for name in self.always_include):
+            return self
+        narrowed = copy.copy(self)  # per call: the instance is shared by every conversation
+        narrowed.always_include = [name for name in self.always_include if name in names]
+        return narrowed
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        return LLMToolSelectorMiddleware.wrap_model_call(self._present(request), request, handler)
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        return await LLMToolSelectorMiddleware.awrap_model_call(self._present(request), request, handler)
+
+
+def _tool_selector(
+    entry: MiddlewareEntry, cfg: ToolSelectorConfig, model: ModelEntry, ctx: MiddlewareContext
+) -> _Built:
+    selector = _referenced_model(cfg.model or model.name, model, ctx, "tool selector")
+    return _Built(
+        [
+            ToolSelector(
+                model=selector,
+                max_tools=cfg.max_tools,
+                always_include=list(cfg.always_include),
+                on_parsing_failure=cfg.on_parsing_failure,
+            )
+        ]
+    )
+
+
 def _custom(entry: MiddlewareEntry, cfg: CustomConfig, model: ModelEntry, ctx: MiddlewareContext) -> _Built:
     matches = importlib.metadata.entry_points(group=MIDDLEWARE_ENTRY_POINT_GROUP, name=cfg.entry_point)
     if not matches:
@@ -332,6 +384,8 @@ BUILDERS: dict[MiddlewareType, Builder] = {
     MiddlewareType.SUMMARIZATION: _summarization,
     MiddlewareType.CONTEXT_EDITING: _context_editing,
     MiddlewareType.CUSTOM: _custom,
+    MiddlewareType.TODO_LIST: _todo_list,
+    MiddlewareType.TOOL_SELECTOR: _tool_selector,
 }
 
 

@@ -56,12 +56,33 @@ class UsageOut(BaseModel):
     output_tokens: int
 
 
+class CitationOut(BaseModel):
+    """A runbook section the reply rests on (returned by search_runbooks in this turn, named in the reply)."""
+
+    runbook: str
+    title: str
+    section: str
+
+
+class TodoOut(BaseModel):
+    content: str
+    status: str  # pending | in_progress | completed
+
+
+class PlanOut(BaseModel):
+    """The agent's plan (the todo_list middleware's write_todos) as it stood at the end of the turn."""
+
+    todos: list[TodoOut]
+
+
 class ChatResponse(BaseModel):
     thread_id: str
     model: str
     reply: str
     tool_calls: list[ToolCallOut]
     usage: UsageOut
+    citations: list[CitationOut] = []
+    plan: PlanOut | None = None
 
 
 @router.post("/chat", response_model=ChatResponse, responses=ERROR_RESPONSES)
@@ -77,7 +98,7 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: Thr
     response_class=EventStreamResponse,
     responses={
         **sse_response(
-            "Server-sent events: start, token, tool_call, tool_result, done, error; "
+            "Server-sent events: start, token, tool_call, tool_result, plan, citation, done, error; "
             "`: ping` comments while the turn is quiet"
         ),
         **ERROR_RESPONSES,

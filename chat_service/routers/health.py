@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from chat_service.metrics import CONTENT_TYPE_LATEST
 from chat_service.routers.deps import Services
-from chat_service.routers.info import ReloadErrorOut
+from chat_service.routers.info import ReloadErrorOut, RunbooksStateOut
 
 router = APIRouter(tags=["health"])
 
@@ -34,6 +34,7 @@ class ReadinessOut(BaseModel):
     config: ReadyConfigOut | None = None
     reload_error: ReloadErrorOut | None = None
     warnings: list[str] | None = None
+    runbooks: RunbooksStateOut | None = None
 
 
 class MetricsResponse(Response):

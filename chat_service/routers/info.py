@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -78,12 +78,29 @@ class MiddlewareOut(BaseModel):
     critical: bool
 
 
+class ShardProblemOut(BaseModel):
+    shard: str
+    message: str
+
+
+class RunbooksStateOut(BaseModel):
+    """The namespace's runbooks: how many are searchable, and how (``bm25``: without vectors, ``reason``)."""
+
+    count: int
+    mode: Literal["hybrid", "bm25"]
+    reason: str | None
+    embedding_model: str | None
+    shards: int
+    problems: list[ShardProblemOut]
+
+
 class StatusOut(BaseModel):
     config: ConfigOut
     models: list[ModelStatusOut]
     mcp_servers: list[MCPServerStatusOut]
     middleware: dict[str, list[MiddlewareOut]]
     conversation_store: str
+    runbooks: RunbooksStateOut | None = None
     warnings: list[str]
     demo: bool = Field(
         description="The service runs as the local demo (`make run`, AI_OPS_DEMO): advice such as "

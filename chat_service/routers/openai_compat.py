@@ -173,9 +173,33 @@ def json_reply(reply: str, output: StructuredOutput | None) -> str:
     return reply
 
 
+class RunbookCitation(BaseModel):
+    name: str
+    title: str
+    section: str
+
+
+class RunbookCitationAnnotation(BaseModel):
+    """A runbook section the answer rests on, in the shape of OpenAI's message annotations."""
+
+    type: Literal["runbook_citation"]
+    runbook_citation: RunbookCitation
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str
+    annotations: list[RunbookCitationAnnotation] | None = None
+
+
+def citation_annotations(citations: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "runbook_citation",
+            "runbook_citation": {"name": c["runbook"], "title": c["title"], "section": c["section"]},
+        }
+        for c in citations
+    ]
 
 
 class Choice(BaseModel):
@@ -286,6 +310,9 @@ async def chat_completions(
         result = await engine.run_messages(identity, messages, model, output=output)
         reply = json_reply(result.reply, output)
         usage = result.usage
+        message: dict[str, Any] = {"role": "assistant", "content": reply}
+        if result.citations:
+            message["annotations"] = citation_annotations(result.citations)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -294,7 +321,7 @@ async def chat_completions(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply},
+                    "message": message,
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
@@ -340,7 +367,8 @@ async def chat_completions(
                     done = event
             if output is not None and done is not None and done.result is not None:
                 yield chunk({"content": json_reply(done.result.reply, output)})
-            yield chunk({}, "stop")
+            cited = done.result.citations if done is not None and done.result is not None else []
+            yield chunk({"annotations": citation_annotations(cited)} if cited else {}, "stop")
             if include_usage and done is not None and done.result is not None:
                 usage = done.result.usage
                 data = {

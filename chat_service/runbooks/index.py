@@ -143,6 +143,10 @@ class RunbookIndex:
     def __len__(self) -> int:
         return len(self._state.documents)
 
+    def sections_of(self, doc: RunbookDocument) -> list[Section]:
+        """The sections ``doc`` is indexed as."""
+        return self._sections_of(doc)
+
     def _sections_of(self, doc: RunbookDocument) -> list[Section]:
         key = doc.content_hash + doc.name
         sections = self._doc_sections.get(key)

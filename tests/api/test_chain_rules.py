@@ -180,6 +180,18 @@ CORPUS = [
         models_down=frozenset({"main", "backup"}),
     ),
     Chain(
+        "a-plan-and-a-tool-selector-on-another-model",
+        {
+            "plan": mw("todo_list", critical=True),
+            "pick": mw("tool_selector", critical=True, config={"model": "summarizer", "maxTools": 5}),
+        },
+    ),
+    Chain(
+        "two-todo-lists",
+        {"plan-a": mw("todo_list", critical=True), "plan-b": mw("todo_list", config={"systemPrompt": "x"})},
+        refused={"plan-b": "DuplicateTool"},
+    ),
+    Chain(
         "custom-without-its-entry-point",
         {"audit": mw("custom", config={"entryPoint": "not-installed"}), "log": mw("logging")},
         refused={"audit": "EntryPointNotFound"},

@@ -147,6 +147,8 @@ class _Script:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # Bumped by reset(): a hang ends when the epoch it started in is over.
     epoch: int = 0
+    # While set, /v1/embeddings answers this HTTP status (an embedding server that is down).
+    embedding_failure: int | None = None
 
     def next_reply(self, model: str | None) -> Reply | None:
         with self.lock:
@@ -273,6 +275,21 @@ def _chunks(body: dict[str, Any], reply: Reply, completion_id: str, created: int
     return chunks
 
 
+EMBEDDING_DIMENSIONS = 64
+
+
+def fake_embedding(text: str) -> list[float]:
+    """A deterministic bag-of-words vector (each word hashed into one of 64 dimensions), so texts that share
+    words are similar: enough for a search to rank by, with no model."""
+    import hashlib
+    import re
+
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % EMBEDDING_DIMENSIONS] += 1.0
+    return vector
+
+
 class FakeLLM:
     """The scripted server. `base_url` is what an OpenAI client takes (ends with /v1)."""
 
@@ -324,7 +341,13 @@ class FakeLLM:
             self._script.general.clear()
             self._script.per_model.clear()
             self._script.requests.clear()
+            self._script.embedding_failure = None
             self._script.epoch += 1
+
+    def fail_embeddings(self, status: int | None) -> None:
+        """Make /v1/embeddings answer ``status`` (None: answer again)."""
+        with self._script.lock:
+            self._script.embedding_failure = status
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -409,6 +432,35 @@ class FakeLLM:
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 return _error_response(400, "'messages' is required")
             return await self._answer(body)
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> Response:
+            # Not scripted: every text gets its fake_embedding (the OpenAI wire format, float encoding).
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            self._record(request, body)
+            texts = body.get("input") if isinstance(body, dict) else None
+            if isinstance(texts, str):
+                texts = [texts]
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                return _error_response(400, "'input' must be a string or a list of strings")
+            with self._script.lock:
+                failure = self._script.embedding_failure
+            if failure is not None:
+                return _error_response(failure, "fake LLM: embeddings are down")
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "model": body.get("model", "fake-embedding"),
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": fake_embedding(t)}
+                        for i, t in enumerate(texts)
+                    ],
+                    "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+                }
+            )
 
         @app.get("/v1/models")
         async def models(request: Request) -> dict[str, Any]:

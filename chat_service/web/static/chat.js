@@ -4,7 +4,9 @@ import { ApiError, request, statusForCode } from "./api.js";
 import { giveBack, showReplying } from "./composer.js";
 import { replyFailure, report } from "./errors.js";
 import { loadModels, selectedModelName } from "./models.js";
+import { showCitation } from "./citations.js";
 import { announce, clearBanner } from "./notices.js";
+import { showPlan } from "./plan.js";
 import { AssistantTurn, addUserMessage } from "./render.js";
 import { loadThreadList } from "./sidebar.js";
 import { loadStatus } from "./status.js";
@@ -60,6 +62,12 @@ export async function sendMessage(text) {
           break;
         case "tool_result":
           turn.toolResult(data);
+          break;
+        case "plan":
+          showPlan(turn, data.todos);
+          break;
+        case "citation":
+          showCitation(turn, data);
           break;
         case "done":
           turn.finish(data.reply, data.usage);
