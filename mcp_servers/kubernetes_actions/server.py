@@ -28,8 +28,8 @@ from mcp_servers.common import (
     to_json,
 )
 from mcp_servers.kubernetes.cluster import KubernetesError
-from mcp_servers.kubernetes_actions import actions
 from mcp_servers.kubernetes.resources import NODE, POD
+from mcp_servers.kubernetes_actions import actions
 from mcp_servers.kubernetes_actions.actions import (
     OBJECT_NAME_PATTERN,
     RESTARTABLE_KINDS,

@@ -170,7 +170,7 @@ def test_network_policy_reaches_only_the_api_server_and_is_reached_by_the_operat
     )
     [ingress] = registered.get("NetworkPolicy", NAME)["spec"]["ingress"]
     expressions = ingress["from"][0]["podSelector"]["matchExpressions"]
-    assert [e for e in expressions if e["key"].endswith("component")][0]["values"] == ["chat", "operator"]
+    assert next(e for e in expressions if e["key"].endswith("component"))["values"] == ["chat", "operator"]
 
 
 def test_mcp_server_is_registered_only_when_enabled_and_asked(chart: Any) -> None:
@@ -196,5 +196,5 @@ def test_mcp_server_is_registered_only_when_enabled_and_asked(chart: Any) -> Non
     ],
 )
 def test_schema_refuses_bad_values(chart: Any, values: dict[str, Any]) -> None:
-    with pytest.raises(Exception, match="(?i)schema|values"):
+    with pytest.raises(Exception, match=r"(?i)schema|values"):
         render(chart, {"mcpServers": {"kubernetesActions": {"enabled": True, **values}}})
