@@ -1,4 +1,4 @@
-"""`ai-ops mcp kubernetes|netops|prometheus`: run a bundled MCP server on streamable HTTP.
+"""`ai-ops mcp kubernetes|kubernetes-actions|netops|prometheus`: run a bundled MCP server on streamable HTTP.
 
 Heavy imports (the MCP SDK, the kubernetes client, uvicorn) stay inside `run` so `ai-ops --help` is fast.
 """
@@ -9,9 +9,15 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mcp_servers.common import DEFAULT_MAX_RESPONSE_BYTES, MIN_MAX_RESPONSE_BYTES
+from mcp_servers.kubernetes_actions.actions import (
+    DEFAULT_MAX_REPLICAS,
+    DEFAULT_MAX_SCALE_STEP,
+    MAX_REPLICAS_CEILING,
+)
 
 if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
@@ -25,6 +31,16 @@ def _max_response_bytes(text: str) -> int:
     if value < MIN_MAX_RESPONSE_BYTES:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_MAX_RESPONSE_BYTES}")
     return value
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
 
 
 def _add_http_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
@@ -55,6 +71,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="kubeconfig file; default: in-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config",
     )
     kubernetes.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+
+    actions = servers.add_parser(
+        "kubernetes-actions",
+        help="Kubernetes write actions: rollout restart, scale, delete a pod, cordon, uncordon",
+        description="Kubernetes actions MCP server: the bundled server that changes a cluster (dry run by default).",
+    )
+    _add_http_arguments(actions, default_port=8094)
+    actions.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file; default: in-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config",
+    )
+    actions.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    actions.add_argument(
+        "--max-replicas",
+        type=_bounded_int(0, MAX_REPLICAS_CEILING),
+        default=DEFAULT_MAX_REPLICAS,
+        help=f"the largest replica count scale may set (default {DEFAULT_MAX_REPLICAS})",
+    )
+    actions.add_argument(
+        "--max-scale-step",
+        type=_bounded_int(0, MAX_REPLICAS_CEILING),
+        default=DEFAULT_MAX_SCALE_STEP,
+        help="one scale call changes the count by at most this or the current count, whichever is larger "
+        f"(default {DEFAULT_MAX_SCALE_STEP})",
+    )
+    actions.add_argument(
+        "--namespaces",
+        default="",
+        metavar="NS[,NS...]",
+        help="the only namespaces the tools may change (comma-separated); default: those its RBAC allows",
+    )
 
     netops = servers.add_parser(
         "netops", help="DNS, TCP, HTTP(S) and TLS checks", description="Network operations MCP server."
@@ -104,7 +152,12 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     from mcp_servers.common import serve
 
-    builders = {"netops": _build_netops, "kubernetes": _build_kubernetes, "prometheus": _build_prometheus}
+    builders = {
+        "netops": _build_netops,
+        "kubernetes": _build_kubernetes,
+        "kubernetes-actions": _build_kubernetes_actions,
+        "prometheus": _build_prometheus,
+    }
     server = builders[args.mcp_server](args)
     if server is None:
         return 2
@@ -155,6 +208,44 @@ def _build_kubernetes(args: argparse.Namespace) -> FastMCP | None:
         return None
     log.info("kubernetes API at %s (%s)", cluster.host, cluster.source)
     settings = KubernetesSettings(max_response_bytes=args.max_response_bytes)
+    return build_server(cluster, settings, host=args.host, path=args.path)
+
+
+def _build_kubernetes_actions(args: argparse.Namespace) -> FastMCP | None:
+    from mcp_servers.common import InvalidArgument
+    from mcp_servers.kubernetes.cluster import ClusterConfigError
+    from mcp_servers.kubernetes_actions.actions import ActionSettings, parse_namespaces
+    from mcp_servers.kubernetes_actions.cluster import connect_actions
+    from mcp_servers.kubernetes_actions.server import KubernetesActionsSettings, build_server
+
+    try:
+        namespaces = parse_namespaces(args.namespaces)
+    except InvalidArgument as error:
+        print(f"ai-ops mcp kubernetes-actions: --namespaces: {error}", file=sys.stderr)
+        return None
+    try:
+        cluster = connect_actions(kubeconfig=args.kubeconfig, context=args.context)
+    except ClusterConfigError as error:
+        print(
+            f"ai-ops mcp kubernetes-actions: {error}\n"
+            "  Point it at a cluster with --kubeconfig PATH (and --context NAME), or set KUBECONFIG; "
+            "in a pod it uses its ServiceAccount.",
+            file=sys.stderr,
+        )
+        return None
+    log.info("kubernetes API at %s (%s)", cluster.host, cluster.source)
+    log.info(
+        "actions limited to %s; at most %d replicas, scale step %d",
+        "namespaces " + ", ".join(sorted(namespaces)) if namespaces else "what RBAC allows",
+        args.max_replicas,
+        args.max_scale_step,
+    )
+    settings = KubernetesActionsSettings(
+        actions=ActionSettings(
+            max_replicas=args.max_replicas, max_scale_step=args.max_scale_step, namespaces=namespaces
+        ),
+        max_response_bytes=args.max_response_bytes,
+    )
     return build_server(cluster, settings, host=args.host, path=args.path)
 
 

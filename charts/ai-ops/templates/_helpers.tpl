@@ -34,6 +34,7 @@
 {{- define "ai-ops.chat.fullname" -}}{{ include "ai-ops.suffixed" (list . "chat") }}{{- end }}
 {{- define "ai-ops.redis.fullname" -}}{{ include "ai-ops.suffixed" (list . "redis") }}{{- end }}
 {{- define "ai-ops.mcpKubernetes.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-kubernetes") }}{{- end }}
+{{- define "ai-ops.mcpKubernetesActions.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-kubernetes-actions") }}{{- end }}
 {{- define "ai-ops.mcpNetops.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-netops") }}{{- end }}
 {{- define "ai-ops.chatAuthSecret" -}}
 {{- .Values.chat.auth.existingSecret | default (include "ai-ops.suffixed" (list . "chat-auth")) }}
@@ -43,6 +44,7 @@
 {{- define "ai-ops.operator.serviceAccountName" -}}{{ .Values.operator.serviceAccount.name | default (include "ai-ops.operator.fullname" .) }}{{- end }}
 {{- define "ai-ops.chat.serviceAccountName" -}}{{ .Values.chat.serviceAccount.name | default (include "ai-ops.chat.fullname" .) }}{{- end }}
 {{- define "ai-ops.mcpKubernetes.serviceAccountName" -}}{{ .Values.mcpServers.kubernetes.serviceAccount.name | default (include "ai-ops.mcpKubernetes.fullname" .) }}{{- end }}
+{{- define "ai-ops.mcpKubernetesActions.serviceAccountName" -}}{{ .Values.mcpServers.kubernetesActions.serviceAccount.name | default (include "ai-ops.mcpKubernetesActions.fullname" .) }}{{- end }}
 {{- define "ai-ops.mcpNetops.serviceAccountName" -}}{{ .Values.mcpServers.netops.serviceAccount.name | default (include "ai-ops.mcpNetops.fullname" .) }}{{- end }}
 
 {{/* Labels ----------------------------------------------------------------------------------------- */}}

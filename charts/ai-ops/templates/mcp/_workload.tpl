@@ -1,11 +1,13 @@
 {{/*
 A bundled MCP server: ServiceAccount, Deployment and Service. include with
-(dict "ctx" $ "server" "kubernetes"|"netops" "fullname" NAME "serviceAccount" NAME "automountToken" BOOL "env" LIST)
+(dict "ctx" $ "server" "kubernetes"|"kubernetesActions"|"netops" "fullname" NAME "serviceAccount" NAME "automountToken" BOOL "env" LIST
+ ["args" LIST]). The values key is camelCase; the subcommand, container and component are its kebab-case.
 */}}
 {{- define "ai-ops.mcp.workload" -}}
 {{- $ := .ctx }}
 {{- $cfg := index $.Values.mcpServers .server }}
-{{- $component := printf "mcp-%s" .server }}
+{{- $command := kebabcase .server }}
+{{- $component := printf "mcp-%s" $command }}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -47,12 +49,12 @@ spec:
         {{- include "ai-ops.podSecurityContext" (dict "uid" 10001) | nindent 8 }}
       {{- with include "ai-ops.scheduling" $ | trim }}{{ . | nindent 6 }}{{ end }}
       containers:
-        - name: {{ .server }}
+        - name: {{ $command }}
           image: {{ include "ai-ops.image" $ }}
           imagePullPolicy: {{ $.Values.image.pullPolicy }}
           args:
             - mcp
-            - {{ .server }}
+            - {{ $command }}
             - --host
             - 0.0.0.0
             - --port
@@ -63,6 +65,9 @@ spec:
             - {{ $cfg.maxResponseBytes | quote }}
             - --log-level
             - {{ $cfg.logLevel | quote }}
+            {{- range .args }}
+            - {{ . | quote }}
+            {{- end }}
           {{- if or .env $cfg.extraEnv }}
           env:
             {{- with .env }}
@@ -124,7 +129,7 @@ spec:
 {{- define "ai-ops.mcp.mcpServer" -}}
 {{- $ := .ctx }}
 {{- $cfg := index $.Values.mcpServers .server }}
-{{- $labels := include "ai-ops.componentLabels" (dict "ctx" $ "component" (printf "mcp-%s" .server)) | fromYaml }}
+{{- $labels := include "ai-ops.componentLabels" (dict "ctx" $ "component" (printf "mcp-%s" (kebabcase .server))) | fromYaml }}
 {{- $spec := dict
   "transport" "streamable_http"
   "url" (printf "http://%s.%s.svc:%d%s" .fullname $.Release.Namespace (int $cfg.port) $cfg.path)
