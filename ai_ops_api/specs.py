@@ -28,9 +28,12 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-# Bounds of integer fields that have no natural limit (Kubernetes' int64 and int32).
-INT64_MAX = 2**63 - 1
+# Bounds of integer fields that have no natural limit: Kubernetes' int32, and for a generation (an int64)
+# the largest integer a float64 holds exactly. The API server holds a bound as a float64, and against one
+# that is no exact integer (2**63 - 1) it refuses every value: "Maximum boundary value must be of type
+# integer".
 INT32_MAX = 2**31 - 1
+GENERATION_MAX = 2**53 - 1
 
 
 def check_absolute_url(value: str) -> str:
@@ -42,9 +45,12 @@ def check_absolute_url(value: str) -> str:
 
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+# The API server's `uri` format is Go's url.ParseRequestURI, which takes `ollama:11434` (scheme "ollama");
+# the pattern makes it refuse what check_absolute_url refuses: no `scheme://host`.
+ABSOLUTE_URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]"
 URL = Annotated[
     str,
-    Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"}),
+    Field(min_length=1, max_length=2048, pattern=ABSOLUTE_URL_PATTERN, json_schema_extra={"format": "uri"}),
     AfterValidator(check_absolute_url),
 ]
 ShortText = Annotated[str, Field(max_length=1024)]
@@ -403,8 +409,9 @@ class MCPServerSpec(SpecModel):
     health_check: HealthCheck = Field(
         default_factory=HealthCheck,
         description="How the server is probed.",
-        # So the API server fills in the nested defaults when healthCheck is left out.
-        json_schema_extra={"default": {}},
+        # Spelt out, not {}: the API server checks a default against the CEL rules as it stands, without
+        # the nested defaults, and refuses the CRD when `self.timeoutSeconds` is missing from it.
+        json_schema_extra={"default": HealthCheck().model_dump(by_alias=True, exclude_none=True, mode="json")},
     )
     maintenance: bool = Field(
         default=False, description="A server in maintenance is left out of the agent and never probed."
@@ -464,7 +471,7 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(
         default=None,
         ge=0,
-        le=INT64_MAX,
+        le=GENERATION_MAX,
         description="The metadata.generation this condition was computed from.",
     )
 
@@ -473,7 +480,7 @@ class CommonStatus(StatusModel):
     """What the operator observed of the resource."""
 
     observed_generation: int | None = Field(
-        default=None, ge=0, le=INT64_MAX, description="Last metadata.generation processed."
+        default=None, ge=0, le=GENERATION_MAX, description="Last metadata.generation processed."
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -7,6 +7,8 @@ it after changing ``ai_ops_api/specs.py``; tests/test_docs.py fails while the do
 
 from __future__ import annotations
 
+import json
+
 import re
 import sys
 from pathlib import Path
@@ -80,8 +82,8 @@ def _rows(node: dict[str, Any], prefix: str, required: bool) -> list[str]:
 def _default_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if value == {}:
-        return "{}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
     return str(value)
 
 

@@ -56,8 +56,34 @@ def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(obj)
     kind = result.get("kind")
     if kind in RESOURCES:
+        result = _as_stored(result, _schema_of(kind))
         _default(result, _schema_of(kind))
     return result
+
+
+# --- integral floats ----------------------------------------------------------------------------
+
+# The API server takes a float with no fraction in an integer field (`maxTokens: 1024.0`) and stores it as
+# the integer 1024; every other integral float it stores comes back as an integer too (Go's JSON encoder
+# writes float64 1024 as `1024`, below 1e21). Its integer check takes a float only within +-(2**53 - 1),
+# where every float is an exact integer.
+_EXACT_INTEGER = 2**53 - 1
+_GO_PLAIN_FLOAT = 1e21
+
+
+def _as_stored(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with its integral floats turned into integers where the API server does so."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {key: _as_stored(item, properties.get(key, {})) for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_as_stored(item, items if isinstance(items, dict) else {}) for item in value]
+    if not isinstance(value, float) or not value.is_integer():
+        return value
+    # An integer field's float beyond the exact range stays a float, which the schema check then refuses.
+    limit = _EXACT_INTEGER if schema.get("type") == "integer" else _GO_PLAIN_FLOAT
+    return int(value) if abs(value) <= limit and abs(value) < _GO_PLAIN_FLOAT else value
 
 
 def _default(value: Any, schema: dict[str, Any]) -> None:
@@ -108,9 +134,19 @@ def _is_uri(value: object) -> bool:
     return True
 
 
+# JSON Schema counts 1024.0 as an integer; the API server's check takes no float (those it does take are
+# integers by now, see _as_stored).
+_SchemaValidator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 @functools.cache
 def _validator(kind: str) -> jsonschema.Draft7Validator:
-    return jsonschema.Draft7Validator(_to_json_schema(_schema_of(kind)), format_checker=_FORMATS)
+    return _SchemaValidator(_to_json_schema(_schema_of(kind)), format_checker=_FORMATS)
 
 
 def _path(parts: Any) -> str:
