@@ -94,7 +94,9 @@ class RealCluster:
     def create(self, obj: dict[str, Any]) -> Any:
         namespace = obj["metadata"]["namespace"]
         group, version = obj["apiVersion"].split("/")
-        plural = {"LLMProvider": "llmproviders", "LLMModel": "llmmodels", "MCPServer": "mcpservers"}[obj["kind"]]
+        plural = {"LLMProvider": "llmproviders", "LLMModel": "llmmodels", "MCPServer": "mcpservers"}[
+            obj["kind"]
+        ]
         return self.dynamic.create_namespaced_custom_object(group, version, namespace, plural, obj)
 
     def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> Any:
@@ -102,7 +104,9 @@ class RealCluster:
 
         try:
             if api_version == "v1" and plural == "configmaps":
-                return self.api.sanitize_for_serialization(self.core.read_namespaced_config_map(name, namespace))
+                return self.api.sanitize_for_serialization(
+                    self.core.read_namespaced_config_map(name, namespace)
+                )
             group, version = api_version.split("/")
             return self.dynamic.get_namespaced_custom_object(group, version, namespace, plural, name)
         except ApiException as error:
@@ -112,7 +116,9 @@ class RealCluster:
 
     def list(self, api_version: str, plural: str, namespace: str | None = None) -> list[Any]:
         group, version = api_version.split("/")
-        items: list[Any] = self.dynamic.list_namespaced_custom_object(group, version, namespace, plural)["items"]
+        items: list[Any] = self.dynamic.list_namespaced_custom_object(group, version, namespace, plural)[
+            "items"
+        ]
         return items
 
     def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Any) -> Any:
@@ -201,7 +207,9 @@ async def measure(k8s: Cluster, ns: str, args: argparse.Namespace, log_dir: Path
                 },
             }
         )
-    print(f"created {args.servers} MCPServers in {time.monotonic() - began:.1f} s on {len(mcp)} MCP server processes")
+    print(
+        f"created {args.servers} MCPServers in {time.monotonic() - began:.1f} s on {len(mcp)} MCP server processes"
+    )
 
     metrics_port = free_port("127.0.0.1")
     env = {

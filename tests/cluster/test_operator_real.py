@@ -150,7 +150,9 @@ class Cluster:
     def evaluated(self) -> bool:
         """Every ai-ops object has conditions for its current generation."""
         for plural in PLURALS:
-            listed = self.custom.list_namespaced_custom_object("ai-ops.dev", "v1alpha1", self.namespace, plural)
+            listed = self.custom.list_namespaced_custom_object(
+                "ai-ops.dev", "v1alpha1", self.namespace, plural
+            )
             for obj in listed["items"]:
                 status = obj.get("status") or {}
                 if status.get("observedGeneration") != obj["metadata"]["generation"] or not status.get(
@@ -174,8 +176,12 @@ class Cluster:
             for o in self.apps.list_namespaced_deployment(self.namespace).items
         }
         for plural in PLURALS:
-            listed = self.custom.list_namespaced_custom_object("ai-ops.dev", "v1alpha1", self.namespace, plural)
-            found |= {f"{plural}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in listed["items"]}
+            listed = self.custom.list_namespaced_custom_object(
+                "ai-ops.dev", "v1alpha1", self.namespace, plural
+            )
+            found |= {
+                f"{plural}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in listed["items"]
+            }
         return found
 
 
@@ -221,7 +227,9 @@ async def test_conditions_configmap_events_and_the_chart_deployment_wired(
     async with running_operator(plane.kubeconfig, cluster.namespace) as runtime:
         await eventually(lambda: cluster.server_names() == ["tools"], "the server in the ConfigMap", 30, POLL)
         await eventually(cluster.evaluated, "every object evaluated", 30, POLL)
-        await eventually(lambda: cluster.status("mcpservers", "tools").get("health") == "Healthy", "Healthy", 30, POLL)
+        await eventually(
+            lambda: cluster.status("mcpservers", "tools").get("health") == "Healthy", "Healthy", 30, POLL
+        )
 
         model_status = cluster.status("llmmodels", "gpt-4o")
         assert [(c["type"], c["status"]) for c in model_status["conditions"]] == [
@@ -284,16 +292,27 @@ async def test_conditions_configmap_events_and_the_chart_deployment_wired(
         assert len(ready_events) == 1
         assert ready_events[0]["type"] == "Normal"
         assert ready_events[0]["source"]["component"] == "ai-ops-operator"
-        assert ready_events[0]["involvedObject"]["uid"] == cluster.get("llmmodels", "gpt-4o")["metadata"]["uid"]
+        assert (
+            ready_events[0]["involvedObject"]["uid"] == cluster.get("llmmodels", "gpt-4o")["metadata"]["uid"]
+        )
         assert runtime.status_writer.events_posted >= 3
 
     # No Secret value in any ConfigMap, status, event or the Deployment.
     scanned = json.dumps(
         [
-            [cluster.api.sanitize_for_serialization(o) for o in cluster.core.list_namespaced_config_map(cluster.namespace).items],
-            [cluster.api.sanitize_for_serialization(o) for o in cluster.core.list_namespaced_event(cluster.namespace).items],
+            [
+                cluster.api.sanitize_for_serialization(o)
+                for o in cluster.core.list_namespaced_config_map(cluster.namespace).items
+            ],
+            [
+                cluster.api.sanitize_for_serialization(o)
+                for o in cluster.core.list_namespaced_event(cluster.namespace).items
+            ],
             cluster.deployment(),
-            [cluster.get(p, n) for p, n in (("llmproviders", "openai"), ("llmmodels", "gpt-4o"), ("mcpservers", "tools"))],
+            [
+                cluster.get(p, n)
+                for p, n in (("llmproviders", "openai"), ("llmmodels", "gpt-4o"), ("mcpservers", "tools"))
+            ],
         ]
     )
     assert API_KEY_VALUE not in scanned
@@ -307,7 +326,9 @@ async def test_a_spec_change_is_observed_at_the_servers_new_generation(
     cluster.create("llmproviders", provider_spec(), "openai")
     cluster.create("llmmodels", model_spec(), "gpt-4o")
     async with running_operator(plane.kubeconfig, cluster.namespace):
-        await eventually(lambda: cluster.ready("llmmodels", "gpt-4o").get("status") == "True", "Ready", 30, POLL)
+        await eventually(
+            lambda: cluster.ready("llmmodels", "gpt-4o").get("status") == "True", "Ready", 30, POLL
+        )
         cluster.custom.patch_namespaced_custom_object(
             "ai-ops.dev", "v1alpha1", cluster.namespace, "llmmodels", "gpt-4o", {"spec": {"temperature": 0.7}}
         )
@@ -333,8 +354,12 @@ async def test_a_spec_change_is_observed_at_the_servers_new_generation(
         assert config.default_model == "gpt-4o"
 
 
-async def test_status_is_written_through_the_status_subresource(plane: ControlPlane, cluster: Cluster) -> None:
-    cluster.create("llmproviders", {"type": "openai", "apiKeySecretRef": {"name": "missing", "key": "k"}}, "openai")
+async def test_status_is_written_through_the_status_subresource(
+    plane: ControlPlane, cluster: Cluster
+) -> None:
+    cluster.create(
+        "llmproviders", {"type": "openai", "apiKeySecretRef": {"name": "missing", "key": "k"}}, "openai"
+    )
     # The real server ignores status in a write of the main resource (the CRDs enable /status): what the
     # operator writes there would be dropped without an error.
     cluster.custom.patch_namespaced_custom_object(
@@ -343,13 +368,26 @@ async def test_status_is_written_through_the_status_subresource(plane: ControlPl
         cluster.namespace,
         "llmproviders",
         "openai",
-        {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Forged", "message": "",
-                                    "lastTransitionTime": "2020-01-01T00:00:00Z"}]}},
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Forged",
+                        "message": "",
+                        "lastTransitionTime": "2020-01-01T00:00:00Z",
+                    }
+                ]
+            }
+        },
     )
     assert cluster.status("llmproviders", "openai") == {}
 
     async with running_operator(plane.kubeconfig, cluster.namespace):
-        ready = await eventually(lambda: cluster.ready("llmproviders", "openai"), "a Ready condition", 30, POLL)
+        ready = await eventually(
+            lambda: cluster.ready("llmproviders", "openai"), "a Ready condition", 30, POLL
+        )
     assert (ready["status"], ready["reason"]) == ("False", "SecretNotFound")
     obj = cluster.get("llmproviders", "openai")
     status_writers = [e for e in obj["metadata"]["managedFields"] if e.get("subresource") == "status"]
@@ -367,11 +405,16 @@ async def test_mcp_server_stopped_turns_unhealthy_and_comes_back(
     check = {"intervalSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2}
     cluster.create("mcpservers", {"url": restartable.url, "healthCheck": check}, "flaky")
     async with running_operator(plane.kubeconfig, cluster.namespace):
-        await eventually(lambda: cluster.server_names() == ["flaky"], "healthy server in the ConfigMap", 30, POLL)
+        await eventually(
+            lambda: cluster.server_names() == ["flaky"], "healthy server in the ConfigMap", 30, POLL
+        )
         restartable.stop()
         try:
             await eventually(
-                lambda: cluster.status("mcpservers", "flaky").get("health") == "Unhealthy", "Unhealthy", 40, POLL
+                lambda: cluster.status("mcpservers", "flaky").get("health") == "Unhealthy",
+                "Unhealthy",
+                40,
+                POLL,
             )
             status = cluster.status("mcpservers", "flaky")
             assert status["consecutiveFailures"] == 2
@@ -408,7 +451,9 @@ async def test_a_restart_converges_with_no_extra_writes(
     cluster.chart_chat_deployment()
     cluster.create("llmproviders", provider_spec(), "openai")
     cluster.create("llmmodels", model_spec(), "gpt-4o")
-    cluster.create("llmmiddlewares", {"modelRef": {"name": "gpt-4o"}, "type": "model_retry", "config": {}}, "retry")
+    cluster.create(
+        "llmmiddlewares", {"modelRef": {"name": "gpt-4o"}, "type": "model_retry", "config": {}}, "retry"
+    )
     cluster.create("llmmodels", {"providerRef": {"name": "missing"}, "model": "x"}, "broken")
     cluster.create("mcpservers", {"url": mcp_fixture_servers.healthy.url}, "tools")
     async with running_operator(plane.kubeconfig, cluster.namespace) as first:
@@ -425,7 +470,10 @@ async def test_a_restart_converges_with_no_extra_writes(
     async with running_operator(plane.kubeconfig, cluster.namespace) as second:
         # One full pass over the namespace and one probe of the server, both finished.
         await eventually(
-            lambda: second.reconciler.passes >= 1 and second.prober.probes_done >= 1, "second run active", 30, POLL
+            lambda: second.reconciler.passes >= 1 and second.prober.probes_done >= 1,
+            "second run active",
+            30,
+            POLL,
         )
         await eventually(lambda: second.reconciler.idle, "second run settled", 30, POLL)
         # What the second run might still write arrives within a pass or two: give it the time.
