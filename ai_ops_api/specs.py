@@ -411,7 +411,9 @@ class MCPServerSpec(SpecModel):
         description="How the server is probed.",
         # Spelt out, not {}: the API server checks a default against the CEL rules as it stands, without
         # the nested defaults, and refuses the CRD when `self.timeoutSeconds` is missing from it.
-        json_schema_extra={"default": HealthCheck().model_dump(by_alias=True, exclude_none=True, mode="json")},
+        json_schema_extra={
+            "default": HealthCheck().model_dump(by_alias=True, exclude_none=True, mode="json")
+        },
     )
     maintenance: bool = Field(
         default=False, description="A server in maintenance is left out of the agent and never probed."

@@ -8,7 +8,6 @@ it after changing ``ai_ops_api/specs.py``; tests/test_docs.py fails while the do
 from __future__ import annotations
 
 import json
-
 import re
 import sys
 from pathlib import Path

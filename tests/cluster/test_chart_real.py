@@ -534,6 +534,17 @@ async def test_the_processes_run_with_their_chart_service_accounts(
             pods = await mcp.call("list_resources", kind="deployments", namespace=NS)
             assert not pods.is_error, pods.text
             assert {row["name"] for row in pods.json()["items"]} >= {"ai-ops-chat", "ai-ops-operator"}
+            # Every read-only tool a turn uses on a workload, each within the grants.
+            for tool, arguments in (
+                ("describe_workload", {"kind": "deployment", "name": "ai-ops-chat", "namespace": NS}),
+                ("describe_workload", {"kind": "statefulset", "name": "ai-ops-redis", "namespace": NS}),
+                ("get_resource", {"kind": "services", "name": "ai-ops-chat", "namespace": NS}),
+                ("list_events", {"namespace": NS}),
+                ("list_resources", {"kind": "nodes"}),
+                ("list_namespaces", {}),
+            ):
+                answer = await mcp.call(tool, **arguments)
+                assert not answer.is_error, f"{tool}: {answer.text}"
             secrets = await mcp.call("list_secrets", namespace=NS)
         assert secrets.is_error
         assert "forbidden" in secrets.text.lower()
