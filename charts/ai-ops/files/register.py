@@ -25,6 +25,7 @@ from kubernetes.client.rest import ApiException
 
 # Answers meaning "not served yet" while a CRD is being established, or the API server is busy.
 RETRYABLE = {404, 429, 500, 502, 503, 504}
+JSON_PATCH = "application/json-patch+json"
 
 
 def _load_config() -> None:
@@ -58,10 +59,11 @@ def register(api: client.CustomObjectsApi, entry: dict[str, Any]) -> str:
     # (fields dropped from it are dropped too), and its status, written by the operator, is untouched.
     patch = [{"op": "add", "path": "/metadata/labels", "value": obj["metadata"].get("labels") or {}}]
     patch.append({"op": "add", "path": "/spec", "value": obj.get("spec") or {}})
+    # Said explicitly: the client sends a custom object's patch as a merge patch, which a list is not.
     if namespace:
-        api.patch_namespaced_custom_object(name=name, body=patch, **where)
+        api.patch_namespaced_custom_object(name=name, body=patch, _content_type=JSON_PATCH, **where)
     else:
-        api.patch_cluster_custom_object(name=name, body=patch, **where)
+        api.patch_cluster_custom_object(name=name, body=patch, _content_type=JSON_PATCH, **where)
     return "replaced"
 
 
