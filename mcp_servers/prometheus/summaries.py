@@ -79,6 +79,7 @@ def summarize_matrix(result: Sequence[JSON], max_series: int) -> JSON:
     """A range query's series, summarized; the ``max_series`` with the largest last value are kept
     (for the usual "what is highest now" question), and the answer says how many were left out."""
     summaries = [summarize_series(s) for s in result]
+
     def highest_last(summary: JSON) -> tuple[float, str]:
         last = summary.get("last")
         return (-last if isinstance(last, float) else math.inf, str(summary["metric"]))

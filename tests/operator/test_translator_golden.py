@@ -1,8 +1,10 @@
 """Golden files for the pure core: tests/operator/golden/translator/<case>/ holds the input and the expected output.
 
 - ``resources.yaml``: the namespace's resources (multi-document);
-- ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys) and ``health`` (server -> state, tools);
-  without it the snapshot is offline (as in ``ai-ops render``);
+- ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys), ``health`` (server -> state, tools)
+  and ``configmaps`` (ConfigMap name -> its data, besides the ConfigMaps in ``resources.yaml``; a value
+  ``{repeat: TEXT, times: N}`` stands for TEXT repeated N times, for sizes that would bloat a file);
+  without secrets and health the snapshot is offline (as in ``ai-ops render``);
 - ``expected-agent-config.json``: ``translate`` output, byte for byte;
 - ``expected-conditions.yaml``: every resource's conditions (type, status, reason, message).
 
@@ -32,24 +34,42 @@ KIND_FIELD = {
     "LLMModel": "models",
     "LLMMiddleware": "middlewares",
     "MCPServer": "mcpservers",
+    "Runbook": "runbooks",
 }
+
+
+def _expand(value: Any) -> str:
+    return value["repeat"] * value["times"] if isinstance(value, dict) else str(value)
 
 
 def load_snapshot(case: Path) -> Snapshot:
     groups: dict[str, dict[str, Any]] = {field: {} for field in KIND_FIELD.values()}
+    configmaps: dict[str, dict[str, str]] = {}
     for doc in yaml.safe_load_all((case / "resources.yaml").read_text()):
-        groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
+        if doc["kind"] == "ConfigMap":
+            configmaps[doc["metadata"]["name"]] = doc.get("data") or {}
+        else:
+            groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
     secrets = health = None
     cluster_file = case / "cluster.yaml"
     if cluster_file.exists():
         cluster = yaml.safe_load(cluster_file.read_text())
-        secrets = {name: frozenset(keys) for name, keys in (cluster.get("secrets") or {}).items()}
-        health = {
-            name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
-            for name, h in (cluster.get("health") or {}).items()
-        }
+        if "secrets" in cluster:
+            secrets = {name: frozenset(keys) for name, keys in (cluster["secrets"] or {}).items()}
+        if "health" in cluster:
+            health = {
+                name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
+                for name, h in (cluster["health"] or {}).items()
+            }
+        for name, data in (cluster.get("configmaps") or {}).items():
+            configmaps[name] = {key: _expand(value) for key, value in data.items()}
     return Snapshot(
-        namespace="golden", secrets=secrets, health=health, custom_middleware=frozenset(), **groups
+        namespace="golden",
+        secrets=secrets,
+        health=health,
+        custom_middleware=frozenset(),
+        configmaps=configmaps,
+        **groups,
     )
 
 
