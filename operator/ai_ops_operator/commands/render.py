@@ -12,6 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from ai_ops_api.agent_config import RUNBOOK_SHARD_PREFIX, RunbookShard, runbook_shard_name
 from ai_ops_api.conditions import FALSE, READY, Reason
 from ai_ops_api.specs import RESOURCES
 from ai_ops_operator.core.evaluate import evaluate, probeable_servers
@@ -26,6 +27,7 @@ _KIND_FIELD = {
     "LLMModel": "models",
     "LLMMiddleware": "middlewares",
     "MCPServer": "mcpservers",
+    "Runbook": "runbooks",
 }
 
 
@@ -59,15 +61,22 @@ def build_snapshot(
     """The snapshot of one namespace from manifest files, and problems found while reading them."""
     problems: list[str] = []
     groups: dict[str, dict[str, dict]] = {field: {} for field in _KIND_FIELD.values()}
+    configmaps: dict[str, dict[str, str]] = {}
     for doc in load_manifests(paths):
         obj = doc.obj
-        if not isinstance(obj, dict) or obj.get("kind") not in RESOURCES:
+        if not isinstance(obj, dict) or obj.get("kind") not in (*RESOURCES, "ConfigMap"):
             continue
         meta = obj.get("metadata") or {}
         doc_ns = meta.get("namespace")
         if namespace is not None and doc_ns not in (None, namespace):
             continue
         name = meta.get("name")
+        if obj["kind"] == "ConfigMap":
+            # Runbooks read their content from ConfigMaps given in the same files (offline: no cluster).
+            if obj.get("apiVersion") == "v1" and isinstance(obj.get("data") or {}, dict):
+                data = obj.get("data") or {}
+                configmaps[str(name)] = {str(k): v for k, v in data.items() if isinstance(v, str)}
+            continue
         group = groups[_KIND_FIELD[obj["kind"]]]
         if name in group:
             problems.append(
@@ -80,9 +89,22 @@ def build_snapshot(
         models=groups["models"],
         middlewares=groups["middlewares"],
         mcpservers=groups["mcpservers"],
+        runbooks=groups["runbooks"],
+        configmaps=configmaps,
         allow_loopback=allow_loopback,
     )
     return snapshot, problems
+
+
+def write_runbook_shards(directory: Path, shards: list[RunbookShard]) -> None:
+    """The shards as files ``ai-ops-runbooks-<n>.json`` beside the agent config (where the chat service
+    looks for them); shard files of an earlier render beyond the current count are removed."""
+    for index, shard in enumerate(shards):
+        (directory / f"{runbook_shard_name(index)}.json").write_text(shard.to_json())
+    for stale in directory.glob(f"{RUNBOOK_SHARD_PREFIX}-*.json"):
+        suffix = stale.stem.removeprefix(f"{RUNBOOK_SHARD_PREFIX}-")
+        if suffix.isdigit() and stale.stem == runbook_shard_name(int(suffix)) and int(suffix) >= len(shards):
+            stale.unlink()
 
 
 def _probe_health(
@@ -119,8 +141,16 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     text = translate(snapshot, evaluation).to_json()
+    shards = evaluation.runbook_shards
     if args.output is not None:
+        # The shards first: the chat service reloads the config file and then reads the shards it names.
+        write_runbook_shards(args.output.parent, shards)
         args.output.write_text(text)
     else:
+        if shards:
+            print(
+                f"{len(shards)} runbook shard(s) not written: give -o FILE to write them beside the agent config",
+                file=sys.stderr,
+            )
         sys.stdout.write(text)
     return 0
