@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,24 @@ def test_render_to_stdout_says_the_shards_were_not_written(tmp_path: Path) -> No
     assert result.returncode == 0
     assert "1 runbook shard(s) not written: give -o FILE" in result.stderr
     assert len(parse_agent_config(result.stdout).runbook_shards) == 1
+
+
+def test_make_run_renders_the_example_runbooks_beside_its_config(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "run_demo.py"
+    spec = importlib.util.spec_from_file_location("run_demo", script)
+    assert spec is not None and spec.loader is not None
+    run_demo = importlib.util.module_from_spec(spec)
+    sys.modules["run_demo"] = run_demo  # dataclasses look their module up there
+    spec.loader.exec_module(run_demo)
+    config = parse_agent_config(run_demo.render(run_demo.plan_demo({}), tmp_path).read_text())
+    published = {
+        entry.name
+        for ref in config.runbook_shards
+        for entry in parse_runbook_shard((tmp_path / f"{ref.name}.json").read_text()).runbooks
+    }
+    examples = Path(__file__).resolve().parents[2] / "examples" / "runbooks"
+    assert published == {
+        doc["metadata"]["name"]
+        for path in examples.glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+    }
