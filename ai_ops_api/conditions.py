@@ -21,6 +21,7 @@ CONFIG_VALID = "ConfigValid"
 ACCEPTED = "Accepted"
 DEFAULT = "Default"
 HEALTHY = "Healthy"
+CONTENT_RESOLVED = "ContentResolved"
 
 # Condition statuses (the values of the CRDs' status enum).
 TRUE: str = ConditionStatus.TRUE.value
@@ -67,6 +68,16 @@ class Reason(enum.StrEnum):
     SELF_FALLBACK = "SelfFallback"
     DUPLICATE_COUNTER = "DuplicateCounter"
     DUPLICATE_TOOL = "DuplicateTool"
+    # An LLMModel of purpose embedding where a chat model is needed (a middleware's model or fallback).
+    EMBEDDING_MODEL = "EmbeddingModel"
+    # Runbook: ContentResolved, then Ready.
+    CONTENT_INLINE = "ContentInline"
+    CONFIGMAP_FOUND = "ConfigMapFound"
+    CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
+    CONFIGMAP_KEY_NOT_FOUND = "ConfigMapKeyNotFound"
+    EMPTY_CONTENT = "EmptyContent"
+    TOO_LARGE = "TooLarge"
+    DISABLED = "Disabled"
     # MCPServer: Accepted, then Ready (whose reason is otherwise the health state).
     ACCEPTED = "Accepted"
     URL_NOT_ALLOWED = "URLNotAllowed"

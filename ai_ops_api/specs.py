@@ -1,4 +1,4 @@
-"""The spec and status models of the four ai-ops custom resources.
+"""The spec and status models of the ai-ops custom resources.
 
 This module is the single source of truth for the CRDs: ``crdgen`` turns these pydantic models into the
 openAPIV3Schema of each CRD (``make crds`` writes ``crds/*.yaml``; a test checks the files are current).
@@ -187,8 +187,21 @@ class LLMProviderSpec(SpecModel):
 # --- LLMModel -----------------------------------------------------------------------------------
 
 
+class ModelPurpose(enum.StrEnum):
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+
+
 class LLMModelSpec(SpecModel):
     """A model offered by an LLMProvider, with its generation settings."""
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        cel(
+            "self.purpose != 'embedding' || !self.default",
+            "an embedding model cannot be the default (chat) model",
+            ".default",
+        ),
+    ]
 
     provider_ref: LocalObjectRef = Field(description="The LLMProvider serving this model.")
     model: Annotated[str, Field(min_length=1, max_length=256)] = Field(
@@ -220,6 +233,18 @@ class LLMModelSpec(SpecModel):
         "base_url, api_key, proxies, headers and clients would redirect or expose the API key.",
     )
     description: ShortText | None = Field(default=None, description="Free text for humans.")
+    purpose: ModelPurpose = Field(
+        strict=False,
+        default=ModelPurpose.CHAT,
+        description="chat: the agent can run on it; embedding: it embeds runbooks for search (the "
+        "namespace's oldest Ready embedding model is used; it is never a chat model or a fallback).",
+    )
+
+    @model_validator(mode="after")
+    def _embedding_not_default(self) -> LLMModelSpec:
+        if self.purpose == ModelPurpose.EMBEDDING and self.default:
+            raise ValueError("an embedding model cannot be the default (chat) model")
+        return self
 
 
 # --- LLMMiddleware ------------------------------------------------------------------------------
@@ -468,6 +493,78 @@ class MCPServerSpec(SpecModel):
         return self
 
 
+# --- Runbook ------------------------------------------------------------------------------------
+
+# The longest runbook, in characters (inline or from a ConfigMap): a shard of runbooks is one ConfigMap.
+RUNBOOK_CONTENT_MAX = 262144
+ConfigMapKey = Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)]
+
+
+class ConfigMapKeyRef(SpecModel):
+    """A key in a ConfigMap of the resource's own namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap, in the same namespace as this resource.")
+    key: ConfigMapKey = Field(description="Key inside the ConfigMap's data whose value is used.")
+
+
+class RunbookContentSource(SpecModel):
+    """Where a runbook's Markdown comes from when it is not written inline."""
+
+    config_map_key_ref: ConfigMapKeyRef = Field(
+        description="Read the Markdown from a key of a ConfigMap (re-read whenever the ConfigMap changes)."
+    )
+
+
+class RunbookMatch(SpecModel):
+    """Which alerts the runbook is attached to; every part given must match (none given: no alert)."""
+
+    alert_names: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=64, description="Alert names (the alertname label), any of them."
+    )
+    labels: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
+        default=None, max_length=32, description="Alert labels that must have exactly these values."
+    )
+    severities: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=16, description="Values of the alert's severity label, any of them."
+    )
+
+
+class RunbookSpec(SpecModel):
+    """An operational procedure in Markdown that the agent can search and cite."""
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        cel(
+            "has(self.content) != has(self.contentFrom)", "exactly one of content and contentFrom must be set"
+        ),
+    ]
+
+    title: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="What the runbook is for, in a few words; shown with every citation."
+    )
+    description: ShortText | None = Field(
+        default=None, description="When to use the runbook; searched along with the content."
+    )
+    content: Annotated[str, Field(max_length=RUNBOOK_CONTENT_MAX)] | None = Field(
+        default=None,
+        description="The procedure in Markdown; each heading starts a section the agent can cite. "
+        "Exactly one of content and contentFrom.",
+    )
+    content_from: RunbookContentSource | None = Field(
+        default=None, description="Read the Markdown from a ConfigMap instead of writing it inline."
+    )
+    match: RunbookMatch | None = Field(default=None, description="The alerts this runbook is attached to.")
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=20, description="Keywords that help the search find the runbook."
+    )
+    enabled: bool = Field(default=True, description="A disabled runbook is not published to the agent.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RunbookSpec:
+        if (self.content is None) == (self.content_from is None):
+            raise ValueError("exactly one of content and contentFrom must be set")
+        return self
+
+
 # --- status -------------------------------------------------------------------------------------
 
 
@@ -555,7 +652,18 @@ class MCPServerStatus(CommonStatus):
     )
 
 
-# --- the four kinds -----------------------------------------------------------------------------
+class RunbookStatus(CommonStatus):
+    """Conditions plus what the operator published of the runbook."""
+
+    content_hash: str | None = Field(
+        default=None, description="sha256 of the published title, description, tags and content."
+    )
+    sections: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Number of Markdown sections of the content."
+    )
+
+
+# --- the kinds -----------------------------------------------------------------------------
 
 
 class PrinterColumn(BaseModel):
@@ -718,6 +826,34 @@ RESOURCES: dict[str, ResourceKind] = {
                 AGE_COLUMN,
                 PrinterColumn(
                     name="URL", type="string", json_path=".spec.url", description="Endpoint.", priority=1
+                ),
+            ],
+        ),
+        ResourceKind(
+            kind="Runbook",
+            plural="runbooks",
+            singular="runbook",
+            short_names=["rb"],
+            description="An operational procedure in Markdown that the ai-ops agent can search and cite.",
+            spec_model=RunbookSpec,
+            status_model=RunbookStatus,
+            columns=[
+                PrinterColumn(name="Title", type="string", json_path=".spec.title", description="Title."),
+                PrinterColumn(
+                    name="Match",
+                    type="string",
+                    json_path=".spec.match.alertNames",
+                    description="Alert names it is attached to.",
+                ),
+                READY_COLUMN,
+                REASON_COLUMN,
+                AGE_COLUMN,
+                PrinterColumn(
+                    name="Sections",
+                    type="integer",
+                    json_path=".status.sections",
+                    description="Markdown sections.",
+                    priority=1,
                 ),
             ],
         ),

@@ -224,7 +224,9 @@ def render(plan: DemoPlan, workdir: Path, mcp_servers: Sequence[DemoMcpServer] =
     )
     config = workdir / CONFIG_FILE
     # Loopback MCP servers are fine here: they are the demo's own, on this machine.
-    command = ai_ops_command("render", str(manifests), "--allow-loopback", "-o", str(config))
+    command = ai_ops_command(
+        "render", str(manifests), str(REPO / "examples" / "runbooks"), "--allow-loopback", "-o", str(config)
+    )
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"make run: ai-ops render failed:\n{done.stderr.strip()}")

@@ -41,8 +41,9 @@ async def http(k8s_emulator: EmulatorHandle) -> Any:
 async def test_discovery_lists_ai_ops_kinds_builtins_and_namespaces(http: httpx.AsyncClient) -> None:
     resources = (await http.get(f"/apis/{API}")).json()["resources"]
     assert {r["name"] for r in resources} == {
-        "llmproviders", "llmmodels", "llmmiddlewares", "mcpservers",
+        "llmproviders", "llmmodels", "llmmiddlewares", "mcpservers", "runbooks",
         "llmproviders/status", "llmmodels/status", "llmmiddlewares/status", "mcpservers/status",
+        "runbooks/status",
     }  # fmt: skip
     mcps = next(r for r in resources if r["name"] == "mcpservers")
     assert (mcps["kind"], mcps["namespaced"], mcps["shortNames"]) == ("MCPServer", True, ["mcps"])

@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ai_ops_api.agent_config import MAX_RUNBOOK_SHARDS, runbook_shard_name
 from ai_ops_operator.core.validation import validate_resource
 from tests.support.chart_render import (
     CHART_DIR,
@@ -36,6 +37,8 @@ from tests.support.chart_render import (
 # The oldest Kubernetes minor we support (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
 OLDEST_KUBERNETES = "1.29"
 NEWEST_KUBERNETES = kubernetes_validate.latest_version()
+# The shard ConfigMaps of the contract, which the chart names in resourceNames.
+RUNBOOK_SHARD_NAMES = [runbook_shard_name(i) for i in range(MAX_RUNBOOK_SHARDS)]
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -278,7 +281,13 @@ def test_chat_may_read_only_its_configmap(renders: dict[str, Rendered]):
             "resources": ["configmaps"],
             "resourceNames": ["ai-ops-agent-config"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": RUNBOOK_SHARD_NAMES,
+            "verbs": ["get"],
+        },
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-chat")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -295,13 +304,16 @@ def test_chat_may_read_only_its_configmap(renders: dict[str, Rendered]):
 def test_operator_cluster_scope_rbac_is_least_privilege(renders: dict[str, Rendered]):
     rendered = renders["defaults"]
     role = rendered.get("ClusterRole", f"{RELEASE}-operator")
-    for kind in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers"):
+    for kind in ("llmproviders", "llmmodels", "llmmiddlewares", "mcpservers", "runbooks"):
         assert _grants(role, kind, "watch", "ai-ops.dev") and _grants(role, kind, "patch", "ai-ops.dev")
         assert not _grants(role, kind, "delete", "ai-ops.dev") and not _grants(
             role, kind, "create", "ai-ops.dev"
         )
         assert _grants(role, f"{kind}/status", "patch", "ai-ops.dev")
-    assert _grants(role, "configmaps", "create") and not _grants(role, "configmaps", "delete")
+    assert _grants(role, "configmaps", "create")
+    # Deletes only the runbook shards, by name.
+    (delete_rule,) = [r for r in role["rules"] if "configmaps" in r["resources"] and "delete" in r["verbs"]]
+    assert delete_rule["resourceNames"] == RUNBOOK_SHARD_NAMES and delete_rule["verbs"] == ["delete"]
     assert _grants(role, "events", "create")
     assert _grants(role, "clusterkopfpeerings", "patch", "kopf.dev")
     assert _grants(role, "namespaces", "watch") and not _grants(role, "namespaces", "get")
@@ -393,6 +405,9 @@ def test_aggregated_cluster_roles(renders: dict[str, Rendered]):
     assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
     assert _grants(edit, "mcpservers", "create", "ai-ops.dev") and _grants(
         edit, "llmmodels", "delete", "ai-ops.dev"
+    )
+    assert _grants(edit, "runbooks", "create", "ai-ops.dev") and _grants(
+        view, "runbooks", "watch", "ai-ops.dev"
     )
     # Status is the operator's to write.
     assert not any(res.endswith("/status") for r in edit["rules"] for res in r["resources"])

@@ -19,8 +19,9 @@ import pydantic
 import pytest
 import yaml
 
-from ai_ops_api.agent_config import parse_agent_config
+from ai_ops_api.agent_config import parse_agent_config, parse_runbook_shard
 from ai_ops_api.middleware import parse_middleware_config
+from ai_ops_api.runbooks import count_sections
 from ai_ops_api.specs import PROVIDERS_NEEDING_API_KEY, RESOURCES, ResourceKind
 from ai_ops_operator.core.manifests import LoadedDocument, load_manifests
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
 AI_OPS = Path(sys.executable).with_name("ai-ops")
-SCENARIOS = ["local", "openai", "azure-openai", "middleware-chain", "mcp-servers"]
+SCENARIOS = ["local", "openai", "azure-openai", "middleware-chain", "mcp-servers", "runbooks"]
 
 
 def documents(folder: Path) -> list[LoadedDocument]:
@@ -173,25 +174,42 @@ def test_mcp_example_has_streamable_http_and_a_bearer_header_from_a_secret() -> 
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_render_gives_a_valid_agent_config_without_secret_values(scenario: str) -> None:
+def test_render_gives_a_valid_agent_config_without_secret_values(scenario: str, tmp_path: Path) -> None:
     folder = EXAMPLES / scenario
+    output = tmp_path / "agent-config.json"
     result = subprocess.run(
-        [str(AI_OPS), "render", str(folder), "--namespace", "demo"],
+        [str(AI_OPS), "render", str(folder), "--namespace", "demo", "-o", str(output)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "every example resource is usable"
-    config = parse_agent_config(result.stdout)
+    text = output.read_text()
+    config = parse_agent_config(text)
     docs = documents(folder)
     assert {m.name for m in config.models} == set(of_kind(docs, "LLMModel"))
     in_service = {n for n, s in of_kind(docs, "MCPServer").items() if not s["spec"].get("maintenance")}
     assert {s.name for s in config.mcp_servers} == in_service
+    shards = [
+        parse_runbook_shard((tmp_path / f"{ref.name}.json").read_text()) for ref in config.runbook_shards
+    ]
+    assert [s.checksum() for s in shards] == [ref.checksum for ref in config.runbook_shards]
+    assert sorted(e.name for s in shards for e in s.runbooks) == sorted(of_kind(docs, "Runbook"))
     for secret in of_kind(docs, "Secret").values():
         for value in secret["stringData"].values():
-            assert value not in result.stdout
-    json.loads(result.stdout)
+            assert value not in text
+    json.loads(text)
+
+
+def test_runbook_examples_have_titles_matches_and_sections() -> None:
+    runbooks = of_kind(documents(EXAMPLES / "runbooks"), "Runbook")
+    assert len(runbooks) >= 50
+    for name, obj in runbooks.items():
+        spec = obj["spec"]
+        assert spec["title"] and spec.get("description"), name
+        assert count_sections(spec["content"]) >= 3, name
+    assert sum(bool(o["spec"].get("match", {}).get("alertNames")) for o in runbooks.values()) >= 40
 
 
 # --- broken manifests: the spec models refuse them too ------------------------------------------

@@ -2,8 +2,10 @@
 
 - ``resources.yaml``: the namespace's resources (multi-document);
 - ``cluster.yaml`` (optional): ``secrets`` (Secret name -> its keys), ``health`` (server -> state, tools),
-  and optionally ``usableSecrets`` (the Secrets labelled ai-ops.dev/usable=true) and ``stdioCommands`` (the
-  installation's stdio allowlist); without it the snapshot is offline (as in ``ai-ops render``);
+  optionally ``usableSecrets`` (the Secrets labelled ai-ops.dev/usable=true) and ``stdioCommands`` (the
+  installation's stdio allowlist), and ``configmaps`` (ConfigMap name -> its data, besides the ConfigMaps
+  in ``resources.yaml``; a value ``{repeat: TEXT, times: N}`` stands for TEXT repeated N times, for sizes
+  that would bloat a file); without secrets and health the snapshot is offline (as in ``ai-ops render``);
 - ``expected-agent-config.json``: ``translate`` output, byte for byte;
 - ``expected-conditions.yaml``: every resource's conditions (type, status, reason, message).
 
@@ -33,13 +35,22 @@ KIND_FIELD = {
     "LLMModel": "models",
     "LLMMiddleware": "middlewares",
     "MCPServer": "mcpservers",
+    "Runbook": "runbooks",
 }
+
+
+def _expand(value: Any) -> str:
+    return value["repeat"] * value["times"] if isinstance(value, dict) else str(value)
 
 
 def load_snapshot(case: Path) -> Snapshot:
     groups: dict[str, dict[str, Any]] = {field: {} for field in KIND_FIELD.values()}
+    configmaps: dict[str, dict[str, str]] = {}
     for doc in yaml.safe_load_all((case / "resources.yaml").read_text()):
-        groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
+        if doc["kind"] == "ConfigMap":
+            configmaps[doc["metadata"]["name"]] = doc.get("data") or {}
+        else:
+            groups[KIND_FIELD[doc["kind"]]][doc["metadata"]["name"]] = doc
     secrets = health = usable = stdio = None
     cluster_file = case / "cluster.yaml"
     if cluster_file.exists():
@@ -48,11 +59,15 @@ def load_snapshot(case: Path) -> Snapshot:
             usable = frozenset(cluster["usableSecrets"] or ())
         if "stdioCommands" in cluster:
             stdio = frozenset(cluster["stdioCommands"] or ())
-        secrets = {name: frozenset(keys) for name, keys in (cluster.get("secrets") or {}).items()}
-        health = {
-            name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
-            for name, h in (cluster.get("health") or {}).items()
-        }
+        if "secrets" in cluster:
+            secrets = {name: frozenset(keys) for name, keys in (cluster["secrets"] or {}).items()}
+        if "health" in cluster:
+            health = {
+                name: ServerHealth(HealthState(h["state"]), tuple(h.get("tools") or ()))
+                for name, h in (cluster["health"] or {}).items()
+            }
+        for name, data in (cluster.get("configmaps") or {}).items():
+            configmaps[name] = {key: _expand(value) for key, value in data.items()}
     return Snapshot(
         namespace="golden",
         secrets=secrets,
@@ -60,6 +75,7 @@ def load_snapshot(case: Path) -> Snapshot:
         stdio_commands=stdio,
         health=health,
         custom_middleware=frozenset(),
+        configmaps=configmaps,
         **groups,
     )
 

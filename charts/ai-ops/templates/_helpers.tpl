@@ -205,3 +205,9 @@ imagePullSecrets:
 {{- .value | b64enc }}
 {{- end }}
 {{- end }}
+
+{{/* The runbook shard ConfigMaps the operator writes and the chat reads: ai-ops-runbooks-0 to -15
+     (RUNBOOK_SHARD_PREFIX and MAX_RUNBOOK_SHARDS of ai_ops_api/agent_config.py; a chart test compares). */}}
+{{- define "ai-ops.runbookShardNames" -}}
+{{- range $i, $_ := until 16 }}{{ if $i }}, {{ end }}{{ printf "ai-ops-runbooks-%d" $i | quote }}{{ end }}
+{{- end }}

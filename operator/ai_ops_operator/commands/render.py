@@ -17,6 +17,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from ai_ops_api.agent_config import RUNBOOK_SHARD_PREFIX, RunbookShard, runbook_shard_name
 from ai_ops_api.conditions import FALSE, READY, Reason
 from ai_ops_operator.commands.validate import loopback_hint
 from ai_ops_operator.core.evaluate import evaluate, probeable_servers
@@ -92,6 +93,17 @@ def read_resources(paths: list[Path], namespace: str | None) -> tuple[ManifestRe
     return resources, problems
 
 
+def write_runbook_shards(directory: Path, shards: list[RunbookShard]) -> None:
+    """The shards as files ``ai-ops-runbooks-<n>.json`` beside the agent config (where the chat service
+    looks for them); shard files of an earlier render beyond the current count are removed."""
+    for index, shard in enumerate(shards):
+        (directory / f"{runbook_shard_name(index)}.json").write_text(shard.to_json())
+    for stale in directory.glob(f"{RUNBOOK_SHARD_PREFIX}-*.json"):
+        suffix = stale.stem.removeprefix(f"{RUNBOOK_SHARD_PREFIX}-")
+        if suffix.isdigit() and stale.stem == runbook_shard_name(int(suffix)) and int(suffix) >= len(shards):
+            stale.unlink()
+
+
 def _probe_health(
     evaluation: Evaluation, allow_loopback: bool, problems: list[str]
 ) -> dict[str, ServerHealth]:
@@ -137,8 +149,16 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     text = translate(snapshot, evaluation).to_json()
+    shards = evaluation.runbook_shards
     if args.output is not None:
+        # The shards first: the chat service reloads the config file and then reads the shards it names.
+        write_runbook_shards(args.output.parent, shards)
         args.output.write_text(text)
     else:
+        if shards:
+            print(
+                f"{len(shards)} runbook shard(s) not written: give -o FILE to write them beside the agent config",
+                file=sys.stderr,
+            )
         sys.stdout.write(text)
     return EXIT_PARTIAL if left_out and not args.allow_partial else EXIT_RENDERED

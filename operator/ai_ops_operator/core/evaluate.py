@@ -14,6 +14,7 @@ from ai_ops_api.agent_config import MiddlewareEntry
 from ai_ops_api.conditions import (
     ACCEPTED,
     CONFIG_VALID,
+    CONTENT_RESOLVED,
     DEFAULT,
     FALSE,
     MODEL_REF_VALIDATED,
@@ -34,8 +35,10 @@ from ai_ops_api.middleware import (
     parse_middleware_config,
 )
 from ai_ops_api.providers import config_problems, parameter_problems
+from ai_ops_api.runbooks import count_sections
 from ai_ops_api.specs import (
     PROVIDERS_NEEDING_API_KEY,
+    RUNBOOK_CONTENT_MAX,
     USABLE_HEALTH,
     USABLE_SECRET_LABEL,
     USABLE_SECRET_LABEL_VALUE,
@@ -46,8 +49,11 @@ from ai_ops_api.specs import (
     LLMProviderSpec,
     MCPServerSpec,
     MCPTransport,
+    ModelPurpose,
+    RunbookSpec,
     SecretKeyRef,
 )
+from ai_ops_operator.core.runbooks import pack_shards, runbook_entry
 from ai_ops_operator.core.snapshot import Evaluation, ServerHealth, Snapshot, Verdict
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
 
@@ -159,6 +165,10 @@ def _ready_from(checks: list[Cond], ready_message: str) -> Cond:
         if check.status == FALSE:
             return Cond(READY, FALSE, check.reason, check.message)
     return Cond(READY, TRUE, Reason.READY, ready_message)
+
+
+def _is_embedding(model: Verdict | None) -> bool:
+    return model is not None and model.spec is not None and model.spec.purpose == ModelPurpose.EMBEDDING
 
 
 def installed_custom_middleware() -> frozenset[str]:
@@ -281,9 +291,19 @@ def _evaluate_middleware(
         )
     conds: list[Cond] = []
     model_name = spec.model_ref.name
-    conds.append(
-        _ref_cond(MODEL_REF_VALIDATED, "LLMModel", _MODEL_REF_REASONS, model_name, models.get(model_name))
-    )
+    if _is_embedding(models.get(model_name)):
+        conds.append(
+            Cond(
+                MODEL_REF_VALIDATED,
+                FALSE,
+                Reason.EMBEDDING_MODEL,
+                f"LLMModel {model_name!r} is an embedding model: middleware applies to chat models only",
+            )
+        )
+    else:
+        conds.append(
+            _ref_cond(MODEL_REF_VALIDATED, "LLMModel", _MODEL_REF_REASONS, model_name, models.get(model_name))
+        )
     try:
         parsed = parse_middleware_config(spec.type, spec.config)
     except MiddlewareConfigError as exc:
@@ -291,6 +311,7 @@ def _evaluate_middleware(
     else:
         missing = [m for m in parsed.referenced_models() if m not in referenced]
         not_ready = [m for m in parsed.referenced_models() if m in referenced and not referenced[m].ready]
+        embedding = [m for m in parsed.referenced_models() if _is_embedding(referenced.get(m))]
         if missing:
             conds.append(
                 Cond(
@@ -298,6 +319,15 @@ def _evaluate_middleware(
                     FALSE,
                     Reason.REFERENCED_MODEL_NOT_FOUND,
                     f"LLMModel(s) not found: {', '.join(missing)}",
+                )
+            )
+        elif embedding:
+            conds.append(
+                Cond(
+                    CONFIG_VALID,
+                    FALSE,
+                    Reason.EMBEDDING_MODEL,
+                    f"embedding LLMModel(s) cannot answer chat requests: {', '.join(embedding)}",
                 )
             )
         elif isinstance(parsed, CustomConfig) and parsed.entry_point not in custom:
@@ -445,8 +475,10 @@ def evaluate(snap: Snapshot) -> Evaluation:
         final_models = updated
     result.models = final_models
     _choose_default(result, snap)
+    _choose_embedding_model(result, snap)
     for name, obj in sorted(snap.mcpservers.items()):
         result.mcpservers[name] = _evaluate_mcpserver(name, obj, snap)
+    _evaluate_runbooks(result, snap)
     return result
 
 
@@ -474,8 +506,8 @@ def _with_critical_middleware(model: Verdict, middlewares: dict[str, Verdict]) -
 
 
 def _choose_default(result: Evaluation, snap: Snapshot) -> None:
-    """The oldest ready model asking to be default; else the oldest ready model."""
-    ready = [snap.models[n] for n, v in result.models.items() if v.ready]
+    """The oldest ready chat model asking to be default; else the oldest ready chat model."""
+    ready = [snap.models[n] for n, v in result.models.items() if v.ready and not _is_embedding(v)]
     asking = sorted((m for m in ready if m.get("spec", {}).get("default")), key=_sort_key_by_age)
     candidates = asking or sorted(ready, key=_sort_key_by_age)
     result.default_model = candidates[0]["metadata"]["name"] if candidates else None
@@ -496,3 +528,93 @@ def _choose_default(result: Evaluation, snap: Snapshot) -> None:
             verdict.conditions.insert(
                 -1, Cond(DEFAULT, FALSE, Reason.NOT_READY, "not ready, so not the default")
             )
+
+
+def _choose_embedding_model(result: Evaluation, snap: Snapshot) -> None:
+    """The oldest ready embedding model embeds the namespace's runbooks; the others are told so."""
+    ready = sorted(
+        (snap.models[n] for n, v in result.models.items() if v.ready and _is_embedding(v)),
+        key=_sort_key_by_age,
+    )
+    result.embedding_model = ready[0]["metadata"]["name"] if ready else None
+    for obj in ready[1:]:
+        result.models[obj["metadata"]["name"]].warnings.append(
+            f"another embedding model, {result.embedding_model!r}, is older and embeds the runbooks"
+        )
+
+
+# --- runbooks -----------------------------------------------------------------------------------
+
+
+def _runbook_content(
+    spec: RunbookSpec, configmaps: Mapping[str, Mapping[str, str]]
+) -> tuple[str | None, Cond]:
+    """The runbook's Markdown (None when it cannot be used) and its ContentResolved condition."""
+    if spec.content_from is None:
+        content = spec.content or ""
+        where = ""
+        resolved = Cond(CONTENT_RESOLVED, TRUE, Reason.CONTENT_INLINE, "the content is inline")
+    else:
+        ref = spec.content_from.config_map_key_ref
+        data = configmaps.get(ref.name)
+        if data is None:
+            return None, Cond(
+                CONTENT_RESOLVED, FALSE, Reason.CONFIGMAP_NOT_FOUND, f"ConfigMap {ref.name!r} not found"
+            )
+        if not isinstance(data.get(ref.key), str):
+            return None, Cond(
+                CONTENT_RESOLVED,
+                FALSE,
+                Reason.CONFIGMAP_KEY_NOT_FOUND,
+                f"ConfigMap {ref.name!r} has no key {ref.key!r} in its data",
+            )
+        content = data[ref.key]
+        where = f" in ConfigMap {ref.name}/{ref.key}"
+        if len(content) > RUNBOOK_CONTENT_MAX:
+            return None, Cond(
+                CONTENT_RESOLVED,
+                FALSE,
+                Reason.TOO_LARGE,
+                f"the content{where} has {len(content)} characters; a runbook has at most {RUNBOOK_CONTENT_MAX}",
+            )
+        resolved = Cond(CONTENT_RESOLVED, TRUE, Reason.CONFIGMAP_FOUND, f"the content is{where}")
+    if not content.strip():
+        return None, Cond(CONTENT_RESOLVED, FALSE, Reason.EMPTY_CONTENT, f"the content{where} is empty")
+    return content, resolved
+
+
+def _evaluate_runbooks(result: Evaluation, snap: Snapshot) -> None:
+    """Every runbook's verdict, and the shards that publish the Ready ones."""
+    entries = []
+    for name, obj in sorted(snap.runbooks.items()):
+        spec, problems = _spec_or_problems(obj, RunbookSpec)
+        if problems:
+            verdict = Verdict("Runbook", name, [Cond(READY, FALSE, Reason.INVALID_SPEC, problems)])
+            verdict.status_fields = {"contentHash": None, "sections": None}
+            result.runbooks[name] = verdict
+            continue
+        content, resolved = _runbook_content(spec, snap.configmaps)
+        entry = runbook_entry(name, spec, content) if content is not None else None
+        fields: dict[str, Any] = {
+            "contentHash": entry.content_hash if entry else None,
+            "sections": count_sections(content) if content is not None else None,
+        }
+        if not spec.enabled:
+            ready = Cond(READY, FALSE, Reason.DISABLED, "the runbook is disabled (spec.enabled: false)")
+        elif entry is None:
+            ready = Cond(READY, FALSE, resolved.reason, resolved.message)
+        else:
+            sections = fields["sections"]
+            ready = Cond(
+                READY,
+                TRUE,
+                Reason.READY,
+                f"published to the agent ({sections} section{'' if sections == 1 else 's'})",
+            )
+            entries.append(entry)
+        result.runbooks[name] = Verdict("Runbook", name, [resolved, ready], spec=spec, status_fields=fields)
+    packing = pack_shards(snap.namespace, entries)
+    for name, why in packing.left_out.items():
+        verdict = result.runbooks[name]
+        verdict.conditions[-1] = Cond(READY, FALSE, Reason.TOO_LARGE, why)
+    result.runbook_shards = packing.shards

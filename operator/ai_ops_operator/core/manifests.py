@@ -227,11 +227,24 @@ class ManifestResources:
     documents: dict[tuple[str, str], LoadedDocument] = field(default_factory=dict)
     # (the document left out, the later one used in its place)
     duplicates: list[tuple[LoadedDocument, LoadedDocument]] = field(default_factory=list)
+    # ConfigMaps given in the same files, by name: Runbooks read their content from them (offline).
+    configmaps: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, documents: Iterable[LoadedDocument]) -> ManifestResources:
         resources = cls()
         for doc in documents:
+            if (
+                isinstance(doc.obj, dict)
+                and doc.obj.get("kind") == "ConfigMap"
+                and doc.obj.get("apiVersion") == "v1"
+            ):
+                raw = doc.obj.get("data")
+                data: dict[Any, Any] = raw if isinstance(raw, dict) else {}
+                metadata = doc.obj.get("metadata")
+                name = metadata.get("name") if isinstance(metadata, dict) else None
+                resources.configmaps[str(name)] = {str(k): v for k, v in data.items() if isinstance(v, str)}
+                continue
             if not isinstance(doc.obj, dict) or doc.obj.get("kind") not in RESOURCES:
                 continue
             metadata = doc.obj.get("metadata")
@@ -252,5 +265,7 @@ class ManifestResources:
             models=of_kind["LLMModel"],
             middlewares=of_kind["LLMMiddleware"],
             mcpservers=of_kind["MCPServer"],
+            runbooks=of_kind["Runbook"],
+            configmaps=self.configmaps,
             allow_loopback=allow_loopback,
         )

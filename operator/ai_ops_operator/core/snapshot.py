@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ai_ops_api.agent_config import RunbookShard
 from ai_ops_api.conditions import READY, TRUE, Cond
 from ai_ops_api.specs import HealthState
 
@@ -34,7 +35,7 @@ class Snapshot:
     """Everything of one namespace that the verdicts depend on.
 
     Resources are full objects (``metadata`` + ``spec``) keyed by name. ``secrets`` maps a Secret name to
-    the keys of its data (values are never needed); ``None`` means unknown (offline rendering), and then
+    the keys of its data (values are never needed: runbook content comes from ConfigMaps, never Secrets); ``None`` means unknown (offline rendering), and then
     Secret references are taken on trust. ``health`` maps MCP server names to probe results; ``None``
     means not probed (offline rendering): every server not in maintenance is then included as Unknown.
 
@@ -50,6 +51,10 @@ class Snapshot:
     models: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     middlewares: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     mcpservers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    runbooks: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # ConfigMap name -> its data, for the ConfigMaps runbooks read their content from (only those: a
+    # namespace's other ConfigMaps are none of the operator's business). A ConfigMap not here is missing.
+    configmaps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets: Mapping[str, frozenset[str]] | None = None
     usable_secrets: frozenset[str] | None = None
     health: Mapping[str, ServerHealth] | None = None
@@ -67,6 +72,8 @@ class Verdict:
     # Parsed spec when it is valid.
     spec: Any = None
     warnings: list[str] = field(default_factory=list)
+    # Status fields besides the conditions (a Runbook's contentHash and sections); None removes one.
+    status_fields: dict[str, Any] = field(default_factory=dict)
 
     def condition(self, type_: str) -> Cond | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -89,8 +96,14 @@ class Evaluation:
     models: dict[str, Verdict] = field(default_factory=dict)
     middlewares: dict[str, Verdict] = field(default_factory=dict)
     mcpservers: dict[str, Verdict] = field(default_factory=dict)
+    runbooks: dict[str, Verdict] = field(default_factory=dict)
     default_model: str | None = None
+    # The oldest Ready LLMModel of purpose embedding.
+    embedding_model: str | None = None
+    # The Ready runbooks, packed into the shards the operator publishes (in order: shard i is
+    # runbook_shard_name(i)).
+    runbook_shards: list[RunbookShard] = field(default_factory=list)
 
     def all(self) -> Iterable[Verdict]:
-        for group in (self.providers, self.models, self.middlewares, self.mcpservers):
+        for group in (self.providers, self.models, self.middlewares, self.mcpservers, self.runbooks):
             yield from group.values()

@@ -8,16 +8,20 @@ from typing import Any
 
 from ai_ops_api.agent_config import (
     AgentConfig,
+    EmbeddingModelEntry,
     MCPServerEntry,
     ModelEntry,
     NamedValue,
     ProviderEntry,
+    RunbookShard,
+    RunbookShardRef,
     SecretRef,
     ToolFilterEntry,
+    runbook_shard_name,
 )
 from ai_ops_api.conditions import READY, TRUE, UNKNOWN
 from ai_ops_api.middleware import chain_order
-from ai_ops_api.specs import LLMModelSpec, LLMProviderSpec, MCPServerSpec, SecretKeyRef
+from ai_ops_api.specs import LLMModelSpec, LLMProviderSpec, MCPServerSpec, ModelPurpose, SecretKeyRef
 from ai_ops_operator.core.evaluate import middleware_entry, server_health_state
 from ai_ops_operator.core.snapshot import Evaluation, Snapshot
 
@@ -44,11 +48,40 @@ def _named_values(items: Iterable[Any] | None) -> tuple[NamedValue, ...]:
     return tuple(out)
 
 
+def _provider_entry(name: str, spec: LLMProviderSpec) -> ProviderEntry:
+    return ProviderEntry(name=name, type=spec.type, base_url=spec.base_url, config=spec.config or {})
+
+
+def _embedding_model(ev: Evaluation) -> EmbeddingModelEntry | None:
+    if ev.embedding_model is None:
+        return None
+    spec: LLMModelSpec = ev.models[ev.embedding_model].spec
+    provider_spec: LLMProviderSpec = ev.providers[spec.provider_ref.name].spec
+    return EmbeddingModelEntry(
+        name=ev.embedding_model,
+        model=spec.model,
+        provider=_provider_entry(spec.provider_ref.name, provider_spec),
+        api_key_secret_ref=_secret_ref(spec.api_key_secret_ref or provider_spec.api_key_secret_ref),
+        timeout_seconds=spec.timeout_seconds,
+        parameters=spec.parameters or {},
+    )
+
+
+def runbook_shard_refs(shards: Iterable[RunbookShard]) -> tuple[RunbookShardRef, ...]:
+    return tuple(
+        RunbookShardRef(
+            name=runbook_shard_name(index), checksum=shard.checksum(), runbooks=len(shard.runbooks)
+        )
+        for index, shard in enumerate(shards)
+    )
+
+
 def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
-    """The agent config of the namespace: ready models with their chains, usable MCP servers."""
+    """The agent config of the namespace: ready chat models with their chains, usable MCP servers, the
+    embedding model and the runbook shards (``ev.runbook_shards``, which the writer publishes first)."""
     models = []
     for name, verdict in ev.models.items():
-        if not verdict.ready:
+        if not verdict.ready or verdict.spec.purpose == ModelPurpose.EMBEDDING:
             continue
         spec: LLMModelSpec = verdict.spec
         provider_spec: LLMProviderSpec = ev.providers[spec.provider_ref.name].spec
@@ -64,12 +97,7 @@ def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
             ModelEntry(
                 name=name,
                 model=spec.model,
-                provider=ProviderEntry(
-                    name=spec.provider_ref.name,
-                    type=provider_spec.type,
-                    base_url=provider_spec.base_url,
-                    config=provider_spec.config or {},
-                ),
+                provider=_provider_entry(spec.provider_ref.name, provider_spec),
                 api_key_secret_ref=_secret_ref(spec.api_key_secret_ref or provider_spec.api_key_secret_ref),
                 default=name == ev.default_model,
                 temperature=spec.temperature,
@@ -115,14 +143,18 @@ def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
         default_model=ev.default_model,
         models=tuple(models),
         mcp_servers=tuple(servers),
+        embedding_model=_embedding_model(ev),
+        runbook_shards=runbook_shard_refs(ev.runbook_shards),
     ).finalize()
 
 
 def referenced_secret_keys(config: AgentConfig) -> set[tuple[str, str]]:
-    """Every (Secret, key) the chat service needs for this config: API keys, header and env values."""
-    refs = {
-        (m.api_key_secret_ref.name, m.api_key_secret_ref.key) for m in config.models if m.api_key_secret_ref
-    }
+    """Every (Secret, key) the chat service needs for this config: API keys (the embedding model's too),
+    header and env values."""
+    keys = [m.api_key_secret_ref for m in config.models]
+    if config.embedding_model is not None:
+        keys.append(config.embedding_model.api_key_secret_ref)
+    refs = {(ref.name, ref.key) for ref in keys if ref is not None}
     for server in config.mcp_servers:
         for item in (*server.headers, *server.env):
             if item.secret_ref is not None:

@@ -1,5 +1,5 @@
-"""What the operator writes besides status, computed purely: the agent ConfigMap and the Secret wiring of
-the chat Deployment (issue 3, sections 4 and 5).
+"""What the operator writes besides status, computed purely: the agent ConfigMap, the runbook shard
+ConfigMaps and the Secret wiring of the chat Deployment.
 
 The chat Deployment gets one projected volume, ``ai-ops-secrets``, holding every referenced Secret key at
 ``<secret-name>/<key>``, mounted read-only at ``/var/run/secrets/ai-ops`` in every container. Every other
@@ -15,7 +15,13 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY, SECRETS_MOUNT_PATH, AgentConfig
+from ai_ops_api.agent_config import (
+    AGENT_CONFIG_DATA_KEY,
+    RUNBOOK_SHARD_DATA_KEY,
+    SECRETS_MOUNT_PATH,
+    AgentConfig,
+    RunbookShard,
+)
 
 CHECKSUM_ANNOTATION = "ai-ops.dev/checksum"
 SECRET_REFS_ANNOTATION = "ai-ops.dev/secret-refs-checksum"
@@ -63,6 +69,47 @@ def configmap_digest(obj: Mapping[str, Any]) -> tuple[str | None, str | None, bo
 
 def desired_configmap_digest(config: AgentConfig) -> tuple[str | None, str | None, bool]:
     return config.checksum, hashlib.sha256(config.to_json().encode()).hexdigest(), True
+
+
+# --- runbook shards -----------------------------------------------------------------------------
+
+RUNBOOKS_LABEL = "ai-ops.dev/runbooks"
+
+
+def runbook_shard_body(name: str, namespace: str, shard: RunbookShard) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, **runbook_shard_patch(shard)["metadata"]},
+        "data": {RUNBOOK_SHARD_DATA_KEY: shard.to_json()},
+    }
+
+
+def runbook_shard_patch(shard: RunbookShard) -> dict[str, Any]:
+    """Merge patch that makes an existing ConfigMap the shard (other data keys are kept)."""
+    return {
+        "metadata": {
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RUNBOOKS_LABEL: "true"},
+            "annotations": {CHECKSUM_ANNOTATION: shard.checksum()},
+        },
+        "data": {RUNBOOK_SHARD_DATA_KEY: shard.to_json()},
+    }
+
+
+def runbook_shard_digest(obj: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(checksum annotation, sha256 of the shard text, our labels present) of a stored ConfigMap; the shard
+    text's sha256 is the shard's checksum, so an edit by hand shows even with the annotation kept."""
+    meta = obj.get("metadata") or {}
+    text = (obj.get("data") or {}).get(RUNBOOK_SHARD_DATA_KEY)
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest() if isinstance(text, str) else None
+    labels = meta.get("labels") or {}
+    ours = labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(RUNBOOKS_LABEL) == "true"
+    return (meta.get("annotations") or {}).get(CHECKSUM_ANNOTATION), digest, ours
+
+
+def desired_shard_digest(shard: RunbookShard) -> tuple[str | None, str | None, bool]:
+    checksum = shard.checksum()
+    return checksum, checksum, True
 
 
 # --- Secret wiring of the chat Deployment -------------------------------------------------------

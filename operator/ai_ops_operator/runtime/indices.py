@@ -2,19 +2,23 @@
 
 kopf keeps one in-memory index per watched kind (registry.py declares them) and hands the indices to
 every handler; the startup handler passes them to an ``IndexView``. The indices keep plain copies of
-only what a pass needs: the four ai-ops kinds (metadata, spec, status), Secrets (names, data KEYS and
-whether the Secret carries the label ai-ops.dev/usable=true: values never enter the operator's memory here), the chat Deployment (its pod template) and the
-agent ConfigMap (its digest).
+only what a pass needs: the ai-ops kinds (metadata, spec, status), Secrets (names, data KEYS and whether
+the Secret carries the label ai-ops.dev/usable=true: values never enter the operator's memory here), the
+chat Deployment (its pod template), the agent ConfigMap (its digest) and every other ConfigMap of the
+namespace by name and resourceVersion only, with the data of those a Runbook reads its content from and
+the digest of the runbook shards.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from ai_ops_api.agent_config import RUNBOOK_SHARD_PREFIX
 from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
-from ai_ops_operator.core.wiring import configmap_digest
+from ai_ops_operator.core.wiring import configmap_digest, runbook_shard_digest
 
 # Index ids (also the handler kwargs kopf passes them as).
 KIND_INDEX = {
@@ -22,11 +26,20 @@ KIND_INDEX = {
     "LLMModel": "ai_ops_models",
     "LLMMiddleware": "ai_ops_middlewares",
     "MCPServer": "ai_ops_mcpservers",
+    "Runbook": "ai_ops_runbooks",
 }
 SECRETS_INDEX = "ai_ops_secret_keys"
 DEPLOYMENT_INDEX = "ai_ops_chat_deployment"
 CONFIGMAP_INDEX = "ai_ops_agent_configmap"
-ALL_INDICES = (*KIND_INDEX.values(), SECRETS_INDEX, DEPLOYMENT_INDEX, CONFIGMAP_INDEX)
+RUNBOOK_CONFIGMAPS_INDEX = "ai_ops_runbook_configmaps"
+ALL_INDICES = (
+    *KIND_INDEX.values(),
+    SECRETS_INDEX,
+    DEPLOYMENT_INDEX,
+    CONFIGMAP_INDEX,
+    RUNBOOK_CONFIGMAPS_INDEX,
+)
+_SHARD_NAME = re.compile(rf"^{re.escape(RUNBOOK_SHARD_PREFIX)}-[0-9]+$")
 
 # (what, scope, name): what was written ("status", "configmap", "deployment") to which object.
 WriteKey = tuple[str, str, str]
@@ -67,6 +80,34 @@ def configmap_entry(body: Mapping[str, Any]) -> dict[str, Any]:
         "resourceVersion": (body.get("metadata") or {}).get("resourceVersion"),
         "digest": configmap_digest(body),
     }
+
+
+def is_shard_name(name: str) -> bool:
+    return bool(_SHARD_NAME.match(name))
+
+
+def runbook_configmap_entry(body: Mapping[str, Any], referenced: bool) -> dict[str, Any]:
+    """A ConfigMap as the runbook index keeps it: name and resourceVersion; its data only when a Runbook
+    reads from it (``referenced``); the digest of a runbook shard (never its data: the operator wrote it)."""
+    meta = body.get("metadata") or {}
+    name = str(meta.get("name"))
+    data = body.get("data") or {}
+    return {
+        "name": name,
+        "resourceVersion": meta.get("resourceVersion"),
+        "data": {str(k): v for k, v in data.items() if isinstance(v, str)} if referenced else None,
+        "shard": runbook_shard_digest(body) if is_shard_name(name) else None,
+    }
+
+
+def referenced_configmaps(runbooks: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The ConfigMaps the runbooks of a namespace read their content from."""
+    names = set()
+    for obj in runbooks.values():
+        ref = ((obj.get("spec") or {}).get("contentFrom") or {}).get("configMapKeyRef") or {}
+        if isinstance(ref.get("name"), str):
+            names.add(ref["name"])
+    return names
 
 
 def status_key(kind: str, namespace: str, name: str) -> WriteKey:

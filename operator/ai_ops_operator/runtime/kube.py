@@ -130,6 +130,9 @@ class KubeClient:
             "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/{name}", patch, MERGE_PATCH
         )
 
+    async def delete_configmap(self, namespace: str, name: str) -> Any:
+        return await self.request("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
     async def json_patch_deployment(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> Any:
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         return await self.request("PATCH", path, ops, JSON_PATCH)

@@ -1,6 +1,6 @@
 """The namespace reconcile: one pass builds a ``Snapshot`` of a namespace from the kopf indices, runs the
-pure ``evaluate`` + ``translate`` and writes only differences: the agent ConfigMap when its checksum
-changed, the chat Deployment's Secret wiring when the set of referenced keys changed, and (through the
+pure ``evaluate`` + ``translate`` and writes only differences: the runbook shard ConfigMaps and the agent
+ConfigMap when their checksums changed, the chat Deployment's Secret wiring when the set of referenced keys changed, and (through the
 status writer) the status of every object whose verdict changed.
 
 Our own queue, debounce and backoff, because the unit of work is a namespace: kopf reconciles single
@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ai_ops_api.agent_config import AgentConfig
+from ai_ops_api.agent_config import AgentConfig, RunbookShard, runbook_shard_name
 from ai_ops_api.conditions import FALSE, READY, Cond
 from ai_ops_operator.core.conditions import rfc3339
 from ai_ops_operator.core.evaluate import evaluate, probeable_servers
@@ -30,13 +30,19 @@ from ai_ops_operator.core.wiring import (
     configmap_patch,
     deployment_patch,
     desired_configmap_digest,
+    desired_shard_digest,
+    runbook_shard_body,
+    runbook_shard_patch,
 )
 from ai_ops_operator.runtime.indices import (
     CONFIGMAP_INDEX,
     DEPLOYMENT_INDEX,
     KIND_INDEX,
+    RUNBOOK_CONFIGMAPS_INDEX,
     SECRETS_INDEX,
     IndexView,
+    referenced_configmaps,
+    runbook_configmap_entry,
 )
 from ai_ops_operator.runtime.kube import KubeClient, KubeError
 from ai_ops_operator.runtime.metrics import OperatorMetrics
@@ -51,16 +57,26 @@ logger = logging.getLogger("ai_ops.operator")
 MAX_BACKOFF = 60.0
 
 
+# Why a ready resource did not reach the chat service (the Ready reason then), and what was not written.
+UNDELIVERED = {
+    "RunbooksNotWritten": "the runbook shard ConfigMaps (and so the agent ConfigMap)",
+    "AgentConfigNotWritten": "the agent ConfigMap",
+    "SecretsNotWired": "the chat Deployment's Secret volume",
+}
+# A shard ConfigMap the operator deleted (what the view remembers until the index sees the deletion).
+DELETED = ("deleted",)
+
+
 def undelivered(verdict: Verdict, reason: str, error: KubeError) -> Verdict:
     """A ready resource whose config could not reach the chat service is not usable by the agent."""
     if not verdict.ready:
         return verdict
-    what = (
-        "the agent ConfigMap" if reason == "AgentConfigNotWritten" else "the chat Deployment's Secret volume"
-    )
+    what = UNDELIVERED[reason]
     ready = Cond(READY, FALSE, reason, f"{what} could not be written (retrying): {error}")
     others = [c for c in verdict.conditions if c.type != READY]
-    return Verdict(verdict.kind, verdict.name, [*others, ready], spec=verdict.spec)
+    return Verdict(
+        verdict.kind, verdict.name, [*others, ready], spec=verdict.spec, status_fields=verdict.status_fields
+    )
 
 
 class Reconciler:
@@ -86,6 +102,9 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._unconsumed_logged: set[str] = set()
         self._digests: dict[str, tuple[str | None, str | None, bool]] = {}
+        # (namespace, ConfigMap) -> (resourceVersion, data) of ConfigMaps a Runbook reads that the index
+        # listed before any Runbook named them (so it keeps no data of them): read once per version.
+        self._fetched: dict[tuple[str, str], tuple[str | None, dict[str, str]]] = {}
         self._busy = False
         self.passes = 0
 
@@ -145,6 +164,47 @@ class Reconciler:
 
     # --- one pass ---------------------------------------------------------------------------------
 
+    def referenced_configmaps(self, namespace: str) -> set[str]:
+        return referenced_configmaps(self.view.objects("Runbook", namespace))
+
+    def _runbook_configmaps(self, namespace: str) -> dict[str, dict[str, Any]]:
+        return {e["name"]: e for e in self.view.entries(RUNBOOK_CONFIGMAPS_INDEX, namespace)}
+
+    async def fetch_runbook_configmaps(self, namespace: str) -> None:
+        """Read the referenced ConfigMaps whose data the index does not hold (see ``_fetched``)."""
+        referenced = self.referenced_configmaps(namespace)
+        for key in [k for k in self._fetched if k[0] == namespace and k[1] not in referenced]:
+            del self._fetched[key]
+        indexed = self._runbook_configmaps(namespace)
+        for name in sorted(referenced):
+            entry = indexed.get(name)
+            if entry is None or entry["data"] is not None:
+                continue
+            fetched = self._fetched.get((namespace, name))
+            if fetched is not None and fetched[0] == entry["resourceVersion"]:
+                continue
+            body = await self.kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+            if body is None:
+                self._fetched.pop((namespace, name), None)
+                continue
+            # The same entry the index would keep, with the data.
+            fresh = runbook_configmap_entry(body, referenced=True)
+            self._fetched[(namespace, name)] = (entry["resourceVersion"], fresh["data"])
+
+    def configmap_data(self, namespace: str) -> dict[str, dict[str, str]]:
+        """The data of the ConfigMaps the namespace's Runbooks read (a missing one is not in it)."""
+        indexed = self._runbook_configmaps(namespace)
+        found: dict[str, dict[str, str]] = {}
+        for name in self.referenced_configmaps(namespace):
+            entry = indexed.get(name)
+            if entry is None:
+                continue
+            if entry["data"] is not None:
+                found[name] = entry["data"]
+            elif (namespace, name) in self._fetched:
+                found[name] = self._fetched[(namespace, name)][1]
+        return found
+
     def snapshot(self, namespace: str) -> tuple[Snapshot, dict[str, dict[str, dict[str, Any]]]]:
         objects = {kind: self.view.objects(kind, namespace) for kind in KIND_INDEX}
         secret_entries = self.view.entries(SECRETS_INDEX, namespace)
@@ -160,6 +220,8 @@ class Reconciler:
             models=objects["LLMModel"],
             middlewares=objects["LLMMiddleware"],
             mcpservers=objects["MCPServer"],
+            runbooks=objects["Runbook"],
+            configmaps=self.configmap_data(namespace),
             secrets=secrets,
             usable_secrets=frozenset(name for name, _keys, usable in secret_entries if usable),
             health=health,
@@ -170,6 +232,7 @@ class Reconciler:
         return snapshot, objects
 
     async def reconcile(self, namespace: str) -> None:
+        await self.fetch_runbook_configmaps(namespace)
         snapshot, objects = self.snapshot(namespace)
         has_resources = any(objects.values())
         configmaps = self.view.entries(CONFIGMAP_INDEX, namespace)
@@ -191,16 +254,27 @@ class Reconciler:
         # probe storm's hundreds of them never hold up the next pass (and its ConfigMap). A failed write
         # shows in every ready resource's Ready condition (the agent cannot use them) and the pass is
         # retried with backoff.
+        # The runbook shards go before the ConfigMap that names them (the chat finds each shard it is
+        # told of), and shards no longer named are deleted after it.
         failure: tuple[str, KubeError] | None = None
-        try:
-            await self._write_configmap(namespace, config, configmaps[0] if configmaps else None)
-        except KubeError as exc:
-            failure = ("AgentConfigNotWritten", exc)
-        else:
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("RunbooksNotWritten", lambda: self._write_shards(namespace, evaluation.runbook_shards)),
+            (
+                "AgentConfigNotWritten",
+                lambda: self._write_configmap(namespace, config, configmaps[0] if configmaps else None),
+            ),
+            ("RunbooksNotWritten", lambda: self._delete_shards(namespace, len(evaluation.runbook_shards))),
+            (
+                "SecretsNotWired",
+                lambda: self._wire_deployment(namespace, referenced_secret_keys(config), has_resources),
+            ),
+        ]
+        for reason, step in steps:
             try:
-                await self._wire_deployment(namespace, referenced_secret_keys(config), has_resources)
+                await step()
             except KubeError as exc:
-                failure = ("SecretsNotWired", exc)
+                failure = (reason, exc)
+                break
         for verdict in evaluation.all():
             if failure is not None:
                 verdict = undelivered(verdict, *failure)
@@ -256,6 +330,59 @@ class Reconciler:
         self.view.written(key, existing.get("resourceVersion") if existing else None, desired)
         self.metrics.configmap_writes.labels(namespace).inc()
         logger.info("ConfigMap %s/%s updated (%s)", namespace, name, config.checksum)
+
+    async def _write_shards(self, namespace: str, shards: list[RunbookShard]) -> None:
+        """Create or update each shard ConfigMap whose content differs from the shard."""
+        indexed = self._runbook_configmaps(namespace)
+        for index, shard in enumerate(shards):
+            name = runbook_shard_name(index)
+            entry = indexed.get(name)
+            version = entry["resourceVersion"] if entry else None
+            key = ("configmap", namespace, name)
+            current = self.view.fresh(key, version, entry["shard"] if entry else None)
+            desired = desired_shard_digest(shard)
+            if current == desired:
+                continue
+            created = False
+            if current is None or current == DELETED:
+                try:
+                    await self.kube.create_configmap(namespace, runbook_shard_body(name, namespace, shard))
+                    created = True
+                except KubeError as exc:
+                    if exc.status != 409:
+                        raise
+            if not created:
+                await self.kube.merge_patch_configmap(namespace, name, runbook_shard_patch(shard))
+            self.view.written(key, version, desired)
+            self.metrics.configmap_writes.labels(namespace).inc()
+            logger.info(
+                "runbook shard %s/%s %s (%d runbooks, %s)",
+                namespace,
+                name,
+                "created" if created else "updated",
+                len(shard.runbooks),
+                shard.checksum(),
+            )
+
+    async def _delete_shards(self, namespace: str, needed: int) -> None:
+        """Delete our shard ConfigMaps beyond the ``needed`` first (a ConfigMap of that name that is not
+        ours is left alone)."""
+        wanted = {runbook_shard_name(i) for i in range(needed)}
+        for name, entry in sorted(self._runbook_configmaps(namespace).items()):
+            if entry["shard"] is None or name in wanted:
+                continue
+            key = ("configmap", namespace, name)
+            current = self.view.fresh(key, entry["resourceVersion"], entry["shard"])
+            if current == DELETED or not current[2]:
+                continue
+            try:
+                await self.kube.delete_configmap(namespace, name)
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+            self.view.written(key, entry["resourceVersion"], DELETED)
+            self.metrics.configmap_writes.labels(namespace).inc()
+            logger.info("runbook shard %s/%s deleted (no longer needed)", namespace, name)
 
     async def _wire_deployment(self, namespace: str, keys: set[tuple[str, str]], has_resources: bool) -> None:
         name = self.settings.chat_deployment

@@ -68,6 +68,15 @@ def index_configmap(body: kopf.Body, namespace: str | None, **_: Any) -> dict[st
     return {namespace: indices.configmap_entry(body)}
 
 
+def index_runbook_configmap(
+    body: kopf.Body, name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> dict[str | None, Any]:
+    referenced = bool(namespace) and str(name) in _runtime(memo).reconciler.referenced_configmaps(
+        str(namespace)
+    )
+    return {namespace: indices.runbook_configmap_entry(body, referenced)}
+
+
 # --- filters and events -------------------------------------------------------------------------
 
 
@@ -77,6 +86,13 @@ def is_chat_deployment(name: str | None, memo: kopf.Memo, **_: Any) -> bool:
 
 def is_agent_configmap(name: str | None, memo: kopf.Memo, **_: Any) -> bool:
     return name == _runtime(memo).settings.configmap_name
+
+
+def is_runbook_configmap(name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    """A ConfigMap a Runbook reads, or a runbook shard (somebody changing or deleting one gets a pass)."""
+    if not name or not namespace:
+        return False
+    return indices.is_shard_name(name) or name in _runtime(memo).reconciler.referenced_configmaps(namespace)
 
 
 async def schedule_namespace(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
@@ -103,4 +119,12 @@ def build_registry() -> kopf.OperatorRegistry:
         resource = (*api_version.split("/"), plural)  # ("v1", "secrets"), ("apps", "v1", "deployments")
         kopf.index(*resource, id=index_id, when=when, registry=registry)(index_fn)
         kopf.on.event(*resource, id=f"watch_{plural}", when=when, registry=registry)(schedule_namespace)
+    # Every ConfigMap by name (the data of referenced ones only): a Runbook's ConfigMap is then known to
+    # exist or not, even when it was listed before the Runbook naming it.
+    kopf.index("v1", "configmaps", id=indices.RUNBOOK_CONFIGMAPS_INDEX, registry=registry)(
+        index_runbook_configmap
+    )
+    kopf.on.event(
+        "v1", "configmaps", id="watch_runbook_configmaps", when=is_runbook_configmap, registry=registry
+    )(schedule_namespace)
     return registry

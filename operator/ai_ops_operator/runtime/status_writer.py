@@ -68,6 +68,7 @@ def desired_status(
     status: dict[str, Any] = {"conditions": conditions}
     if generation is not None:
         status["observedGeneration"] = generation
+    status.update(verdict.status_fields)
     if verdict.kind != "MCPServer":
         return status, transitions, None
     record = published or record_from_status(current)
