@@ -16,6 +16,7 @@ import helm_python as helm
 import pytest
 import yaml
 
+from ai_ops_api.specs import RESOURCES
 from tests.support.chart_render import CHART_DIR, ROOT, Rendered, load_chart, render
 
 CRDS_DIR = ROOT / "crds"
@@ -51,8 +52,8 @@ def _template_crds(rendered: Rendered) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_there_are_four_crds_in_the_source():
-    assert len(_source_crds()) == 4
+def test_there_is_one_crd_per_kind_in_the_source():
+    assert len(_source_crds()) == len(RESOURCES)
 
 
 def test_rendered_crds_equal_the_source_without_keep(not_kept: Rendered):
