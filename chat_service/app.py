@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.errors import ChatError, error_body
 from chat_service.metrics import ChatMetrics
-from chat_service.routers import chat, health, info, openai_compat, threads
+from chat_service.routers import chat, health, incidents, info, openai_compat, threads
 from chat_service.services import ChatServices
 from chat_service.settings import Settings
 from chat_service.web import router as web
@@ -118,7 +118,7 @@ def create_app(
     )
     app.state.services = services
     _install_error_handlers(app)
-    for module in (chat, threads, info, openai_compat, health):
+    for module in (chat, threads, info, openai_compat, health, incidents):
         app.include_router(module.router)
     # The web chat page and its assets (open like /docs: they hold no data; the page asks for a token).
     app.include_router(web.router)

@@ -12,6 +12,7 @@ from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.config.store import AgentConfigMissing, ConfigStore
 from chat_service.conversations import ConversationStore
 from chat_service.engine import ChatEngine
+from chat_service.incidents.service import Incidents, build_incidents
 from chat_service.metrics import ChatMetrics
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
@@ -35,6 +36,7 @@ class ChatServices:
     metrics: ChatMetrics
     thread_index: ThreadIndex
     kube_source: KubeConfigMapSource | None = None
+    incidents: Incidents | None = None
 
     @classmethod
     def build(
@@ -89,10 +91,13 @@ class ChatServices:
             metrics,
             thread_index,
             kube_source,
+            build_incidents(settings, engine),
         )
 
     async def start(self) -> None:
         self.config_store.start_watching(self.kube_source)
+        if self.incidents is not None:
+            self.incidents.start()
         if self.config_store.loaded:
             self.engine.prepare_in_background()
         if not self.auth.enabled:
@@ -104,6 +109,8 @@ class ChatServices:
         )
 
     async def stop(self) -> None:
+        if self.incidents is not None:
+            await self.incidents.stop()
         await self.config_store.stop_watching()
         await self.engine.close()
         await self.toolbox.aclose()

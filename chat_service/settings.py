@@ -55,6 +55,15 @@ class Settings(BaseModel):
     # Set by `make run` (scripts/run_demo.py): the page may then give demo advice (start Ollama, ...).
     demo: bool = False
     log_level: str = "INFO"
+    # Investigations (docs/incidents.md): workers in this replica, at most this many running at once.
+    investigations: bool = True
+    investigations_concurrency: int = Field(default=2, ge=1, le=64)
+    # A replica that stops renewing its claim for this long is taken to be dead; another takes over.
+    investigation_lease_seconds: float = Field(default=60.0, ge=2, le=3600)
+    # The budget of one investigation: going over ends it Failed with the reason.
+    investigation_max_steps: int = Field(default=25, ge=2, le=1000)
+    investigation_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    investigation_max_tokens: int = Field(default=200_000, ge=1000, le=10_000_000)
 
 
 # field -> (environment variable, flag shown in errors)
@@ -79,6 +88,12 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "openai_fast_requests": ("AI_OPS_OPENAI_FAST_REQUESTS", None),
     "demo": ("AI_OPS_DEMO", None),
     "log_level": ("AI_OPS_LOG_LEVEL", "--log-level"),
+    "investigations": ("AI_OPS_INVESTIGATIONS", None),
+    "investigations_concurrency": ("AI_OPS_INVESTIGATIONS_CONCURRENCY", None),
+    "investigation_lease_seconds": ("AI_OPS_INVESTIGATION_LEASE_SECONDS", None),
+    "investigation_max_steps": ("AI_OPS_INVESTIGATION_MAX_STEPS", None),
+    "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
+    "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
 }
 
 
