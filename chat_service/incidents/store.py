@@ -9,6 +9,7 @@ status patch made with a resourceVersion fails with ``Conflict`` when the object
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import json
@@ -206,10 +207,8 @@ class MemoryInvestigationStore:
         self.events.append(event_body(regarding, reason, message, type_))
 
     async def wait_for_change(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass
         self._changed.clear()
 
     async def aclose(self) -> None:
@@ -400,10 +399,8 @@ class KubernetesInvestigationStore:
             )
 
     async def wait_for_change(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), min(timeout, self.poll_seconds))
-        except TimeoutError:
-            pass
         self._changed.clear()
 
     async def aclose(self) -> None:

@@ -16,7 +16,7 @@ from ai_ops_api.investigations import MAX_QUESTION
 from chat_service.errors import ChatError
 from chat_service.incidents.alertmanager import BadNotification, parse_notification
 from chat_service.incidents.service import Incidents
-from chat_service.incidents.store import StoredInvestigation, StoreError
+from chat_service.incidents.store import StoredInvestigation, StoreError, parse_time
 from chat_service.routers.deps import Caller, Services
 from chat_service.routers.responses import error_responses
 
@@ -106,11 +106,7 @@ async def _json_body(request: Request) -> Any:
 
 def _summary(item: StoredInvestigation) -> dict[str, Any]:
     alert = item.spec.get("alert") or {}
-    created = None
-    try:
-        created = datetime.datetime.fromisoformat(item.created_at.replace("Z", "+00:00"))
-    except ValueError:
-        pass
+    created = parse_time(item.created_at)
     age = (datetime.datetime.now(datetime.UTC) - created).total_seconds() if created else None
     return {
         "name": item.name,

@@ -27,23 +27,25 @@ def app_for(tmp_path: Path, llm: FakeLLM | None = None, **settings: Any) -> Any:
 
 
 async def test_the_webhook_creates_once_and_resolved_resolves(tmp_path: Path) -> None:
-    async with running(app_for(tmp_path, investigations=False)) as chat:
-        async with httpx.AsyncClient(base_url=chat.url) as client:
-            first = await client.post(HOOK, json=notification())
-            assert first.status_code == 202
-            ((name, created),) = [(i["name"], i["created"]) for i in first.json()["investigations"]]
-            assert created and name.startswith("inv-kubepodcrashlooping-")
-            again = await client.post(HOOK, json=notification())
-            assert again.json() == {"investigations": [{"name": name, "created": False}]}
-            listing = (await client.get("/api/investigations")).json()["investigations"]
-            assert [(i["name"], i["alert"], i["severity"], i["phase"]) for i in listing] == [
-                (name, "KubePodCrashLooping", "critical", "Pending")
-            ]
-            resolved = await client.post(HOOK, json=notification(alert(status="resolved"), status="resolved"))
-            assert resolved.status_code == 202
-            detail = (await client.get(f"/api/investigations/{name}")).json()
-            assert detail["status"] == {"alertStatus": "resolved", "phase": "Resolved"}
-            assert detail["spec"]["alert"]["labels"]["pod"] == "checkout-1"
+    async with (
+        running(app_for(tmp_path, investigations=False)) as chat,
+        httpx.AsyncClient(base_url=chat.url) as client,
+    ):
+        first = await client.post(HOOK, json=notification())
+        assert first.status_code == 202
+        ((name, created),) = [(i["name"], i["created"]) for i in first.json()["investigations"]]
+        assert created and name.startswith("inv-kubepodcrashlooping-")
+        again = await client.post(HOOK, json=notification())
+        assert again.json() == {"investigations": [{"name": name, "created": False}]}
+        listing = (await client.get("/api/investigations")).json()["investigations"]
+        assert [(i["name"], i["alert"], i["severity"], i["phase"]) for i in listing] == [
+            (name, "KubePodCrashLooping", "critical", "Pending")
+        ]
+        resolved = await client.post(HOOK, json=notification(alert(status="resolved"), status="resolved"))
+        assert resolved.status_code == 202
+        detail = (await client.get(f"/api/investigations/{name}")).json()
+        assert detail["status"] == {"alertStatus": "resolved", "phase": "Resolved"}
+        assert detail["spec"]["alert"]["labels"]["pod"] == "checkout-1"
 
 
 @pytest.mark.parametrize(
@@ -58,9 +60,11 @@ async def test_the_webhook_creates_once_and_resolved_resolves(tmp_path: Path) ->
     ],
 )
 async def test_a_bad_payload_is_a_400_that_says_why(tmp_path: Path, body: bytes) -> None:
-    async with running(app_for(tmp_path, investigations=False)) as chat:
-        async with httpx.AsyncClient(base_url=chat.url) as client:
-            answer = await client.post(HOOK, content=body, headers={"Content-Type": "application/json"})
+    async with (
+        running(app_for(tmp_path, investigations=False)) as chat,
+        httpx.AsyncClient(base_url=chat.url) as client,
+    ):
+        answer = await client.post(HOOK, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["message"]
 
@@ -68,33 +72,37 @@ async def test_a_bad_payload_is_a_400_that_says_why(tmp_path: Path, body: bytes)
 async def test_ten_thousand_labels_and_a_megabyte_annotation_are_capped(tmp_path: Path) -> None:
     labels = {f"l{i}": "v" for i in range(10_000)} | {"alertname": "Flood"}
     payload = notification(alert(labels=labels, annotations={"description": "x" * 1_000_000}))
-    async with running(app_for(tmp_path, investigations=False)) as chat:
-        async with httpx.AsyncClient(base_url=chat.url, timeout=30) as client:
-            answer = await client.post(HOOK, json=payload)
-            assert answer.status_code == 202, answer.text
-            (created,) = answer.json()["investigations"]
-            detail = (await client.get(f"/api/investigations/{created['name']}")).json()
+    async with (
+        running(app_for(tmp_path, investigations=False)) as chat,
+        httpx.AsyncClient(base_url=chat.url, timeout=30) as client,
+    ):
+        answer = await client.post(HOOK, json=payload)
+        assert answer.status_code == 202, answer.text
+        (created,) = answer.json()["investigations"]
+        detail = (await client.get(f"/api/investigations/{created['name']}")).json()
     assert len(detail["spec"]["alert"]["labels"]) == 64
     assert len(detail["spec"]["alert"]["annotations"]["description"]) == 8192
 
 
 async def test_a_question_and_the_errors_of_the_api(tmp_path: Path) -> None:
-    async with running(app_for(tmp_path, investigations=False)) as chat:
-        async with httpx.AsyncClient(base_url=chat.url) as client:
-            asked = await client.post(
-                "/api/investigations",
-                json={
-                    "question": "why slow?",
-                    "target": {"kind": "Deployment", "namespace": "shop", "name": "checkout"},
-                },
-            )
-            assert asked.status_code == 202
-            detail = (await client.get(f"/api/investigations/{asked.json()['name']}")).json()
-            assert detail["spec"]["source"] == "api" and detail["spec"]["requestedBy"] == "anonymous"
-            assert (await client.post("/api/investigations", json={"question": ""})).status_code == 400
-            assert (await client.post("/api/investigations", json={"q": "x"})).status_code == 400
-            assert (await client.get("/api/investigations/inv-nothing")).status_code == 404
-            assert (await client.get("/api/investigations/UPPER_case")).status_code == 422
+    async with (
+        running(app_for(tmp_path, investigations=False)) as chat,
+        httpx.AsyncClient(base_url=chat.url) as client,
+    ):
+        asked = await client.post(
+            "/api/investigations",
+            json={
+                "question": "why slow?",
+                "target": {"kind": "Deployment", "namespace": "shop", "name": "checkout"},
+            },
+        )
+        assert asked.status_code == 202
+        detail = (await client.get(f"/api/investigations/{asked.json()['name']}")).json()
+        assert detail["spec"]["source"] == "api" and detail["spec"]["requestedBy"] == "anonymous"
+        assert (await client.post("/api/investigations", json={"question": ""})).status_code == 400
+        assert (await client.post("/api/investigations", json={"q": "x"})).status_code == 400
+        assert (await client.get("/api/investigations/inv-nothing")).status_code == 404
+        assert (await client.get("/api/investigations/UPPER_case")).status_code == 422
 
 
 async def test_two_workers_run_each_investigation_once() -> None:
@@ -166,14 +174,13 @@ async def test_the_runner_diagnoses_with_a_structured_answer(tmp_path: Path, fre
     }
     fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", diagnosis, usage=(100, 20)))
     app = app_for(tmp_path, fresh_fake_llm, investigation_lease_seconds=5)
-    async with running(app) as chat:
-        async with httpx.AsyncClient(base_url=chat.url) as client:
-            (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
-            for _ in range(500):
-                detail = (await client.get(f"/api/investigations/{created['name']}")).json()
-                if detail["phase"] not in ("Pending", "Running"):
-                    break
-                await asyncio.sleep(0.02)
+    async with running(app) as chat, httpx.AsyncClient(base_url=chat.url) as client:
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        for _ in range(500):
+            detail = (await client.get(f"/api/investigations/{created['name']}")).json()
+            if detail["phase"] not in ("Pending", "Running"):
+                break
+            await asyncio.sleep(0.02)
         store = chat.services.incidents.store
     status = detail["status"]
     assert detail["phase"] == "Diagnosed", status
@@ -194,14 +201,16 @@ async def test_a_model_that_is_down_fails_the_investigation_with_the_reason(
     tmp_path: Path, fresh_fake_llm: FakeLLM
 ) -> None:
     fresh_fake_llm.enqueue(*[Reply.error(500, "upstream down")] * 5)
-    async with running(app_for(tmp_path, fresh_fake_llm)) as chat:
-        async with httpx.AsyncClient(base_url=chat.url) as client:
-            name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
-            for _ in range(500):
-                detail = (await client.get(f"/api/investigations/{name}")).json()
-                if detail["phase"] not in ("Pending", "Running"):
-                    break
-                await asyncio.sleep(0.02)
-            assert detail["phase"] == "Failed" and detail["status"]["reason"], detail
-            retried = await client.post(f"/api/investigations/{name}/retry")
-            assert retried.status_code == 200 and retried.json()["phase"] in ("Pending", "Running")
+    async with (
+        running(app_for(tmp_path, fresh_fake_llm)) as chat,
+        httpx.AsyncClient(base_url=chat.url) as client,
+    ):
+        name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+        for _ in range(500):
+            detail = (await client.get(f"/api/investigations/{name}")).json()
+            if detail["phase"] not in ("Pending", "Running"):
+                break
+            await asyncio.sleep(0.02)
+        assert detail["phase"] == "Failed" and detail["status"]["reason"], detail
+        retried = await client.post(f"/api/investigations/{name}/retry")
+        assert retried.status_code == 200 and retried.json()["phase"] in ("Pending", "Running")
