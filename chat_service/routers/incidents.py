@@ -21,6 +21,7 @@ from chat_service.routers.deps import Caller, Services
 from chat_service.routers.responses import error_responses
 
 router = APIRouter(tags=["incidents"])
+_BAD = {400: "Not a valid payload; the message says where (invalid_request)"}
 MAX_BODY = 16 * 1024 * 1024
 
 
@@ -132,7 +133,7 @@ def _detail(item: StoredInvestigation) -> dict[str, Any]:
     "/api/alerts/alertmanager",
     status_code=202,
     response_model=CreatedListOut,
-    responses=error_responses(401, 503),
+    responses=error_responses(400, 401, 503, descriptions=_BAD),
 )
 async def alertmanager_webhook(request: Request, _identity: Caller, found: IncidentsDep) -> dict[str, Any]:
     """Alertmanager's webhook (payload version 4): one Investigation per firing alert, created once."""
@@ -147,7 +148,10 @@ async def alertmanager_webhook(request: Request, _identity: Caller, found: Incid
 
 
 @router.post(
-    "/api/investigations", status_code=202, response_model=CreatedOut, responses=error_responses(401, 503)
+    "/api/investigations",
+    status_code=202,
+    response_model=CreatedOut,
+    responses=error_responses(400, 401, 503, descriptions=_BAD),
 )
 async def ask(request: Request, identity: Caller, found: IncidentsDep) -> dict[str, Any]:
     """A person's question about a workload, investigated like an alert."""
@@ -177,7 +181,9 @@ async def list_investigations(_identity: Caller, found: IncidentsDep) -> dict[st
 
 
 @router.get(
-    "/api/investigations/{name}", response_model=InvestigationOut, responses=error_responses(401, 404, 503)
+    "/api/investigations/{name}",
+    response_model=InvestigationOut,
+    responses=error_responses(401, 404, 422, 503),
 )
 async def get_investigation(
     _identity: Caller, found: IncidentsDep, name: Annotated[str, NamePath]
@@ -194,7 +200,7 @@ async def get_investigation(
 @router.post(
     "/api/investigations/{name}/retry",
     response_model=InvestigationOut,
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def retry(_identity: Caller, found: IncidentsDep, name: Annotated[str, NamePath]) -> dict[str, Any]:
     """Run it again: phase Pending (a running one is left alone)."""
