@@ -43,6 +43,7 @@ async def test_discovery_lists_ai_ops_kinds_builtins_and_namespaces(http: httpx.
     assert {r["name"] for r in resources} == {
         "llmproviders", "llmmodels", "llmmiddlewares", "mcpservers",
         "llmproviders/status", "llmmodels/status", "llmmiddlewares/status", "mcpservers/status",
+        "investigations", "investigations/status",
     }  # fmt: skip
     mcps = next(r for r in resources if r["name"] == "mcpservers")
     assert (mcps["kind"], mcps["namespaced"], mcps["shortNames"]) == ("MCPServer", True, ["mcps"])
