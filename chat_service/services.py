@@ -12,6 +12,7 @@ from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.config.store import AgentConfigMissing, ConfigStore
 from chat_service.conversations import ConversationStore
 from chat_service.engine import ChatEngine
+from chat_service.incidents.service import Incidents, build_incidents
 from chat_service.metrics import ChatMetrics
 from chat_service.runbooks.service import RunbookService
 from chat_service.runbooks.source import ConfigMapShardReader, FileShardReader, ShardReader
@@ -38,6 +39,7 @@ class ChatServices:
     thread_index: ThreadIndex
     runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
+    incidents: Incidents | None = None
 
     @classmethod
     def build(
@@ -113,11 +115,14 @@ class ChatServices:
             thread_index,
             runbooks,
             kube_source,
+            build_incidents(settings, engine),
         )
 
     async def start(self) -> None:
         self.runbooks.start(self.config_store)
         self.config_store.start_watching(self.kube_source)
+        if self.incidents is not None:
+            self.incidents.start()
         if self.config_store.loaded:
             self.engine.prepare_in_background()
         if not self.auth.enabled:
@@ -129,6 +134,8 @@ class ChatServices:
         )
 
     async def stop(self) -> None:
+        if self.incidents is not None:
+            await self.incidents.stop()
         await self.config_store.stop_watching()
         await self.runbooks.stop()
         await self.engine.close()

@@ -68,6 +68,15 @@ class Settings(BaseModel):
     # A frozen Redis must fail a request (and readiness) sooner than the chart's 3 s readiness timeout.
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0, le=600)
     redis_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=600)
+    # Investigations (docs/incidents.md): workers in this replica, at most this many running at once.
+    investigations: bool = True
+    investigations_concurrency: int = Field(default=2, ge=1, le=64)
+    # A replica that stops renewing its claim for this long is taken to be dead; another takes over.
+    investigation_lease_seconds: float = Field(default=60.0, ge=2, le=3600)
+    # The budget of one investigation: going over ends it Failed with the reason.
+    investigation_max_steps: int = Field(default=25, ge=2, le=1000)
+    investigation_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    investigation_max_tokens: int = Field(default=200_000, ge=1000, le=10_000_000)
 
 
 # field -> (environment variable, flag shown in errors)
@@ -98,6 +107,12 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "max_body_bytes": ("AI_OPS_MAX_BODY_BYTES", None),
     "redis_socket_timeout_seconds": ("AI_OPS_REDIS_SOCKET_TIMEOUT_SECONDS", None),
     "redis_connect_timeout_seconds": ("AI_OPS_REDIS_CONNECT_TIMEOUT_SECONDS", None),
+    "investigations": ("AI_OPS_INVESTIGATIONS", None),
+    "investigations_concurrency": ("AI_OPS_INVESTIGATIONS_CONCURRENCY", None),
+    "investigation_lease_seconds": ("AI_OPS_INVESTIGATION_LEASE_SECONDS", None),
+    "investigation_max_steps": ("AI_OPS_INVESTIGATION_MAX_STEPS", None),
+    "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
+    "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
 }
 
 

@@ -272,7 +272,7 @@ def _grants(role: dict[str, Any], resource: str, verb: str, group: str = "") -> 
     )
 
 
-def test_chat_may_read_only_its_configmap(renders: dict[str, Rendered]):
+def test_chat_may_read_only_its_configmap_and_keep_investigations(renders: dict[str, Rendered]):
     rendered = renders["defaults"]
     role = rendered.get("Role", f"{RELEASE}-chat")
     assert role["rules"] == [
@@ -288,6 +288,12 @@ def test_chat_may_read_only_its_configmap(renders: dict[str, Rendered]):
             "resourceNames": RUNBOOK_SHARD_NAMES,
             "verbs": ["get"],
         },
+            "apiGroups": ["ai-ops.dev"],
+            "resources": ["investigations"],
+            "verbs": ["create", "get", "list", "watch", "patch"],
+        },
+        {"apiGroups": ["ai-ops.dev"], "resources": ["investigations/status"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-chat")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]

@@ -314,6 +314,7 @@ def test_only_config_and_parameters_keep_unknown_fields() -> None:
         "LLMModel": {"spec.parameters"},
         "LLMMiddleware": {"spec.config"},
         "MCPServer": set(),
+        "Investigation": set(),
     }
 
 

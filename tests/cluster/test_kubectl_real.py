@@ -81,6 +81,17 @@ RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "conditions": [condition("True", "Healthy", "initialize and tools/list answered (12 tools)")],
         },
     ),
+    (
+        {
+            "kind": "Investigation",
+            "metadata": {"name": "inv-kubepodcrashlooping-0123456789"},
+            "spec": {
+                "source": "alertmanager",
+                "alert": {"name": "KubePodCrashLooping", "labels": {"severity": "critical"}},
+            },
+        },
+        {"phase": "Diagnosed", "summary": "checkout crashes: OOMKilled at 512Mi"},
+    ),
 ]
 
 
@@ -163,7 +174,8 @@ def test_kubectl_get_shows_the_documented_columns(
     headers = list(wide_table[0])
     assert sorted(headers) == sorted(["NAME", *(c.upper() for c in columns + wide)])
     # The wide columns come in among the others in the CRD's order (Reason right after Ready).
-    assert headers.index("REASON") == headers.index("READY") + 1
+    if "READY" in headers:
+        assert headers.index("REASON") == headers.index("READY") + 1
 
 
 def test_kubectl_get_llmm_shows_the_model_and_why_it_is_not_ready(
@@ -194,6 +206,7 @@ def test_kubectl_get_ai_ops_wide_lists_all_four_kinds_with_their_values(
         "llmmodel.ai-ops.dev/llama",
         "llmmiddleware.ai-ops.dev/limits",
         "mcpserver.ai-ops.dev/kube",
+        "investigation.ai-ops.dev/inv-kubepodcrashlooping-0123456789",
     }
     provider = by_name["llmprovider.ai-ops.dev/openai"]
     assert (provider["TYPE"], provider["ENABLED"], provider["READY"], provider["REASON"]) == (
@@ -256,3 +269,12 @@ def test_kubectl_explain_describes_the_health_check(ai_ops_crds: ControlPlane) -
     ):
         assert re.search(rf"^  {field}\t<(boolean|integer|string)>", out, re.M), f"{field} missing:\n{out}"
     assert "Seconds between probes, at least 5." in out
+
+
+def test_kubectl_get_inv_shows_the_alert_its_severity_and_the_phase(
+    ai_ops_crds: ControlPlane, populated: str
+) -> None:
+    (table,) = tables(kubectl(ai_ops_crds, "get", "inv", "-n", populated, "-o", "wide"))
+    (row,) = table
+    assert (row["ALERT"], row["SEVERITY"], row["PHASE"]) == ("KubePodCrashLooping", "critical", "Diagnosed")
+    assert row["SUMMARY"] == "checkout crashes: OOMKilled at 512Mi"

@@ -55,6 +55,12 @@ EXPECTED_COLUMNS = {
         AGE,
     ],
     "Runbook": [("Title", ".spec.title"), ("Match", ".spec.match.alertNames"), ("Ready", READY_PATH), AGE],
+    "Investigation": [
+        ("Alert", ".spec.alert.name"),
+        ("Severity", ".spec.alert.labels.severity"),
+        ("Phase", ".status.phase"),
+        AGE,
+    ],
 }
 EXPECTED_SHORT_NAMES = {
     "LLMProvider": ["llmp"],
@@ -62,6 +68,7 @@ EXPECTED_SHORT_NAMES = {
     "LLMMiddleware": ["llmmw"],
     "MCPServer": ["mcps"],
     "Runbook": ["rb"],
+    "Investigation": ["inv"],
 }
 # Formats the API server knows for CRD schemas (k8s.io/apiextensions-apiserver supported formats).
 K8S_FORMATS = {
@@ -226,6 +233,8 @@ def _resolve_json_path(schema: dict[str, Any], json_path: str) -> dict[str, Any]
     for part in re.sub(r"\[\?\(.*?\)\]", ".[]", json_path).strip(".").split("."):
         if part == "[]":
             node = node["items"]
+        elif part and "properties" not in node:  # a map: any key, its values' schema
+            node = node["additionalProperties"]
         elif part:
             node = node["properties"][part]
     return node
@@ -255,11 +264,11 @@ def test_every_node_has_a_type(kind: str) -> None:
     for path, node in nodes(root_schema(kind)):
         assert node.get("type") or node.get("x-kubernetes-preserve-unknown-fields"), path
         if node.get("type") == "object":
-            # Free-form objects say so; typed ones list their properties.
+            # Free-form objects say so; typed ones list their properties, maps the type of their values.
             assert (
                 path == "metadata"
                 or "properties" in node
-                or "additionalProperties" in node  # a map of typed values (match.labels)
+                or "additionalProperties" in node  # a map of typed values (match.labels, alert.labels)
                 or node.get("x-kubernetes-preserve-unknown-fields")
             ), path
 
@@ -374,7 +383,8 @@ def test_cel_rule_compiles_and_names_only_existing_fields(
     env.compile(rule["rule"])  # raises on a syntax error
     assert rule["message"] and not rule["message"].endswith(".")
     referenced = re.findall(r"\bself((?:\.[A-Za-z_]\w*)+)", rule["rule"])
-    assert referenced, "a rule that does not look at self checks nothing"
+    # A transition rule may compare the whole object (self == oldSelf: immutable).
+    assert referenced or "oldSelf" in rule["rule"], "a rule that does not look at self checks nothing"
     for dotted in referenced:
         target = node
         for name in dotted.strip(".").split("."):
@@ -434,6 +444,7 @@ MINIMAL_SPECS: dict[str, dict[str, Any]] = {
     "LLMMiddleware": {"modelRef": {"name": "m"}, "type": "logging"},
     "MCPServer": {"url": "http://mcp:8000/mcp"},
     "Runbook": {"title": "t", "content": "## Steps"},
+    "Investigation": {"question": "why is checkout slow?"},
 }
 RUNBOOK_STATUS: dict[str, Any] = {"contentHash": "sha256:" + "0" * 64, "sections": 3}
 

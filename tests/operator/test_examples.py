@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
 AI_OPS = Path(sys.executable).with_name("ai-ops")
-SCENARIOS = ["local", "openai", "azure-openai", "middleware-chain", "mcp-servers", "runbooks"]
+SCENARIOS = ["local", "openai", "azure-openai", "middleware-chain", "mcp-servers", "runbooks", "incidents"]
 
 
 def documents(folder: Path) -> list[LoadedDocument]:

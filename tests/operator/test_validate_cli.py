@@ -147,7 +147,13 @@ def test_the_corpus_holds_the_typical_mistakes_with_their_hints() -> None:
 
 
 def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
-    messages = {rule["message"] for kind in RESOURCES for rule in _cel_rules(schema_of(kind))}
+    # Transition rules (oldSelf) hold on updates only, which a file never is.
+    messages = {
+        rule["message"]
+        for kind in RESOURCES
+        for rule in _cel_rules(schema_of(kind))
+        if "oldSelf" not in rule["rule"]
+    }
     assert len(messages) >= 6
     covered = {m for m in messages if any(m.startswith(c.fragment) or c.fragment in m for c in CASES)}
     assert covered == messages

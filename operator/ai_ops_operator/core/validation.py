@@ -270,6 +270,8 @@ def _program(rule: str) -> Any:
 def _cel_problems(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
     problems: list[Problem] = []
     for rule in schema.get("x-kubernetes-validations", ()):
+        if "oldSelf" in rule["rule"]:
+            continue  # a transition rule: the API server evaluates it on updates only, never on create
         try:
             ok = bool(_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}))
         except Exception as exc:  # a rule that cannot be evaluated on this value counts as failed

@@ -1,0 +1,189 @@
+"""Workers that claim Pending investigations and run them, coordinated only through the store.
+
+Each replica runs one ``InvestigationWorker``. A claim is a status patch (phase Running, claimedBy,
+leaseExpiresAt) made with the resourceVersion the worker read: of replicas racing for one investigation
+exactly one patch succeeds, the others get Conflict and move on. The winner renews the lease while the
+agent runs; a replica that dies stops renewing, and once the lease has expired another replica claims the
+investigation again (phase still Running, lease in the past). No leader election, no extra objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ai_ops_api.investigations import InvestigationPhase
+from chat_service.incidents.episode import phase_after_run
+from chat_service.incidents.store import (
+    Conflict,
+    InvestigationStore,
+    NotFound,
+    StoredInvestigation,
+    now,
+    parse_time,
+    rfc3339,
+)
+
+log = logging.getLogger("ai_ops.chat.incidents")
+
+# What a run returns: the status fields of its outcome (phase Diagnosed or Failed, summary, ...).
+Run = Callable[[StoredInvestigation], Awaitable[dict[str, Any]]]
+# Called after the outcome is stored (Events); failures are logged.
+Finished = Callable[[StoredInvestigation], Awaitable[None]]
+
+
+def replica_identity() -> str:
+    return f"{os.environ.get('HOSTNAME', 'chat')}-{uuid.uuid4().hex[:6]}"
+
+
+def claimable(item: StoredInvestigation, moment: datetime.datetime) -> bool:
+    """Pending, or Running under a lease that has expired (its replica died)."""
+    if item.phase == InvestigationPhase.PENDING.value:
+        return True
+    if item.phase == InvestigationPhase.RUNNING.value:
+        expires = parse_time(item.status.get("leaseExpiresAt"))
+        return expires is None or expires <= moment
+    return False
+
+
+class InvestigationWorker:
+    def __init__(
+        self,
+        store: InvestigationStore,
+        run: Run,
+        *,
+        identity: str | None = None,
+        concurrency: int = 2,
+        lease_seconds: float = 60.0,
+        finished: Finished | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.identity = identity or replica_identity()
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.finished = finished
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop(), name=f"investigations-{self.identity}")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task, *self.running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._loop_task = None
+        self.running.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.claim_some()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is down: try again at the next wake-up
+                log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
+            await self.store.wait_for_change(max(self.lease_seconds / 4, 0.05))
+
+    async def claim_some(self) -> list[str]:
+        """Claim what this worker has room for; returns the names claimed."""
+        claimed = []
+        moment = now()
+        items = sorted(await self.store.list(), key=lambda i: i.created_at)
+        for item in items:
+            if len(self.running) >= self.concurrency:
+                break
+            if item.name in self.running or not claimable(item, moment):
+                continue
+            won = await self._claim(item)
+            if won is not None:
+                claimed.append(won.name)
+                self.running[won.name] = asyncio.create_task(
+                    self._run_one(won), name=f"investigation-{won.name}"
+                )
+        return claimed
+
+    async def _claim(self, item: StoredInvestigation) -> StoredInvestigation | None:
+        moment = now()
+        status = {
+            "phase": InvestigationPhase.RUNNING.value,
+            "claimedBy": self.identity,
+            "leaseExpiresAt": rfc3339(moment + datetime.timedelta(seconds=self.lease_seconds)),
+            "startedAt": rfc3339(moment),
+            "attempts": int(item.status.get("attempts") or 0) + 1,
+            "reason": None,
+        }
+        try:
+            return await self.store.patch_status(item.name, status, item.resource_version)
+        except (Conflict, NotFound):
+            return None  # another replica won, or it was deleted
+
+    async def _run_one(self, item: StoredInvestigation) -> None:
+        renewer = asyncio.create_task(self._renew(item.name))
+        try:
+            try:
+                outcome = await self.run(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the runner maps what it knows; anything else fails the investigation
+                log.exception("investigation %s failed", item.name)
+                outcome = {"phase": InvestigationPhase.FAILED.value, "reason": f"{type(exc).__name__}: {exc}"}
+            renewer.cancel()
+            with contextlib.suppress(BaseException):
+                await renewer
+            stored = await self._finish(item.name, outcome)
+            if stored is not None and self.finished is not None:
+                try:
+                    await self.finished(stored)
+                except Exception as exc:
+                    log.warning("investigation %s: recording events failed: %s", item.name, exc)
+        finally:
+            renewer.cancel()
+            self.running.pop(item.name, None)
+
+    async def _renew(self, name: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            current = await self.store.get(name)
+            if current is None or current.status.get("claimedBy") != self.identity:
+                log.warning("investigation %s: claim lost; stopping its run", name)
+                task = self.running.get(name)
+                if task is not None:
+                    task.cancel()
+                return
+            expires = now() + datetime.timedelta(seconds=self.lease_seconds)
+            with contextlib.suppress(Conflict):  # changed meanwhile (e.g. resolved): renew next time
+                await self.store.patch_status(
+                    name, {"leaseExpiresAt": rfc3339(expires)}, current.resource_version
+                )
+
+    async def _finish(self, name: str, outcome: Mapping[str, Any]) -> StoredInvestigation | None:
+        """Store the outcome unless another replica took the investigation over meanwhile."""
+        for _attempt in range(5):
+            current = await self.store.get(name)
+            if current is None or current.status.get("claimedBy") != self.identity:
+                log.warning("investigation %s: taken over by another replica; outcome dropped", name)
+                return None
+            phase = phase_after_run(
+                InvestigationPhase(outcome.get("phase", InvestigationPhase.FAILED.value)),
+                current.status.get("alertStatus"),
+            )
+            status = {**outcome, "phase": phase.value, "completedAt": rfc3339(now()), "leaseExpiresAt": None}
+            try:
+                return await self.store.patch_status(name, status, current.resource_version)
+            except Conflict:
+                continue
+            except NotFound:
+                return None
+        return None
