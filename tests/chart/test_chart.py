@@ -288,6 +288,7 @@ def test_chat_may_read_only_its_configmap_and_keep_investigations(renders: dict[
             "resourceNames": RUNBOOK_SHARD_NAMES,
             "verbs": ["get"],
         },
+        {
             "apiGroups": ["ai-ops.dev"],
             "resources": ["investigations"],
             "verbs": ["create", "get", "list", "watch", "patch"],
