@@ -198,6 +198,8 @@ class PodProcess:
             elif entry.value_from and entry.value_from.config_map_key_ref:
                 ref = entry.value_from.config_map_key_ref
                 value = (core.read_namespaced_config_map(ref.name, self.namespace).data or {})[ref.key]
+            elif entry.value_from is None:
+                value = ""  # the API server stores `value: ""` as no value at all (omitempty)
             else:
                 raise ValueError(f"env {entry.name}: a source this helper does not know")
             env[entry.name] = value

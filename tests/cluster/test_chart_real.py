@@ -30,6 +30,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
 from tests.cluster.controlplane import (
     REPO_ROOT,
     ControlPlane,
@@ -550,11 +551,15 @@ async def test_the_processes_run_with_their_chart_service_accounts(
         assert "forbidden" in secrets.text.lower()
         assert "ai-ops-chat-auth" not in secrets.text
 
-        # A Secret referenced by an MCPServer header reaches the chat Deployment as a projected volume.
+        # A Secret referenced by an MCPServer header (and opted in with the usable label) reaches the chat
+        # Deployment as a projected volume.
         core.create_namespaced_secret(
             NS,
             client.V1Secret(
-                metadata=client.V1ObjectMeta(name="tool-token"), string_data={"authorization": "Bearer x"}
+                metadata=client.V1ObjectMeta(
+                    name="tool-token", labels={USABLE_SECRET_LABEL: USABLE_SECRET_LABEL_VALUE}
+                ),
+                string_data={"authorization": "Bearer x"},
             ),
         )
         custom.patch_namespaced_custom_object(

@@ -92,6 +92,18 @@ RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
         },
         {"phase": "Diagnosed", "summary": "checkout crashes: OOMKilled at 512Mi"},
     ),
+    (
+        {
+            "kind": "Runbook",
+            "metadata": {"name": "crashloop"},
+            "spec": {
+                "title": "Pod stuck in CrashLoopBackOff",
+                "match": {"alertNames": ["KubePodCrashLooping"]},
+                "content": "## Symptoms\nRestarts.\n## Resolution\nFix it.",
+            },
+        },
+        {"observedGeneration": 1, "sections": 3, "conditions": [condition("True", "Ready", "ready")]},
+    ),
 ]
 
 

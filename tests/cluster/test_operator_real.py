@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from ai_ops_api.agent_config import parse_agent_config
+from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import AI, PLURALS, install_crds, running_operator
 from tests.harness.mcp_servers import McpFixtureServer
@@ -108,7 +109,10 @@ class Cluster:
         self.core.create_namespaced_secret(
             self.namespace,
             client.V1Secret(
-                metadata=client.V1ObjectMeta(name=name),
+                # Only Secrets that opt in may be referenced by ai-ops resources.
+                metadata=client.V1ObjectMeta(
+                    name=name, labels={USABLE_SECRET_LABEL: USABLE_SECRET_LABEL_VALUE}
+                ),
                 data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
             ),
         )

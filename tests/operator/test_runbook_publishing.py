@@ -155,9 +155,11 @@ def test_render_resolves_configmaps_of_the_same_files_and_writes_the_shards(tmp_
         runbook("inline", "## Steps\nDo it.\n"),
     ]
     result = render(tmp_path, docs, "-o", str(out / "agent-config.json"))
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == (
-        "Runbook/gone: left out: ConfigMapKeyNotFound: ConfigMap 'texts' has no key 'x.md' in its data\n"
+    # The runbook whose ConfigMap key is missing is left out, which render reports (exit 3, EXIT_PARTIAL).
+    assert result.returncode == 3, result.stderr
+    (left_out,) = [line for line in result.stderr.splitlines() if "left out:" in line and "Runbook/" in line]
+    assert left_out.endswith(
+        "Runbook/gone: left out: ConfigMapKeyNotFound: ConfigMap 'texts' has no key 'x.md' in its data"
     )
     config = parse_agent_config((out / "agent-config.json").read_text())
     (ref,) = config.runbook_shards
