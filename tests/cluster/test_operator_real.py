@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client
 
 from ai_ops_api.agent_config import parse_agent_config
-from ai_ops_api.specs import USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
+from ai_ops_api.specs import RESOURCES_BY_PLURAL, USABLE_SECRET_LABEL, USABLE_SECRET_LABEL_VALUE
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import AI, PLURALS, install_crds, running_operator
 from tests.harness.mcp_servers import McpFixtureServer
@@ -76,12 +76,7 @@ class Cluster:
     def create(self, plural: str, spec: dict[str, Any], name: str) -> dict[str, Any]:
         body = {
             "apiVersion": AI,
-            "kind": {
-                "llmproviders": "LLMProvider",
-                "llmmodels": "LLMModel",
-                "llmmiddlewares": "LLMMiddleware",
-                "mcpservers": "MCPServer",
-            }[plural],
+            "kind": RESOURCES_BY_PLURAL[plural].kind,
             "metadata": {"name": name},
             "spec": spec,
         }
@@ -484,3 +479,55 @@ async def test_a_restart_converges_with_no_extra_writes(
         await eventually(lambda: second.reconciler.passes >= 1, "", 1, POLL)
     after = cluster.versions()
     assert after == before
+
+
+async def test_runbooks_are_ready_and_published_in_shards(plane: ControlPlane, cluster: Cluster) -> None:
+    from ai_ops_api.agent_config import RUNBOOK_SHARD_DATA_KEY, parse_runbook_shard
+
+    cluster.core.create_namespaced_config_map(
+        cluster.namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="texts"), data={"dns.md": "## Check\nCoreDNS."}),
+    )
+    cluster.create("runbooks", {"title": "Pod crash-looping", "content": "## Symptoms\nRestarts."}, "crash")
+    cluster.create(
+        "runbooks",
+        {"title": "DNS failures", "contentFrom": {"configMapKeyRef": {"name": "texts", "key": "dns.md"}}},
+        "dns",
+    )
+
+    def shard_runbooks() -> dict[str, str] | None:
+        config = cluster.agent_config()
+        if config is None or not config.runbook_shards:
+            return None
+        (ref,) = config.runbook_shards
+        data = cluster.core.read_namespaced_config_map(ref.name, cluster.namespace).data
+        shard = parse_runbook_shard(data[RUNBOOK_SHARD_DATA_KEY])
+        assert shard.checksum() == ref.checksum
+        return {entry.name: entry.content for entry in shard.runbooks}
+
+    async with running_operator(plane.kubeconfig, cluster.namespace):
+        for name in ("crash", "dns"):
+            await eventually(
+                lambda n=name: cluster.ready("runbooks", n).get("status") == "True", name, 30, POLL
+            )
+        status = cluster.status("runbooks", "dns")
+        assert {c["type"]: c["reason"] for c in status["conditions"]}["ContentResolved"] == "ConfigMapFound"
+        assert status["observedGeneration"] == 1 and status["sections"] >= 1
+        assert await eventually(
+            lambda: (
+                (r := shard_runbooks()) == {"crash": "## Symptoms\nRestarts.", "dns": "## Check\nCoreDNS."}
+                and r
+            ),
+            "both runbooks in the shard",
+            30,
+            POLL,
+        )
+        cluster.core.patch_namespaced_config_map(
+            "texts", cluster.namespace, {"data": {"dns.md": "## Check\nNodeLocal DNS."}}
+        )
+        await eventually(
+            lambda: (r := shard_runbooks()) is not None and r.get("dns") == "## Check\nNodeLocal DNS.",
+            "the changed ConfigMap in the shard",
+            30,
+            POLL,
+        )
