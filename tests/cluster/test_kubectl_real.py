@@ -205,7 +205,7 @@ def test_kubectl_get_llmm_shows_the_model_and_why_it_is_not_ready(
     assert re.fullmatch(r"\d+s", row["AGE"]), row["AGE"]
 
 
-def test_kubectl_get_ai_ops_wide_lists_all_four_kinds_with_their_values(
+def test_kubectl_get_ai_ops_wide_lists_every_kind_with_its_values(
     ai_ops_crds: ControlPlane, populated: str
 ) -> None:
     by_name = {
@@ -219,7 +219,14 @@ def test_kubectl_get_ai_ops_wide_lists_all_four_kinds_with_their_values(
         "llmmiddleware.ai-ops.dev/limits",
         "mcpserver.ai-ops.dev/kube",
         "investigation.ai-ops.dev/inv-kubepodcrashlooping-0123456789",
+        "runbook.ai-ops.dev/crashloop",
     }
+    runbook = by_name["runbook.ai-ops.dev/crashloop"]
+    assert (runbook["TITLE"], runbook["READY"], runbook["SECTIONS"]) == (
+        "Pod stuck in CrashLoopBackOff",
+        "True",
+        "3",
+    )
     provider = by_name["llmprovider.ai-ops.dev/openai"]
     assert (provider["TYPE"], provider["ENABLED"], provider["READY"], provider["REASON"]) == (
         "openai",
