@@ -15,7 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from ai_ops_api.specs import HealthState, MCPScope, MCPTransport, MiddlewareType, ProviderType
+from ai_ops_api.specs import (
+    HealthState,
+    InvestigationTools,
+    MCPScope,
+    MCPTransport,
+    MiddlewareType,
+    ProviderType,
+)
 
 AGENT_CONFIG_API_VERSION = "ai-ops.dev/agent-config/v1"
 AGENT_CONFIG_KIND = "AgentConfig"
@@ -112,6 +119,7 @@ class MCPServerEntry(ConfigModel):
     headers: tuple[NamedValue, ...] = ()
     scope: MCPScope = MCPScope.INTERNAL
     tool_filter: ToolFilterEntry = Field(default_factory=ToolFilterEntry)
+    investigation_tools: InvestigationTools = InvestigationTools.READ_ONLY
     health: HealthState = HealthState.UNKNOWN
     # Tool names known from the last probe, with the tool filter applied; empty when never probed.
     tools: tuple[str, ...] = ()

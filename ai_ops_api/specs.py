@@ -306,6 +306,16 @@ class MCPScope(enum.StrEnum):
     EXTERNAL = "external"
 
 
+class InvestigationTools(enum.StrEnum):
+    """Which of a server's tools the investigator (alerts, /api/investigations) may call. Tools whose MCP
+    annotations say ``readOnlyHint: false`` or ``destructiveHint: true`` are never offered to it under any
+    value: changes go through ActionRequests only."""
+
+    READ_ONLY = "readOnly"  # tools annotated readOnlyHint: true
+    ALL = "all"  # also tools without annotations (a server known to only read that does not annotate)
+    NONE = "none"  # the server is not offered to investigations
+
+
 class HealthState(enum.StrEnum):
     HEALTHY = "Healthy"
     DEGRADED = "Degraded"
@@ -476,6 +486,15 @@ class MCPServerSpec(SpecModel):
     )
     tool_filter: ToolFilter | None = Field(
         default=None, description="Which of the server's tools the agent may use."
+    )
+    investigation_tools: InvestigationTools = Field(
+        strict=False,
+        default=InvestigationTools.READ_ONLY,
+        description=(
+            "Which of its tools investigations may call: readOnly (annotated readOnlyHint true), all (also "
+            "tools without annotations) or none. Tools annotated readOnlyHint false or destructiveHint true "
+            "are never offered to investigations."
+        ),
     )
     description: ShortText | None = Field(default=None, description="Free text for humans.")
 

@@ -148,6 +148,11 @@ def build_incidents(
         else:
             store = MemoryInvestigationStore(namespace=settings.namespace or "default")
     incidents = Incidents(store)
+    if engine.runbooks is not None:
+        # The namespace's runbooks as the index holds them now: a runbook published after an alert fired
+        # is attached to the next alert, not to the Investigations already created.
+        runbook_service = engine.runbooks
+        incidents.runbooks = lambda: runbook_service.documents
     if settings.investigations:
         runner = InvestigationRunner(
             engine,

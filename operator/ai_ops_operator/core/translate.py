@@ -133,6 +133,7 @@ def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
                 headers=_named_values(server.headers),
                 scope=server.scope,
                 tool_filter=ToolFilterEntry(include=include, exclude=exclude),
+                investigation_tools=server.investigation_tools,
                 health=state.state,
                 tools=tuple(apply_tool_filter(state.tools, include, exclude)),
                 description=server.description,

@@ -1,0 +1,197 @@
+"""What the investigator gets: the runbooks attached to the alert (by their match, from the real runbook
+index), the search_runbooks tool, and only the MCP tools its servers' ``investigationTools`` allow; and
+what ``status.runbooksUsed`` records. Real app, real runbook index, real MCP fixture server, fake LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_core.tools import BaseTool, StructuredTool
+
+from ai_ops_api.agent_config import MCPServerEntry
+from ai_ops_api.specs import InvestigationTools, MCPTransport
+from chat_service.app import create_app
+from chat_service.incidents.runner import MAX_RUNBOOKS_CHARS, briefing, investigation_tools
+from chat_service.incidents.store import StoredInvestigation
+from chat_service.runbooks.documents import RunbookDocument
+from tests.chat.test_incidents_core import alert, notification
+from tests.harness.fake_llm import FakeLLM, Reply
+from tests.harness.mcp_servers import McpFixtureServers
+from tests.support.chat_support import (
+    agent_config,
+    mcp_server,
+    model_entry,
+    running,
+    settings_for,
+    write_config,
+)
+from tests.support.runbooks import (
+    CRASHLOOP,
+    DNS,
+    config_with_runbooks,
+    hit_names,
+    shard,
+    wait_for_search,
+    write_shard_file,
+)
+
+HOOK = "/api/alerts/alertmanager"
+
+
+async def finished(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    for _ in range(1000):
+        detail: dict[str, Any] = (await client.get(f"/api/investigations/{name}")).json()
+        if detail["phase"] not in ("Pending", "Running"):
+            return detail
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} still {detail['phase']}")
+
+
+def offered(request: dict[str, Any]) -> list[str]:
+    return sorted(t["function"]["name"] for t in request["json"].get("tools") or [])
+
+
+async def test_the_matched_runbook_comes_first_and_runbooks_used_records_what_it_read(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    runbooks = shard(CRASHLOOP, DNS)
+    write_shard_file(tmp_path, 0, runbooks)
+    path = tmp_path / "agent-config.json"
+    write_config(path, config_with_runbooks([model_entry("m", fresh_fake_llm.base_url)], [(0, runbooks)]))
+    diagnosis = {
+        "summary": "checkout-1 crashes on start",
+        "confidence": "medium",
+        # dns-failures was returned by the search, pod-crashloop attached; invented-one was never seen.
+        "runbooksUsed": ["invented-one", "dns-failures", "pod-crashloop"],
+    }
+    fresh_fake_llm.enqueue(
+        Reply.tool_call("search_runbooks", {"query": "DNS lookups NXDOMAIN CoreDNS"}),
+        Reply.tool_call("diagnosis", diagnosis),
+    )
+    app = create_app(settings_for(path, investigation_lease_seconds=5))
+    async with running(app) as chat, chat.client() as client:
+        await wait_for_search(client, "CrashLoopBackOff", lambda r: "pod-crashloop" in hit_names(r))
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        detail = await finished(client, created["name"])
+    assert detail["spec"]["runbooks"] == ["pod-crashloop"]  # matched by alertNames; dns-failures has no match
+    assert detail["phase"] == "Diagnosed", detail["status"]
+    assert detail["status"]["runbooksUsed"] == ["dns-failures", "pod-crashloop"]
+
+    first, second = fresh_fake_llm.chat_requests
+    assert offered(first) == ["diagnosis", "search_runbooks"]
+    briefing_text = first["json"]["messages"][1]["content"]
+    # The runbook's content, fenced, before the alert's data.
+    assert briefing_text.index('<runbook name="pod-crashloop"') < briefing_text.index("<alert>")
+    assert "kubectl logs POD --previous" in briefing_text
+    assert "Check the CoreDNS pods" not in briefing_text
+    # The search ran for real against the index.
+    tool_message = second["json"]["messages"][-1]
+    assert tool_message["role"] == "tool" and "dns-failures" in tool_message["content"]
+
+
+async def test_a_plain_text_answer_records_the_attached_runbooks(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    runbooks = shard(CRASHLOOP)
+    write_shard_file(tmp_path, 0, runbooks)
+    path = tmp_path / "agent-config.json"
+    write_config(path, config_with_runbooks([model_entry("m", fresh_fake_llm.base_url)], [(0, runbooks)]))
+    fresh_fake_llm.enqueue(Reply.text("It crashes; I followed the restart procedure."))
+    app = create_app(settings_for(path, investigation_lease_seconds=5))
+    async with running(app) as chat, chat.client() as client:
+        await wait_for_search(client, "CrashLoopBackOff", lambda r: "pod-crashloop" in hit_names(r))
+        other = notification(alert(labels={"alertname": "NodeDown", "severity": "warning"}))
+        (unmatched,) = (await client.post(HOOK, json=other)).json()["investigations"]
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        detail = await finished(client, created["name"])
+        unmatched_detail = (await client.get(f"/api/investigations/{unmatched['name']}")).json()
+    assert "runbooks" not in unmatched_detail["spec"]
+    assert detail["status"]["runbooksUsed"] == ["pod-crashloop"]
+
+
+def stored(name: str, spec: dict[str, Any]) -> StoredInvestigation:
+    return StoredInvestigation(name, "default", spec, {}, "1", "2024-05-01T10:00:00Z")
+
+
+def test_the_runbooks_in_the_briefing_are_capped_each_and_together() -> None:
+    huge = [
+        RunbookDocument(name=f"rb-{i}", title=f"Runbook {i}", content=f"step {i} " + "x" * 100_000)
+        for i in range(5)
+    ]
+    item = stored("inv-a", {"question": "why?", "runbooks": [d.name for d in huge]})
+    text = briefing(item, huge)
+    assert len(text) < MAX_RUNBOOKS_CHARS + 2000
+    assert '<runbook name="rb-0"' in text and "step 0" in text and "step 1" in text
+    assert "<question>" in text  # the question is never crowded out
+    # A runbook spec.runbooks names that the index no longer holds is named as unavailable.
+    missing = stored("inv-b", {"question": "q", "runbooks": ["gone"]})
+    assert "not available now: gone" in briefing(missing, [])
+
+
+def annotated(name: str, server: str, **hints: bool) -> BaseTool:
+    tool = StructuredTool.from_function(func=lambda: name, name=name, description=name)
+    tool.metadata = {"ai_ops_server": server, **hints}
+    return tool
+
+
+def entry(name: str, mode: InvestigationTools) -> MCPServerEntry:
+    return MCPServerEntry(
+        name=name, transport=MCPTransport.STREAMABLE_HTTP, url="http://x:1/mcp", investigation_tools=mode
+    )
+
+
+def test_investigation_tools_by_each_servers_choice_and_never_a_write_tool() -> None:
+    tools = [
+        annotated(f"{server}_{kind}", server, **hints)
+        for server in ("ro", "every", "off", "unnamed")
+        for kind, hints in (
+            ("read", {"readOnlyHint": True}),
+            ("plain", {}),
+            ("write", {"readOnlyHint": False}),
+            ("destroy", {"readOnlyHint": True, "destructiveHint": True}),
+            ("nodestroy", {"destructiveHint": False}),
+        )
+    ]
+    servers = [
+        entry("ro", InvestigationTools.READ_ONLY),
+        entry("every", InvestigationTools.ALL),
+        entry("off", InvestigationTools.NONE),
+    ]
+    assert sorted(t.name for t in investigation_tools(tools, servers)) == [
+        "every_nodestroy",
+        "every_plain",
+        "every_read",
+        "ro_read",
+        "unnamed_read",
+    ]
+
+
+async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, mcp_fixture_servers: McpFixtureServers
+) -> None:
+    url = mcp_fixture_servers.healthy.url
+    seen: dict[str, list[str]] = {}
+    for mode in (InvestigationTools.READ_ONLY, InvestigationTools.ALL, InvestigationTools.NONE):
+        server = mcp_server("fixture", url).model_copy(update={"investigation_tools": mode})
+        path = tmp_path / mode.value / "agent.json"
+        path.parent.mkdir()
+        write_config(path, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)], [server]))
+        fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": f"done {mode}"}))
+        before = len(fresh_fake_llm.chat_requests)
+        app = create_app(settings_for(path, investigation_lease_seconds=5))
+        async with running(app) as chat, chat.client() as client:
+            name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+            detail = await finished(client, name)
+        assert detail["phase"] == "Diagnosed", detail["status"]
+        (request,) = fresh_fake_llm.chat_requests[before:]
+        seen[mode.value] = offered(request)
+    fixture_tools = ["add", "echo", "fail", "get_pod_status", "slow"]
+    assert seen == {
+        "readOnly": ["diagnosis"],
+        "all": sorted(["diagnosis", *fixture_tools]),
+        "none": ["diagnosis"],
+    }, json.dumps(seen)
