@@ -36,6 +36,8 @@
 {{- define "ai-ops.mcpKubernetes.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-kubernetes") }}{{- end }}
 {{- define "ai-ops.mcpKubernetesActions.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-kubernetes-actions") }}{{- end }}
 {{- define "ai-ops.mcpNetops.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-netops") }}{{- end }}
+{{- define "ai-ops.mcpPrometheus.fullname" -}}{{ include "ai-ops.suffixed" (list . "mcp-prometheus") }}{{- end }}
+{{- define "ai-ops.alertmanagerTokenSecret" -}}{{ include "ai-ops.suffixed" (list . "alertmanager-token") }}{{- end }}
 {{- define "ai-ops.chatAuthSecret" -}}
 {{- .Values.chat.auth.existingSecret | default (include "ai-ops.suffixed" (list . "chat-auth")) }}
 {{- end }}
@@ -46,6 +48,13 @@
 {{- define "ai-ops.mcpKubernetes.serviceAccountName" -}}{{ .Values.mcpServers.kubernetes.serviceAccount.name | default (include "ai-ops.mcpKubernetes.fullname" .) }}{{- end }}
 {{- define "ai-ops.mcpKubernetesActions.serviceAccountName" -}}{{ .Values.mcpServers.kubernetesActions.serviceAccount.name | default (include "ai-ops.mcpKubernetesActions.fullname" .) }}{{- end }}
 {{- define "ai-ops.mcpNetops.serviceAccountName" -}}{{ .Values.mcpServers.netops.serviceAccount.name | default (include "ai-ops.mcpNetops.fullname" .) }}{{- end }}
+{{- define "ai-ops.mcpPrometheus.serviceAccountName" -}}{{ .Values.mcpServers.prometheus.serviceAccount.name | default (include "ai-ops.mcpPrometheus.fullname" .) }}{{- end }}
+
+{{/* A bundled MCP server is deployed: `enabled`, or for prometheus a `url` (it has nothing to do without). */}}
+{{- define "ai-ops.mcp.deployed" -}}
+{{- $cfg := index .ctx.Values.mcpServers .server }}
+{{- if or $cfg.enabled $cfg.url }}true{{ end }}
+{{- end }}
 
 {{/* Labels ----------------------------------------------------------------------------------------- */}}
 
