@@ -77,6 +77,9 @@ class Settings(BaseModel):
     investigation_max_steps: int = Field(default=25, ge=2, le=1000)
     investigation_max_seconds: float = Field(default=300.0, gt=0, le=3600)
     investigation_max_tokens: int = Field(default=200_000, ge=1000, le=10_000_000)
+    # Outside a cluster: keep Investigations in the API server this kubeconfig names (a bearer token and a
+    # CA), not in memory. `make run` points it at the local control plane when one has been built.
+    investigations_kubeconfig: Path | None = None
 
 
 # field -> (environment variable, flag shown in errors)
@@ -113,6 +116,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "investigation_max_steps": ("AI_OPS_INVESTIGATION_MAX_STEPS", None),
     "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
     "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
+    "investigations_kubeconfig": ("AI_OPS_INVESTIGATIONS_KUBECONFIG", None),
 }
 
 

@@ -9,9 +9,14 @@
    written: a second ``make run`` never rewrites the files a running demo hot-reloads.
 3. Says whether the LLM answers (and for Ollama, whether the model is pulled); the chat page shows the
    same problem in plain words when a message cannot be answered.
-4. Starts the demo's MCP servers (``demo_mcp_servers``: netops, and kubernetes when a kubeconfig is
-   available), then ``ai-ops chat`` on 127.0.0.1:8080, prints the URL once the service answers, and
-   stops everything on Ctrl-C.
+4. Starts the demo's MCP servers (``demo_mcp_servers``: netops, kubernetes when a kubeconfig is
+   available, prometheus when ``PROMETHEUS_URL`` is set), then ``ai-ops chat`` on 127.0.0.1:8080, prints
+   the URL once the service answers, and stops everything on Ctrl-C.
+5. Investigations (docs/incidents.md) go to a local real kube-apiserver when one has been built before
+   (``make test`` builds it into ``~/.cache/ai-ops/control-plane/<version>/``; ``make run`` never builds
+   it): started here with the CRDs applied, the chat writing through a token with the chart's chat Role,
+   and an admin kubeconfig printed for ``kubectl get inv``. Without one, they live in the chat's memory.
+   ``/api/status`` says which (``investigation_store``). ``AI_OPS_DEMO_CONTROL_PLANE=false`` skips it.
 
 Overrides (environment): ``OLLAMA_BASE_URL`` or ``OLLAMA_HOST`` (Ollama's address), ``OLLAMA_MODEL``,
 ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` (an OpenAI-compatible endpoint instead of api.openai.com).
@@ -136,7 +141,115 @@ def demo_mcp_servers(environ: Mapping[str, str]) -> tuple[DemoMcpServer, ...]:
                 description="Read-only view of the cluster in " + kubeconfig,
             )
         )
+    prometheus = environ.get("PROMETHEUS_URL", "").strip()
+    if prometheus:
+        servers.append(
+            DemoMcpServer(
+                "prometheus",
+                tuple(
+                    ai_ops_command("mcp", "prometheus", "--prometheus-url", prometheus, "--port", "{port}")
+                ),
+                port=_demo_port(8093),
+                description="Read-only PromQL queries, alerts, rules and targets of " + prometheus,
+            )
+        )
     return tuple(servers)
+
+
+CONTROL_PLANE_MODULE = REPO / "tests" / "cluster" / "controlplane" / "go.mod"
+# What the chat may do with Investigations: the chart's chat Role (templates/chat/rbac.yaml), no more.
+CHAT_RULES = (
+    {
+        "apiGroups": ["ai-ops.dev"],
+        "resources": ["investigations"],
+        "verbs": ["create", "get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["ai-ops.dev"], "resources": ["investigations/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+)
+DEMO_NAMESPACE = "default"
+
+
+def cached_control_plane(environ: Mapping[str, str]) -> Path | None:
+    """The folder holding the kube-apiserver and etcd scripts/control-plane.sh built for the pinned version,
+    when it has built them; never builds them (that takes minutes: ``make run`` stays fast)."""
+    if environ.get("AI_OPS_DEMO_CONTROL_PLANE", "").lower() in ("false", "0", "no"):
+        return None
+    version = None
+    with contextlib.suppress(OSError):
+        for line in CONTROL_PLANE_MODULE.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "require" and parts[1] == "k8s.io/kubernetes":
+                version = parts[2]  # the line scripts/control-plane.sh reads
+    if version is None:
+        return None
+    home = environ.get("HOME", str(Path.home()))
+    cache = Path(environ.get("XDG_CACHE_HOME") or Path(home) / ".cache")
+    folder = cache / "ai-ops" / "control-plane" / version
+    if all(os.access(folder / binary, os.X_OK) for binary in ("kube-apiserver", "etcd")):
+        return folder
+    return None
+
+
+def _grant_chat(plane: Any) -> str:
+    """A ServiceAccount with the chart's chat Role in the demo namespace, and a token of it."""
+    from kubernetes import client
+
+    with plane.api_client() as api:
+        rbac = client.RbacAuthorizationV1Api(api)
+        rbac.create_namespaced_role(
+            DEMO_NAMESPACE,
+            {"metadata": {"name": "ai-ops-chat"}, "rules": [dict(rule) for rule in CHAT_RULES]},
+        )
+        rbac.create_namespaced_role_binding(
+            DEMO_NAMESPACE,
+            {
+                "metadata": {"name": "ai-ops-chat"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ai-ops-chat"},
+                "subjects": [{"kind": "ServiceAccount", "name": "ai-ops-chat", "namespace": DEMO_NAMESPACE}],
+            },
+        )
+    return str(plane.service_account_token(DEMO_NAMESPACE, "ai-ops-chat", expiration_seconds=86400))
+
+
+@contextlib.contextmanager
+def investigation_store(environ: Mapping[str, str], workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """("kubernetes", the chat's extra env) with the local control plane running while the demo runs, or
+    ("memory", {}) when none has been built or it does not start (the demo goes on either way)."""
+    binaries = cached_control_plane(environ)
+    if binaries is None:
+        yield "memory", {}
+        return
+    # The real-API-server harness of tests/cluster: the same start-up, certificates and CRD install.
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.cluster.controlplane import ControlPlane
+    from tests.cluster.rest import crd_documents, install_crds
+
+    plane = ControlPlane(binaries)
+    try:
+        plane.start()
+        install_crds(plane, crd_documents())
+        kubeconfig = plane.write_kubeconfig(
+            _grant_chat(plane), workdir / "investigations.kubeconfig", "ai-ops-chat"
+        )
+    except Exception as exc:  # a demo without the control plane is still a demo
+        print(
+            f"make run: the local control plane did not start ({exc}); investigations in memory",
+            file=sys.stderr,
+        )
+        plane.stop()
+        yield "memory", {}
+        return
+    print(
+        f"make run: investigations in the local kube-apiserver {plane.url}: "
+        f"kubectl --kubeconfig {plane.kubeconfig} get inv",
+        file=sys.stderr,
+    )
+    try:
+        yield "kubernetes", {"AI_OPS_INVESTIGATIONS_KUBECONFIG": str(kubeconfig)}
+    finally:
+        plane.stop()
 
 
 @dataclass(frozen=True)
@@ -382,12 +495,21 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     url = f"http://{args.host}:{args.port}/"
     chat: subprocess.Popen[bytes] | None = None
     try:
-        with mcp_servers_running(mcp_servers):
+        with (
+            mcp_servers_running(mcp_servers),
+            investigation_store(os.environ, workdir) as (_store, store_env),
+        ):
             command = ai_ops_command(
                 "chat", "--config", str(config), "--host", args.host, "--port", str(args.port)
             )
             # The demo's MCP servers listen on 127.0.0.1: the chat refuses loopback addresses unless told.
-            env = {**os.environ, **plan.env, "AI_OPS_ALLOW_LOOPBACK": "true", "AI_OPS_DEMO": "true"}
+            env = {
+                **os.environ,
+                **plan.env,
+                **store_env,
+                "AI_OPS_ALLOW_LOOPBACK": "true",
+                "AI_OPS_DEMO": "true",
+            }
             chat = subprocess.Popen(command, env=env)
             if wait_until_up(url + "healthz", chat, timeout=120):
                 print(f"\nmake run: the ai-ops chat is ready: open {url}  (Ctrl-C stops it)\n", flush=True)

@@ -3,10 +3,14 @@ worker that runs them. Routes (routers/incidents.py) stay thin over this."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
 
 from ai_ops_api.investigations import InvestigationPhase, InvestigationSource
 from chat_service.engine import ChatEngine
@@ -49,6 +53,11 @@ class Incidents:
     worker: InvestigationWorker | None = None
     # The runbooks whose `match` may attach them to an alert (set by the runbook index when there is one).
     runbooks: Callable[[], Sequence[NamedRunbook]] = field(default=lambda: ())
+
+    @property
+    def store_kind(self) -> Literal["kubernetes", "memory"]:
+        """Where the Investigations live (the page says so: memory ones are lost on restart)."""
+        return "kubernetes" if isinstance(self.store, KubernetesInvestigationStore) else "memory"
 
     def start(self) -> None:
         if self.worker is not None:
@@ -138,12 +147,52 @@ class Incidents:
             await self.store.record_event(target, "Investigated", f"ai-ops {item.name}: {message}", "Normal")
 
 
+class KubeconfigError(ValueError):
+    """AI_OPS_INVESTIGATIONS_KUBECONFIG names no usable cluster: the service does not start (a typo must
+    not silently keep investigations in memory)."""
+
+
+def store_from_kubeconfig(path: Path, namespace: str | None) -> KubernetesInvestigationStore:
+    """The Kubernetes store for the current context of a kubeconfig with a bearer token (``token`` or
+    ``tokenFile``) and a CA (``certificate-authority`` or ``-data``, written beside the kubeconfig)."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+        contexts = {c["name"]: c["context"] for c in loaded.get("contexts") or ()}
+        context = contexts[loaded["current-context"]]
+        cluster = {c["name"]: c["cluster"] for c in loaded["clusters"]}[context["cluster"]]
+        user = {u["name"]: u["user"] for u in loaded["users"]}[context["user"]]
+        server = str(cluster["server"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise KubeconfigError(
+            f"AI_OPS_INVESTIGATIONS_KUBECONFIG {path}: no usable current context ({exc!r})"
+        ) from None
+    ca_path: Path | None = None
+    if cluster.get("certificate-authority"):
+        ca_path = Path(cluster["certificate-authority"])
+    elif cluster.get("certificate-authority-data"):
+        ca_path = path.with_name(path.name + ".ca.crt")
+        ca_path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    token_file = user.get("tokenFile")
+    if not (user.get("token") or token_file):
+        raise KubeconfigError(f"AI_OPS_INVESTIGATIONS_KUBECONFIG {path}: the user has no token or tokenFile")
+    return KubernetesInvestigationStore(
+        server,
+        namespace or context.get("namespace") or "default",
+        token=user.get("token"),
+        token_path=Path(token_file) if token_file else None,
+        ca_path=ca_path,
+    )
+
+
 def build_incidents(
     settings: Settings, engine: ChatEngine, store: InvestigationStore | None = None
 ) -> Incidents:
-    """The Kubernetes store in a cluster, memory elsewhere; a worker unless AI_OPS_INVESTIGATIONS=false."""
+    """The Kubernetes store in a cluster (or the one AI_OPS_INVESTIGATIONS_KUBECONFIG names), memory
+    elsewhere; a worker unless AI_OPS_INVESTIGATIONS=false."""
     if store is None:
-        if in_cluster():
+        if settings.investigations_kubeconfig is not None:
+            store = store_from_kubeconfig(settings.investigations_kubeconfig, settings.namespace)
+        elif in_cluster():
             store = KubernetesInvestigationStore.from_service_account(settings.namespace)
         else:
             store = MemoryInvestigationStore(namespace=settings.namespace or "default")

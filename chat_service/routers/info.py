@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from chat_service.routers.deps import Caller, Engine
+from chat_service.routers.deps import Caller, Engine, Services
 from chat_service.routers.responses import error_responses
 
 router = APIRouter(prefix="/api", tags=["info"])
@@ -100,6 +100,11 @@ class StatusOut(BaseModel):
     mcp_servers: list[MCPServerStatusOut]
     middleware: dict[str, list[MiddlewareOut]]
     conversation_store: str
+    investigation_store: Literal["kubernetes", "memory"] | None = Field(
+        None,
+        description="Where Investigations live: kubernetes (the API server) or memory (this process, lost "
+        "on restart); None without the incidents service",
+    )
     runbooks: RunbooksStateOut | None = None
     warnings: list[str]
     demo: bool = Field(
@@ -115,6 +120,9 @@ async def models(_identity: Caller, engine: Engine) -> dict[str, Any]:
 
 
 @router.get("/status", response_model=StatusOut, responses=_RESPONSES)
-async def status(_identity: Caller, engine: Engine) -> dict[str, Any]:
-    """Config checksum and load time, models, MCP servers with their tools, middleware per model, warnings."""
-    return {**engine.status(), "demo": engine.settings.demo}
+async def status(_identity: Caller, engine: Engine, services: Services) -> dict[str, Any]:
+    """Config checksum and load time, models, MCP servers with their tools, middleware per model, warnings,
+    and where investigations live."""
+    incidents = services.incidents
+    store = incidents.store_kind if incidents is not None else None
+    return {**engine.status(), "demo": engine.settings.demo, "investigation_store": store}

@@ -4,6 +4,8 @@ whole demo started as a process against the fake LLM and stopped again without l
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import importlib.util
 import os
 import queue
@@ -17,11 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import httpx
 import pytest
+import yaml
 
 from ai_ops_api.agent_config import parse_agent_config
+from tests.harness.fake_llm import Reply
 from tests.harness.ports import free_port, port_accepts
 from tests.harness.subprocesses import python_module_command
 
@@ -140,12 +145,15 @@ def test_mcp_server_hook(tmp_path: Path) -> None:
     assert not port_accepts("127.0.0.1", port)
 
 
-@pytest.fixture
-def demo_process(tmp_path: Path, fresh_fake_llm: FakeLLM) -> Iterator[tuple[subprocess.Popen[str], int]]:
+@contextlib.contextmanager
+def started_demo(
+    tmp_path: Path, fake_llm: FakeLLM, **extra_env: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """``scripts/run_demo.py`` as ``make run`` starts it, with the fake LLM as "OpenAI"."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_", "AI_OPS_"))}
-    env.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fresh_fake_llm.base_url, OPENAI_MODEL="fake-model")
+    env.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fake_llm.base_url, OPENAI_MODEL="fake-model")
+    env.update(extra_env)
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--port", str(port), "--workdir", str(tmp_path / ".run")],
         cwd=REPO,
@@ -163,6 +171,13 @@ def demo_process(tmp_path: Path, fresh_fake_llm: FakeLLM) -> Iterator[tuple[subp
         process.wait(10)
         assert process.stdout is not None
         process.stdout.close()
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path, fresh_fake_llm: FakeLLM) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The demo told not to use a control plane: investigations in memory."""
+    with started_demo(tmp_path, fresh_fake_llm, AI_OPS_DEMO_CONTROL_PLANE="false") as demo:
+        yield demo
 
 
 def _ready_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -208,6 +223,7 @@ def test_demo_runs_and_stops(
             time.sleep(0.5)
         assert "dns_lookup" in servers["netops"]["tools"], servers
         assert client.get("/api/status").json()["demo"] is True, "run_demo sets AI_OPS_DEMO"
+        assert client.get("/api/status").json()["investigation_store"] == "memory"
         answer = client.post("/api/chat", json={"message": "hello demo"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["reply"] == "echo: hello demo"
@@ -255,3 +271,85 @@ def test_each_port_gets_its_own_state_folder(tmp_path: Path, monkeypatch: pytest
 def test_a_state_folder_in_use_is_refused(tmp_path: Path) -> None:
     with run_demo.state_folder(tmp_path), pytest.raises(SystemExit, match="another demo is using"):
         run_demo.main(["--render-only", "--workdir", str(tmp_path)])
+
+
+def test_the_prometheus_server_only_with_prometheus_url(tmp_path: Path) -> None:
+    assert "prometheus" not in [s.name for s in run_demo.demo_mcp_servers({"HOME": str(tmp_path)})]
+    servers = run_demo.demo_mcp_servers({"HOME": str(tmp_path), "PROMETHEUS_URL": "http://127.0.0.1:9090"})
+    (prometheus,) = [s for s in servers if s.name == "prometheus"]
+    command = prometheus.command()
+    assert command[command.index("prometheus") - 1] == "mcp"
+    assert command[command.index("--prometheus-url") + 1] == "http://127.0.0.1:9090"
+    assert prometheus.manifest()["spec"]["url"] == f"http://127.0.0.1:{prometheus.port}/mcp"
+
+
+def test_the_control_plane_is_used_only_when_built_and_never_built(tmp_path: Path) -> None:
+    version = next(
+        line.split()[2]
+        for line in (REPO / "tests/cluster/controlplane/go.mod").read_text().splitlines()
+        if line.startswith("require k8s.io/kubernetes ")
+    )
+    cache = tmp_path / "cache"
+    assert run_demo.cached_control_plane({"XDG_CACHE_HOME": str(cache)}) is None
+    folder = cache / "ai-ops" / "control-plane" / version
+    folder.mkdir(parents=True)
+    (folder / "etcd").write_text("#!/bin/sh\n")
+    (folder / "etcd").chmod(0o755)
+    assert run_demo.cached_control_plane({"XDG_CACHE_HOME": str(cache)}) is None  # no kube-apiserver yet
+    (folder / "kube-apiserver").write_text("#!/bin/sh\n")
+    (folder / "kube-apiserver").chmod(0o755)
+    assert run_demo.cached_control_plane({"XDG_CACHE_HOME": str(cache)}) == folder
+    off = {"XDG_CACHE_HOME": str(cache), "AI_OPS_DEMO_CONTROL_PLANE": "false"}
+    assert run_demo.cached_control_plane(off) is None
+
+
+def test_the_demo_keeps_investigations_in_the_local_api_server_when_it_is_built(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    if run_demo.cached_control_plane(os.environ) is None:
+        pytest.skip("no control plane built (make test builds it into ~/.cache/ai-ops/control-plane)")
+    diagnosis = {"summary": "checkout-1 is out of memory", "confidence": "high"}
+    fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", diagnosis))
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "checkout-1"},
+        "annotations": {},
+        "startsAt": "2024-05-01T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": "a1b2c3d4e5f60718",
+    }
+    notification = {
+        "version": "4", "status": "firing", "receiver": "ai-ops", "groupKey": "g", "truncatedAlerts": 0,
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "alerts": [alert],
+    }  # fmt: skip
+    with started_demo(tmp_path, fresh_fake_llm) as (process, port):
+        assert "is ready" in _ready_line(process, timeout=240)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as client:
+            assert client.get("/api/status").json()["investigation_store"] == "kubernetes"
+            answer = client.post("/api/alerts/alertmanager", json=notification)
+            assert answer.status_code == 202, answer.text
+            (created,) = answer.json()["investigations"]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                detail = client.get(f"/api/investigations/{created['name']}").json()
+                if detail["phase"] not in ("Pending", "Running"):
+                    break
+                time.sleep(0.5)
+            assert detail["phase"] == "Diagnosed", detail
+            # It is a resource of the API server: read back with the chat's own token, not from the chat.
+            kubeconfig = yaml.safe_load((tmp_path / ".run" / "investigations.kubeconfig").read_text())
+            token = kubeconfig["users"][0]["user"]["token"]
+            server = kubeconfig["clusters"][0]["cluster"]["server"]
+            ca = tmp_path / "ca.crt"
+            ca.write_bytes(
+                base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
+            )
+            path = f"/apis/ai-ops.dev/v1alpha1/namespaces/default/investigations/{created['name']}"
+            stored = httpx.get(server + path, headers={"Authorization": f"Bearer {token}"}, verify=str(ca))
+            assert stored.status_code == 200, stored.text
+            assert stored.json()["status"]["summary"] == diagnosis["summary"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    assert not port_accepts(urlparse(server).hostname or "", urlparse(server).port or 0), (
+        "control plane stopped"
+    )
