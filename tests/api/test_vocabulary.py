@@ -27,6 +27,7 @@ SHARED_ENUMS = {
     ("llmmiddlewares.yaml", "spec.type"): ("MiddlewareEntry", "type"),
     ("mcpservers.yaml", "spec.transport"): ("MCPServerEntry", "transport"),
     ("mcpservers.yaml", "spec.scope"): ("MCPServerEntry", "scope"),
+    ("mcpservers.yaml", "spec.investigationTools"): ("MCPServerEntry", "investigationTools"),
     ("mcpservers.yaml", "status.health"): ("MCPServerEntry", "health"),
 }
 

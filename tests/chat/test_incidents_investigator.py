@@ -5,17 +5,27 @@ what ``status.runbooksUsed`` records. Real app, real runbook index, real MCP fix
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from langchain_core.tools import BaseTool, StructuredTool
 
 from ai_ops_api.agent_config import MCPServerEntry
 from ai_ops_api.specs import InvestigationTools, MCPTransport
+from ai_ops_operator.core.validation import validate_resource
 from chat_service.app import create_app
 from chat_service.incidents.runner import MAX_RUNBOOKS_CHARS, briefing, investigation_tools
+from chat_service.incidents.service import KubeconfigError, store_from_kubeconfig
 from chat_service.incidents.store import StoredInvestigation
 from chat_service.runbooks.documents import RunbookDocument
 from tests.chat.test_incidents_core import alert, notification
@@ -195,3 +205,66 @@ async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
         "all": sorted(["diagnosis", *fixture_tools]),
         "none": ["diagnosis"],
     }, json.dumps(seen)
+
+
+def self_signed_ca() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_a_kubeconfig_names_the_store_or_the_service_refuses_to_start(tmp_path: Path) -> None:
+    pem = self_signed_ca()
+    ca = base64.b64encode(pem).decode()
+    config = {
+        "clusters": [
+            {"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ops"}}],
+        "current-context": "x",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    store = store_from_kubeconfig(path, None)
+    assert (store.api_url, store.namespace, store.token) == ("https://127.0.0.1:6443", "ops", "t0ken")
+    assert (tmp_path / "kubeconfig.ca.crt").read_bytes() == pem
+    other = store_from_kubeconfig(path, "team-a")
+    assert other.namespace == "team-a"
+    await other.aclose()
+    config["users"] = [{"name": "u", "user": {"client-certificate-data": "x"}}]
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(KubeconfigError, match="no token or tokenFile"):
+        store_from_kubeconfig(path, None)
+    for text in ("not: [a kubeconfig", "current-context: nowhere\n", ""):
+        path.write_text(text)
+        with pytest.raises(KubeconfigError, match="no usable current context"):
+            store_from_kubeconfig(path, None)
+    with pytest.raises(KubeconfigError):
+        store_from_kubeconfig(tmp_path / "missing", None)
+    await store.aclose()
+
+
+@pytest.mark.parametrize("value", ["readonly", "write", 3, None])
+def test_an_mcpserver_with_an_unknown_investigation_tools_value_is_refused(value: Any) -> None:
+    manifest = {
+        "apiVersion": "ai-ops.dev/v1alpha1",
+        "kind": "MCPServer",
+        "metadata": {"name": "s"},
+        "spec": {"url": "http://mcp.tools:8000/mcp", "investigationTools": value},
+    }
+    problems = validate_resource(manifest)
+    assert problems and {p.path for p in problems} == {"spec.investigationTools"}, problems
+    assert validate_resource({**manifest, "spec": {"url": "http://mcp.tools:8000/mcp"}}) == []
