@@ -30,7 +30,7 @@ from ai_ops_api.investigations import (
     Confidence,
     InvestigationPhase,
 )
-from chat_service.conversations import scoped_thread_id
+from chat_service.conversations import INVESTIGATION_THREAD_PREFIX
 from chat_service.engine import ChatEngine
 from chat_service.engine.errors import map_exception
 from chat_service.engine.model_errors import ModelErrorBoundary
@@ -40,7 +40,7 @@ from chat_service.middleware.tool_arguments import StrictToolArguments
 
 log = logging.getLogger("ai_ops.chat.incidents")
 
-INVESTIGATIONS_IDENTITY = "investigations"
+INVESTIGATIONS_IDENTITY = INVESTIGATION_THREAD_PREFIX.removesuffix(":")
 DIAGNOSIS_TOOL = "diagnosis"
 
 INVESTIGATOR_PROMPT = """\
@@ -143,7 +143,7 @@ class InvestigationRunner:
         self.max_tokens = max_tokens
 
     def thread_id(self, item: StoredInvestigation) -> str:
-        return scoped_thread_id(INVESTIGATIONS_IDENTITY, item.name)
+        return INVESTIGATION_THREAD_PREFIX + item.name
 
     async def _agent(self, item: StoredInvestigation) -> tuple[Any, list[str]]:
         engine = self.engine
