@@ -71,6 +71,9 @@ class InvestigationWorker:
         self.finished = finished
         self.running: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        # Set when a run ends: its slot is free for the next Pending one now, not at the next poll (the
+        # Kubernetes store is woken by this replica's creates only).
+        self._slot_freed = asyncio.Event()
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -94,7 +97,21 @@ class InvestigationWorker:
                 raise
             except Exception as exc:  # the store is down: try again at the next wake-up
                 log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
-            await self.store.wait_for_change(max(self.lease_seconds / 4, 0.05))
+            await self._wait(max(self.lease_seconds / 4, 0.05))
+
+    async def _wait(self, timeout: float) -> None:
+        """Until the store changes (or its poll is due), or a run of this worker has ended."""
+        if self._slot_freed.is_set():
+            self._slot_freed.clear()
+            return
+        changed = asyncio.ensure_future(self.store.wait_for_change(timeout))
+        freed = asyncio.ensure_future(self._slot_freed.wait())
+        try:
+            await asyncio.wait((changed, freed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (changed, freed):
+                waiter.cancel()
+            self._slot_freed.clear()
 
     async def claim_some(self) -> list[str]:
         """Claim what this worker has room for; returns the names claimed."""
@@ -151,6 +168,7 @@ class InvestigationWorker:
         finally:
             renewer.cancel()
             self.running.pop(item.name, None)
+            self._slot_freed.set()
 
     async def _renew(self, name: str) -> None:
         while True:
