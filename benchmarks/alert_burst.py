@@ -246,7 +246,7 @@ async def run(args: argparse.Namespace) -> int:
                     token,
                     ca,
                     str(args.concurrency),
-                ],  # fmt: skip
+                ],
                 f"http://127.0.0.1:{port}/healthz",
                 env={"AI_OPS_LOG_LEVEL": "WARNING"},
             )
@@ -267,7 +267,7 @@ async def run(args: argparse.Namespace) -> int:
             *(
                 c.post("/bench/bare", json={"notification": notification(alert(10**6 + n)), "concurrency": 1})
                 for n, c in enumerate(clients)
-            )  # fmt: skip
+            )
         )
         began = time.perf_counter()
         bare = await asyncio.gather(
@@ -334,25 +334,37 @@ async def run(args: argparse.Namespace) -> int:
         for s in stats:
             runs.update(s["runs"])
         names = set(named.values())
-        print(f"API server: {args.apiserver}; {args.alerts} distinct alerts + {args.alerts} repeats, "
-              f"{args.senders} senders, 2 replicas x concurrency {args.concurrency}")  # fmt: skip
-        print(f"distinct names {len(names)}, created once {sum(1 for n in names if created[n] == 1)}, "
-              f"created twice or more {sum(1 for n in names if created[n] > 1)}")  # fmt: skip
+        print(
+            f"API server: {args.apiserver}; {args.alerts} distinct alerts + {args.alerts} repeats, "
+            f"{args.senders} senders, 2 replicas x concurrency {args.concurrency}"
+        )
+        print(
+            f"distinct names {len(names)}, created once {sum(1 for n in names if created[n] == 1)}, "
+            f"created twice or more {sum(1 for n in names if created[n] > 1)}"
+        )
         once = sum(1 for n in names if runs[n] == 1)
-        print(f"investigated exactly once {once}/{len(names)}; never {sum(1 for n in names if runs[n] == 0)}; "
-              f"more than once {sum(1 for n in names if runs[n] > 1)}")  # fmt: skip
+        print(
+            f"investigated exactly once {once}/{len(names)}; never {sum(1 for n in names if runs[n] == 0)}; "
+            f"more than once {sum(1 for n in names if runs[n] > 1)}"
+        )
         print(f"phases at the end: {dict(phases)} (bare turns: {dict(bare_phases)})")
         for n, s in enumerate(stats):
-            print(f"replica {n}: {sum(s['runs'].values())} runs, most Running at once {s['max_running']} "
-                  f"(bound {args.concurrency})")  # fmt: skip
+            print(
+                f"replica {n}: {sum(s['runs'].values())} runs, most Running at once {s['max_running']} "
+                f"(bound {args.concurrency})"
+            )
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")
-        print(f"alert -> Investigation created: p50 {statistics.median(created_latency) * 1000:.1f} ms, "
-              f"p95 {percentile(created_latency, 95) * 1000:.1f} ms "
-              f"(all sends incl. repeats: p50 {statistics.median(all_latency) * 1000:.1f} ms, "
-              f"p95 {percentile(all_latency, 95) * 1000:.1f} ms)")  # fmt: skip
+        print(
+            f"alert -> Investigation created: p50 {statistics.median(created_latency) * 1000:.1f} ms, "
+            f"p95 {percentile(created_latency, 95) * 1000:.1f} ms "
+            f"(all sends incl. repeats: p50 {statistics.median(all_latency) * 1000:.1f} ms, "
+            f"p95 {percentile(all_latency, 95) * 1000:.1f} ms)"
+        )
         ratio = machinery_wall / bare_wall
-        print(f"first alert -> last diagnosis {machinery_wall:.2f} s; the same {args.alerts} agent turns bare "
-              f"{bare_wall:.2f} s; ratio {ratio:.2f}x (target <= {TARGET_RATIO}x)")  # fmt: skip
+        print(
+            f"first alert -> last diagnosis {machinery_wall:.2f} s; the same {args.alerts} agent turns bare "
+            f"{bare_wall:.2f} s; ratio {ratio:.2f}x (target <= {TARGET_RATIO}x)"
+        )
         if len(names) != args.alerts or any(created[n] != 1 for n in names):
             failures.append("a distinct alert was not created exactly once")
         if once != args.alerts:
