@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LOG_DIR, PYTHON, Child, free_port, start_fake_llm
+from _common import LOG_DIR, PYTHON, Child, free_port
 
 NAMESPACE = "bench"
 TARGET_RATIO = 1.2
@@ -91,6 +91,7 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     runner = worker.run
     runs: Counter[str] = Counter()
     active = {"now": 0, "max": 0}
+    finished = {"count": 0, "last": 0.0}
 
     async def counted(item: StoredInvestigation) -> dict[str, Any]:
         runs[item.name] += 1
@@ -101,11 +102,25 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
         finally:
             active["now"] -= 1
 
+    record = services.incidents.record
+
+    async def recorded(item: StoredInvestigation) -> None:
+        # Called once the outcome is stored, then the Events: the end of the machinery's work.
+        await record(item)
+        finished["count"] += 1
+        finished["last"] = time.time()
+
     worker.run = counted
+    worker.finished = recorded
 
     @app.get("/bench/stats")
     async def stats() -> dict[str, Any]:
-        return {"runs": dict(runs), "max_running": active["max"], "identity": worker.identity}
+        return {
+            "runs": dict(runs),
+            "max_running": active["max"],
+            "finished": finished["count"],
+            "last_finished_at": finished["last"],
+        }
 
     @app.post("/bench/bare")
     async def bare(body: dict[str, Any] = Body()) -> dict[str, Any]:  # noqa: B008 - FastAPI's way
@@ -224,7 +239,15 @@ def start_api_server(kind: str) -> tuple[Any, str, str, str]:
 async def run(args: argparse.Namespace) -> int:
     import httpx
 
-    llm_child, llm_url = start_fake_llm()
+    llm_port = free_port()
+    llm_child = Child(
+        "fake-llm",
+        [PYTHON, str(Path(__file__).resolve().parent / "_fake_llm_server.py"), str(llm_port)],
+        f"http://127.0.0.1:{llm_port}/v1/models",
+        env={"AI_OPS_BENCH_INVESTIGATOR_DELAY": str(args.model_delay)},
+    )
+    llm_child.wait_ready()
+    llm_url = f"http://127.0.0.1:{llm_port}/v1"
     children: list[Any] = [llm_child]
     failures: list[str] = []
     try:
@@ -254,7 +277,7 @@ async def run(args: argparse.Namespace) -> int:
         ]
         children.extend(replicas)
         for replica in replicas:
-            replica.wait_ready()
+            replica.wait_ready(timeout=300)  # a loaded machine imports slowly
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         clients = [
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits)
@@ -269,6 +292,8 @@ async def run(args: argparse.Namespace) -> int:
                 for n, c in enumerate(clients)
             )
         )
+        measured = [c for c in children if isinstance(c, Child)]
+        cpu_start = {c.name: c.cpu_seconds() for c in measured}
         began = time.perf_counter()
         bare = await asyncio.gather(
             *(
@@ -280,6 +305,7 @@ async def run(args: argparse.Namespace) -> int:
             )
         )
         bare_wall = time.perf_counter() - began
+        cpu_bare = {c.name: c.cpu_seconds() - cpu_start[c.name] for c in measured}
         bare_phases = Counter[str]()
         for answer in bare:
             answer.raise_for_status()
@@ -309,19 +335,22 @@ async def run(args: argparse.Namespace) -> int:
                     created[entry["name"]] += 1
                     created_latency.append(elapsed)
 
+        cpu_start = {c.name: c.cpu_seconds() for c in measured}
         burst_began = time.perf_counter()
+        burst_began_at = time.time()  # the replicas' finishing times are wall-clock times of this machine
         await asyncio.gather(*(sender() for _ in range(args.senders)))
         burst_wall = time.perf_counter() - burst_began
-        phases: Counter[str] = Counter()
+        # Watched through the replicas' counters, not by listing: the watching must not load the store.
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            listed = (await clients[0].get("/api/investigations")).json()["investigations"]
-            phases = Counter(i["phase"] for i in listed)
-            if len(listed) >= args.alerts and not phases["Pending"] and not phases["Running"]:
+            stats = [(await c.get("/bench/stats")).json() for c in clients]
+            if sum(s["finished"] for s in stats) >= args.alerts:
                 break
-            await asyncio.sleep(0.05)
-        machinery_wall = time.perf_counter() - burst_began
-        stats = [(await c.get("/bench/stats")).json() for c in clients]
+            await asyncio.sleep(0.1)
+        machinery_wall = max(s["last_finished_at"] for s in stats) - burst_began_at
+        cpu_burst = {c.name: c.cpu_seconds() - cpu_start[c.name] for c in measured}
+        listed = (await clients[0].get("/api/investigations")).json()["investigations"]
+        phases = Counter(i["phase"] for i in listed)
         failed = [i["name"] for i in listed if i["phase"] == "Failed"]
         if failed:
             reason = (await clients[0].get(f"/api/investigations/{failed[0]}")).json()["status"].get("reason")
@@ -360,6 +389,10 @@ async def run(args: argparse.Namespace) -> int:
             f"(all sends incl. repeats: p50 {statistics.median(all_latency) * 1000:.1f} ms, "
             f"p95 {percentile(all_latency, 95) * 1000:.1f} ms)"
         )
+        print(
+            "CPU seconds (bare | burst): "
+            + ", ".join(f"{name} {cpu_bare[name]:.1f} | {cpu_burst[name]:.1f}" for name in cpu_bare)
+        )
         ratio = machinery_wall / bare_wall
         print(
             f"first alert -> last diagnosis {machinery_wall:.2f} s; the same {args.alerts} agent turns bare "
@@ -397,6 +430,9 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4, help="AI_OPS_INVESTIGATIONS_CONCURRENCY")
     parser.add_argument("--senders", type=int, default=32, help="notifications in flight")
+    parser.add_argument(
+        "--model-delay", type=float, default=0.0, help="seconds the fake model takes per answer (0: none)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the diagnoses")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
