@@ -321,11 +321,23 @@ async def run(args: argparse.Namespace) -> int:
         created: Counter[str] = Counter()
         named: dict[int, str] = {}
         queue = iter(sends)
+        resent = [0]
 
         async def sender() -> None:
             for i, replica in queue:
                 started = time.perf_counter()
-                answer = await clients[replica].post("/api/alerts/alertmanager", json=notification(alerts[i]))
+                for attempt in range(3):
+                    # Sent again on a dropped connection (a keep-alive closed under load), as Alertmanager
+                    # does: the receiver is idempotent, so a repeat is harmless.
+                    try:
+                        answer = await clients[replica].post(
+                            "/api/alerts/alertmanager", json=notification(alerts[i])
+                        )
+                        break
+                    except (httpx.ReadError, httpx.RemoteProtocolError):
+                        resent[0] += 1
+                        if attempt == 2:
+                            raise
                 elapsed = time.perf_counter() - started
                 answer.raise_for_status()
                 ((entry),) = answer.json()["investigations"]
@@ -382,6 +394,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"replica {n}: {sum(s['runs'].values())} runs, most Running at once {s['max_running']} "
                 f"(bound {args.concurrency})"
             )
+        print(f"resent after a dropped connection: {resent[0]}")
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")
         print(
             f"alert -> Investigation created: p50 {statistics.median(created_latency) * 1000:.1f} ms, "
