@@ -107,6 +107,16 @@ def scoped_thread_id(identity: str, thread_id: str) -> str:
     return f"{identity}:{thread_id}"
 
 
+# An Investigation's conversation is stored as the identity ``investigations``'s thread ``<name>``. Clients
+# name it by that stored id itself (the Investigation's ``status.threadId``): it is shared by every caller
+# (docs/incidents.md), where a client's own thread ids (no ':') are always scoped to the caller.
+INVESTIGATION_THREAD_PREFIX = "investigations:"
+
+
+def is_investigation_thread(thread_id: str) -> bool:
+    return thread_id.startswith(INVESTIGATION_THREAD_PREFIX)
+
+
 class ConversationStore:
     """The checkpointer shared by every compiled graph, plus thread lookups for the API."""
 

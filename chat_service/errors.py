@@ -67,6 +67,18 @@ class ThreadNotFound(ChatError):
     code = "thread_not_found"
 
 
+class ThreadBusy(ChatError):
+    """The conversation is being written by something else (an investigation still running on it)."""
+
+    status = 409
+    code = "thread_busy"
+
+
+class StoreUnavailable(ChatError):
+    status = 503
+    code = "store_unavailable"
+
+
 class ContentBlocked(ChatError):
     """A middleware refused the input (PII with the block strategy)."""
 

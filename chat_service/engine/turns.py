@@ -19,14 +19,14 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.config.store import ConfigSnapshot, ConfigStore
-from chat_service.conversations import ConversationStore, scoped_thread_id
+from chat_service.conversations import ConversationStore, is_investigation_thread, scoped_thread_id
 from chat_service.engine.agents import AgentCache, CompiledAgent, StructuredOutput
 from chat_service.engine.errors import describe_model, map_exception
 from chat_service.engine.events import TurnCollector, TurnEvent, TurnResult, public_messages
@@ -50,6 +50,12 @@ from chat_service.settings import Settings
 from chat_service.tools.toolbox import MCPToolbox
 
 log = logging.getLogger(__name__)
+
+
+class SharedThreadCheck(Protocol):
+    async def __call__(self, thread_id: str, *, write: bool) -> None:
+        """Returns when a caller may read (``write``: append a turn to) the shared thread; raises
+        ThreadNotFound when there is no such thread, ThreadBusy when it may not be written now."""
 
 
 @dataclass
@@ -89,6 +95,8 @@ class ChatEngine:
         self._status = ServiceStatus(config_store, conversations, toolbox, self.agents, runbooks)
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Who may use an Investigation's thread (set by the incidents service); None: no such threads.
+        self.shared_threads: SharedThreadCheck | None = None
         metrics.active_conversations.set_function(self._count_active)
         config_store.on_change.append(self._config_changed)
 
@@ -153,7 +161,7 @@ class ChatEngine:
         snapshot = self.snapshot  # taken once: a reload does not change this turn's config
         entry = self.select_model(snapshot.config, model_name)
         thread = thread_id or uuid.uuid4().hex
-        scoped = None if stateless else scoped_thread_id(identity, thread)
+        scoped = None if stateless else await self.stored_thread_id(identity, thread, write=True)
         agent, secret_values = await self.agents.agent_for(
             snapshot, entry, scoped, checkpointed=not stateless, output=output
         )
@@ -352,9 +360,20 @@ class ChatEngine:
 
     # -- threads -------------------------------------------------------------------------------------
 
+    async def stored_thread_id(self, identity: str, thread_id: str, *, write: bool) -> str:
+        """The checkpointer's id of a client's thread: the caller's own, or an Investigation's (shared by
+        every caller of this chat, which serves one namespace: operational records, not private chats)."""
+        if not is_investigation_thread(thread_id):
+            return scoped_thread_id(identity, thread_id)
+        if self.shared_threads is None:
+            raise ThreadNotFound(f"no conversation {thread_id!r}: investigations are not enabled")
+        await self.shared_threads(thread_id, write=write)
+        return thread_id
+
     async def read_thread(self, identity: str, thread_id: str) -> list[dict[str, Any]]:
+        stored = await self.stored_thread_id(identity, thread_id, write=False)
         try:
-            messages = await self.conversations.messages(scoped_thread_id(identity, thread_id))
+            messages = await self.conversations.messages(stored)
         except Exception as exc:
             raise map_exception(exc) from None
         if messages is None:

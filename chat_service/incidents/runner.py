@@ -34,7 +34,7 @@ from ai_ops_api.investigations import (
     InvestigationPhase,
 )
 from ai_ops_api.specs import InvestigationTools
-from chat_service.conversations import scoped_thread_id
+from chat_service.conversations import INVESTIGATION_THREAD_PREFIX
 from chat_service.engine import ChatEngine
 from chat_service.engine.errors import map_exception
 from chat_service.engine.model_errors import ModelErrorBoundary
@@ -46,7 +46,7 @@ from chat_service.runbooks.tool import SEARCH_RUNBOOKS
 
 log = logging.getLogger("ai_ops.chat.incidents")
 
-INVESTIGATIONS_IDENTITY = "investigations"
+INVESTIGATIONS_IDENTITY = INVESTIGATION_THREAD_PREFIX.removesuffix(":")
 DIAGNOSIS_TOOL = "diagnosis"
 # What of the attached runbooks goes into the first message: each capped, and all of them together, so CR
 # authors' text cannot crowd out the alert or the budget; the rest is reachable through search_runbooks.
@@ -203,7 +203,7 @@ class InvestigationRunner:
         return [held[name] for name in item.spec.get("runbooks") or () if name in held]
 
     def thread_id(self, item: StoredInvestigation) -> str:
-        return scoped_thread_id(INVESTIGATIONS_IDENTITY, item.name)
+        return INVESTIGATION_THREAD_PREFIX + item.name
 
     async def _agent(self, item: StoredInvestigation) -> tuple[Any, list[str]]:
         engine = self.engine

@@ -13,7 +13,9 @@ from typing import Any, Literal
 import yaml
 
 from ai_ops_api.investigations import InvestigationPhase, InvestigationSource
+from chat_service.conversations import INVESTIGATION_THREAD_PREFIX
 from chat_service.engine import ChatEngine
+from chat_service.errors import StoreUnavailable, ThreadBusy, ThreadNotFound
 from chat_service.incidents.alertmanager import Notification
 from chat_service.incidents.episode import NamedRunbook, alert_spec, attached_runbooks, name_of, on_resolved
 from chat_service.incidents.naming import question_name
@@ -25,6 +27,7 @@ from chat_service.incidents.store import (
     MemoryInvestigationStore,
     ObjectRef,
     StoredInvestigation,
+    StoreError,
     investigation_ref,
 )
 from chat_service.incidents.worker import InvestigationWorker
@@ -136,6 +139,22 @@ class Incidents:
                 continue
         return await self.store.get(name)
 
+    async def check_thread(self, thread_id: str, *, write: bool) -> None:
+        """An Investigation's thread is there for anyone who may call this chat (it serves one namespace,
+        whose investigations every caller can list); a person's turn is refused while an investigator may
+        be writing it (Pending or Running), so that the two never interleave."""
+        name = thread_id.removeprefix(INVESTIGATION_THREAD_PREFIX)
+        try:
+            item = await self.store.get(name)
+        except StoreError as exc:
+            raise StoreUnavailable(f"the investigation {name!r} cannot be read: {exc}") from None
+        if item is None:
+            raise ThreadNotFound(f"no conversation {thread_id!r}: there is no investigation {name!r}")
+        if write and item.phase in (InvestigationPhase.PENDING.value, InvestigationPhase.RUNNING.value):
+            raise ThreadBusy(
+                f"the investigation {name!r} is {item.phase}: continue its conversation once it has finished"
+            )
+
     async def record(self, item: StoredInvestigation) -> None:
         """Events of a finished investigation: on itself, and on the object its alert names."""
         phase = item.phase
@@ -202,6 +221,7 @@ def build_incidents(
         # is attached to the next alert, not to the Investigations already created.
         runbook_service = engine.runbooks
         incidents.runbooks = lambda: runbook_service.documents
+    engine.shared_threads = incidents.check_thread
     if settings.investigations:
         runner = InvestigationRunner(
             engine,

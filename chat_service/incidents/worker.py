@@ -71,6 +71,10 @@ class InvestigationWorker:
         self.finished = finished
         self.running: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        # Set when a run ends: its slot is free for the next Pending one now, not at the next poll (the
+        # Kubernetes store is woken by this replica's creates only).
+        self._slot_freed = asyncio.Event()
+        self._candidates: list[StoredInvestigation] = []  # claimable at the last list, oldest first
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -94,17 +98,42 @@ class InvestigationWorker:
                 raise
             except Exception as exc:  # the store is down: try again at the next wake-up
                 log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
-            await self.store.wait_for_change(max(self.lease_seconds / 4, 0.05))
+            if not await self._wait(max(self.lease_seconds / 4, 0.05)):
+                self._candidates = []  # the store changed or its poll is due: list it again
+
+    async def _wait(self, timeout: float) -> bool:
+        """Until the store changes (or its poll is due), or a run of this worker has ended (True)."""
+        if self._slot_freed.is_set():
+            self._slot_freed.clear()
+            return True
+        changed = asyncio.ensure_future(self.store.wait_for_change(timeout))
+        freed = asyncio.ensure_future(self._slot_freed.wait())
+        try:
+            await asyncio.wait((changed, freed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (changed, freed):
+                waiter.cancel()
+            self._slot_freed.clear()
+        return freed.done() and not changed.done()
 
     async def claim_some(self) -> list[str]:
-        """Claim what this worker has room for; returns the names claimed."""
-        claimed = []
-        moment = now()
-        items = sorted(await self.store.list(), key=lambda i: i.created_at)
-        for item in items:
-            if len(self.running) >= self.concurrency:
-                break
-            if item.name in self.running or not claimable(item, moment):
+        """Claim what this worker has room for; returns the names claimed.
+
+        A full worker lists nothing (a list of every Investigation per create would cost more than the
+        runs in a burst). The claimable ones of the last list are kept: a freed slot tries those first,
+        with the resourceVersion they were read with, so a stale one only costs a refused patch (another
+        replica took it); the store is listed again once they are used up.
+        """
+        claimed: list[str] = []
+        if len(self.running) >= self.concurrency:
+            return claimed
+        if not self._candidates:
+            moment = now()
+            items = sorted(await self.store.list(), key=lambda i: i.created_at)
+            self._candidates = [i for i in items if i.name not in self.running and claimable(i, moment)]
+        while self._candidates and len(self.running) < self.concurrency:
+            item = self._candidates.pop(0)
+            if item.name in self.running:
                 continue
             won = await self._claim(item)
             if won is not None:
@@ -151,6 +180,7 @@ class InvestigationWorker:
         finally:
             renewer.cancel()
             self.running.pop(item.name, None)
+            self._slot_freed.set()
 
     async def _renew(self, name: str) -> None:
         while True:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chat_service.errors import ChatError, error_body
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
-from chat_service.routers.responses import ERROR_RESPONSES
+from chat_service.routers.responses import ERROR_RESPONSES, error_responses
 from chat_service.routers.sse import EventStreamResponse, first_then_rest, sse, sse_response
 from chat_service.routers.threads import ThreadList
 
@@ -27,7 +27,8 @@ class ChatRequest(BaseModel):
     thread_id: str | None = Field(
         default=None,
         pattern=THREAD_ID_PATTERN,
-        description="Conversation to continue (letters, digits, '.', '_', '-'; at most 128); new when unset.",
+        description="Conversation to continue (letters, digits, '.', '_', '-'; at most 128), or an "
+        "investigation's (`investigations:<name>`, its status.threadId); new when unset.",
     )
     model: str | None = Field(
         default=None,
@@ -85,7 +86,12 @@ class ChatResponse(BaseModel):
     plan: PlanOut | None = None
 
 
-@router.post("/chat", response_model=ChatResponse, responses=ERROR_RESPONSES)
+_BUSY = error_responses(
+    409, descriptions={409: "The investigation is still running on that thread (thread_busy)"}
+)
+
+
+@router.post("/chat", response_model=ChatResponse, responses={**ERROR_RESPONSES, **_BUSY})
 async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> dict[str, Any]:
     """Run one turn of a conversation and answer with the reply, the tool calls and token usage."""
     result = await engine.run_turn(identity, body.message, body.thread_id, body.model)
@@ -102,6 +108,7 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: Thr
             "`: ping` comments while the turn is quiet"
         ),
         **ERROR_RESPONSES,
+        **_BUSY,
     },
 )
 async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> Response:

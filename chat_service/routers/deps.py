@@ -13,7 +13,8 @@ from chat_service.services import ChatServices
 # auto_error=False: our own 401 body; the scheme still shows an "Authorize" button in /docs.
 _bearer = HTTPBearer(auto_error=False, description="A token from the tokens file (AI_OPS_AUTH_TOKENS_FILE).")
 
-THREAD_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+# A caller's own thread id, or an Investigation's (``investigations:<name>``, shared: see conversations.py).
+THREAD_ID_PATTERN = r"^(investigations:)?[A-Za-z0-9._-]{1,128}$"
 
 
 def services(request: Request) -> ChatServices:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ai_ops_api.investigations import MAX_QUESTION
-from chat_service.errors import ChatError
+from chat_service.errors import ChatError, StoreUnavailable
 from chat_service.incidents.alertmanager import BadNotification, parse_notification
 from chat_service.incidents.service import Incidents
 from chat_service.incidents.store import StoredInvestigation, StoreError, parse_time
@@ -33,11 +33,6 @@ class BadPayload(ChatError):
 class InvestigationNotFound(ChatError):
     status = 404
     code = "not_found"
-
-
-class StoreUnavailable(ChatError):
-    status = 503
-    code = "store_unavailable"
 
 
 def incidents(services: Services) -> Incidents:
@@ -87,12 +82,22 @@ class InvestigationsOut(BaseModel):
     investigations: list[InvestigationSummary]
 
 
+class ThreadLinkOut(BaseModel):
+    id: str = Field(description="The conversation's id (``status.threadId``), for /api/threads and /api/chat")
+    url: str = Field(description="Where its messages are read: GET /api/threads/{id}")
+
+
 class InvestigationOut(BaseModel):
     name: str
     phase: str
     spec: dict[str, Any]
     status: dict[str, Any]
     created_at: str
+    thread: ThreadLinkOut | None = Field(
+        default=None,
+        description="The investigator's conversation, which any caller may read and continue with "
+        "POST /api/chat (thread_id); none before it has run",
+    )
 
 
 async def _json_body(request: Request) -> Any:
@@ -120,12 +125,14 @@ def _summary(item: StoredInvestigation) -> dict[str, Any]:
 
 
 def _detail(item: StoredInvestigation) -> dict[str, Any]:
+    thread_id = item.status.get("threadId")
     return {
         "name": item.name,
         "phase": item.phase,
         "spec": item.spec,
         "status": item.status,
         "created_at": item.created_at,
+        "thread": {"id": thread_id, "url": f"/api/threads/{thread_id}"} if thread_id else None,
     }
 
 

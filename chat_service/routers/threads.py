@@ -1,4 +1,5 @@
-"""``GET /api/threads`` and ``GET``/``DELETE /api/threads/{thread_id}``: the caller's own conversations only."""
+"""``GET /api/threads`` and ``GET``/``DELETE /api/threads/{thread_id}``: the caller's own conversations, and
+the Investigations' (``investigations:<name>``), which every caller may read and continue (docs/incidents.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
 
+from chat_service.conversations import is_investigation_thread
 from chat_service.engine.errors import map_exception
 from chat_service.errors import ThreadNotFound
 from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine, Services
@@ -59,7 +61,14 @@ class ThreadsOut(BaseModel):
 
 
 _RESPONSES = error_responses(
-    401, 404, 422, descriptions={404: "No such conversation of the caller, or it expired (thread_not_found)"}
+    401,
+    404,
+    422,
+    503,
+    descriptions={
+        404: "No such conversation of the caller, or it expired (thread_not_found)",
+        503: "The investigations cannot be read (store_unavailable)",
+    },
 )
 
 
@@ -84,7 +93,7 @@ async def list_threads(identity: Caller, threads: ThreadList) -> dict[str, Any]:
 
 @router.get("/{thread_id}", response_model=ThreadOut, response_model_exclude_none=True, responses=_RESPONSES)
 async def read_thread(identity: Caller, engine: Engine, thread_id: str = ThreadId) -> dict[str, Any]:
-    """The messages of a conversation of the caller (404 when unknown or expired)."""
+    """The messages of a conversation of the caller, or of an investigation (404 when unknown or expired)."""
     return {"thread_id": thread_id, "messages": await engine.read_thread(identity, thread_id)}
 
 
@@ -92,7 +101,11 @@ async def read_thread(identity: Caller, engine: Engine, thread_id: str = ThreadI
 async def delete_thread(
     identity: Caller, engine: Engine, threads: ThreadList, thread_id: str = ThreadId
 ) -> Response:
-    """Forget a conversation of the caller (and take it off the caller's list)."""
+    """Forget a conversation of the caller (and take it off the caller's list). An investigation's
+    conversation is an operational record: it only leaves the caller's list."""
+    if is_investigation_thread(thread_id):
+        await threads.forget(identity, thread_id)
+        return Response(status_code=204)
     try:
         await engine.delete_thread(identity, thread_id)
     except ThreadNotFound:

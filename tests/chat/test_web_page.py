@@ -61,6 +61,7 @@ MODULE_NAMES = (
     "errors.js",
     "format.js",
     "hints.js",
+    "incidents.js",
     "markdown.js",
     "models.js",
     "notices.js",

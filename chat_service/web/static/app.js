@@ -1,11 +1,12 @@
 // The ai-ops chat page, entry module: wires the parts together and loads the page's data.
 // Plain JavaScript modules, no framework, no build step, no CDN. The page talks only to the service's own
-// HTTP API (GET api/models, api/status, api/threads, api/threads/{id}; POST api/chat/stream; DELETE
+// HTTP API (GET api/models, api/status, api/threads, api/threads/{id}, api/investigations[/{name}]; POST api/chat/stream; DELETE
 // api/threads/{id}) and inserts text from the server as text, except the model's replies, which become
 // sanitized Markdown (markdown.js).
 
 import { sendMessage, stopReply } from "./chat.js";
 import { setUpComposer } from "./composer.js";
+import { setUpIncidents } from "./incidents.js";
 import { loadModels, setUpModelPicker } from "./models.js";
 import { clearBanner } from "./notices.js";
 import { loadThreadList, setUpSidebar } from "./sidebar.js";
@@ -27,4 +28,5 @@ setUpModelPicker(checkSelectedModel);
 setUpComposer({ send: sendMessage, stop: stopReply });
 setUpNewConversationButton();
 setUpSidebar();
+setUpIncidents();
 start();
