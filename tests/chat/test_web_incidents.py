@@ -12,10 +12,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from ai_ops_api.agent_config import AgentConfig
 from tests.chat.test_incidents_core import alert, notification
 from tests.chat.test_web_page import WAIT_MS, browser, fake_model, page, send, serve_chat, wait_for_reply
 from tests.harness.fake_llm import Reply
+from tests.support.runbooks import CRASHLOOP, config_with_runbooks, shard, write_shard_file
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -37,17 +37,23 @@ DIAGNOSIS = {
         }
     ],
     "recommendations": ["raise the memory limit to 1Gi", "roll back the cache change"],
-    "runbooksUsed": ["pod-oom"],
+    "runbooksUsed": ["pod-crashloop"],
 }
 SCREENSHOT = Path("/tmp") / "ai-ops-web-incidents.png"
 
 
 @pytest.fixture
 def chat_url(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[str]:
-    config = AgentConfig(
-        namespace="web-incidents", models=(fake_model("fast", "fake-fast", fake_llm.base_url, default=True),)
-    ).finalize()
-    with serve_chat(config, tmp_path_factory.mktemp("web-incidents"), investigation_lease_seconds=5) as url:
+    # The alert's runbook (matched by its alert name) is published beside the config, as the operator does.
+    runbooks = shard(CRASHLOOP, namespace="web-incidents")
+    directory = tmp_path_factory.mktemp("web-incidents")
+    write_shard_file(directory, 0, runbooks)
+    config = config_with_runbooks(
+        [fake_model("fast", "fake-fast", fake_llm.base_url, default=True)],
+        [(0, runbooks)],
+        namespace="web-incidents",
+    )
+    with serve_chat(config, directory, investigation_lease_seconds=5) as url:
         yield url
 
 
@@ -95,7 +101,7 @@ def test_an_investigation_is_listed_opened_and_continued_in_chat(
     expect(detail.locator(".evidence-arguments")).to_have_text([DIAGNOSIS["evidence"][0]["arguments"]])
     expect(detail.locator(".evidence-excerpt")).to_have_text([DIAGNOSIS["evidence"][0]["excerpt"]])
     expect(detail.locator(".incident-recommendations li")).to_have_text(DIAGNOSIS["recommendations"])
-    expect(detail.locator(".incident-runbooks li")).to_have_text(["pod-oom"])
+    expect(detail.locator(".incident-runbooks li")).to_have_text(["pod-crashloop"])
     assert page.locator("#incidents img, #incidents b").count() == 0
     assert page.evaluate("() => window.__pwned") is None
     page.screenshot(path=str(SCREENSHOT), full_page=True)
