@@ -97,3 +97,91 @@ async def test_a_replica_that_dies_mid_investigation_is_taken_over_after_its_lea
             assert [(e["reason"], e["message"]) for e in events] == [("InvestigationDiagnosed", SUMMARY)]
     finally:
         first.stop()
+
+
+async def test_a_failed_lease_renewal_is_retried_not_the_end_of_renewing(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any
+) -> None:
+    """The API server answers a renewal's read with 500 twice (a blip): the worker renews at its next
+    tick, so the lease stays alive and no other replica would take a healthy run over."""
+    config = tmp_path / "agent.json"
+    write_config(config, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)]))
+    released = threading.Event()
+    fresh_fake_llm.enqueue(Reply.held(released, then=Reply.tool_call("diagnosis", diagnosis(SUMMARY))))
+    settings = settings_for(config, investigation_lease_seconds=LEASE)
+    store = KubernetesInvestigationStore(k8s_emulator.url, "default", poll_seconds=0.5)
+    blips = {"left": 0}
+
+    def blip(_request: Any) -> bool:
+        if blips["left"] > 0:
+            blips["left"] -= 1
+            return True
+        return False
+
+    async with running(app_with_store(settings, store)) as chat, chat.client() as client:
+        name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+        path = f"/apis/ai-ops.dev/v1alpha1/namespaces/default/investigations/{name}"
+        (
+            k8s_emulator.emulator[f"get {path}"][blip]
+            << 500
+            << {"kind": "Status", "code": 500, "message": "blip"}
+        )
+
+        def stored() -> dict[str, Any]:
+            obj = k8s_emulator.get("ai-ops.dev/v1alpha1", "investigations", "default", name)
+            return dict((obj or {}).get("status") or {})
+
+        await eventually(lambda: fresh_fake_llm.chat_requests, "the model asked", LIMIT, 0.05)
+        first_lease = stored()["leaseExpiresAt"]
+        blips["left"] = 2  # the next two reads of the investigation (the renewer's) fail
+        await eventually(lambda: blips["left"] == 0, "both blips served", LIMIT, 0.05)
+        await eventually(
+            lambda: stored().get("leaseExpiresAt", first_lease) > first_lease,
+            "the lease renewed after the blips",
+            LIMIT,
+            0.1,
+        )
+        released.set()
+        await eventually(lambda: stored().get("phase") == "Diagnosed", "diagnosed", LIMIT, 0.1)
+    assert stored()["attempts"] == 1 and stored()["summary"] == SUMMARY
+
+
+async def test_an_outcome_is_stored_through_a_blip_of_the_api(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any
+) -> None:
+    """The API server fails the reads right as the run finishes: the worker stores its outcome once the
+    API answers again, instead of losing it (and running the investigation a second time)."""
+    config = tmp_path / "agent.json"
+    write_config(config, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)]))
+    released = threading.Event()
+    fresh_fake_llm.enqueue(Reply.held(released, then=Reply.tool_call("diagnosis", diagnosis(SUMMARY))))
+    settings = settings_for(config, investigation_lease_seconds=30)
+    store = KubernetesInvestigationStore(k8s_emulator.url, "default", poll_seconds=0.5)
+    blips = {"left": 0}
+
+    def blip(_request: Any) -> bool:
+        if blips["left"] > 0:
+            blips["left"] -= 1
+            return True
+        return False
+
+    async with running(app_with_store(settings, store)) as chat, chat.client() as client:
+        name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+        path = f"/apis/ai-ops.dev/v1alpha1/namespaces/default/investigations/{name}"
+        (
+            k8s_emulator.emulator[f"get {path}"][blip]
+            << 503
+            << {"kind": "Status", "code": 503, "message": "blip"}
+        )
+
+        def stored() -> dict[str, Any]:
+            obj = k8s_emulator.get("ai-ops.dev/v1alpha1", "investigations", "default", name)
+            return dict((obj or {}).get("status") or {})
+
+        await eventually(lambda: fresh_fake_llm.chat_requests, "the model asked", LIMIT, 0.05)
+        blips["left"] = 3  # the reads as the run ends (a renewal takes none: its next tick is 10 s away)
+        released.set()
+        await eventually(lambda: blips["left"] == 0, "the blips served", LIMIT, 0.05)
+        await eventually(lambda: stored().get("phase") == "Diagnosed", "diagnosed", LIMIT, 0.1)
+    assert stored()["attempts"] == 1 and stored()["summary"] == SUMMARY
+    assert len(fresh_fake_llm.chat_requests) == 1  # ran once
