@@ -83,6 +83,9 @@ class InvestigationWorker:
             self._loop_task = asyncio.create_task(self._loop(), name=f"investigations-{self.identity}")
 
     async def stop(self) -> None:
+        """Stop the loop and the runs, and hand the interrupted investigations back (Pending), so that
+        another replica starts on them at once rather than after the lease (a rolling update)."""
+        interrupted = list(self.running)
         tasks = [t for t in (self._loop_task, *self.running.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -91,6 +94,26 @@ class InvestigationWorker:
                 await task
         self._loop_task = None
         self.running.clear()
+        for name in interrupted:
+            await self._hand_back(name)
+
+    async def _hand_back(self, name: str) -> None:
+        """Pending again if still this worker's claim; best effort (else the lease expires as on a crash)."""
+        try:
+            current = await self.store.get(name)
+            if (
+                current is None
+                or current.phase != InvestigationPhase.RUNNING.value
+                or current.status.get("claimedBy") != self.identity
+            ):
+                return
+            await self.store.patch_status(
+                name,
+                {"phase": InvestigationPhase.PENDING.value, "claimedBy": None, "leaseExpiresAt": None},
+                current.resource_version,
+            )
+        except (Conflict, NotFound, StoreError) as exc:
+            log.warning("investigation %s: not handed back on stop (%s)", name, exc)
 
     async def _loop(self) -> None:
         while True:

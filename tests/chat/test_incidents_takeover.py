@@ -185,3 +185,36 @@ async def test_an_outcome_is_stored_through_a_blip_of_the_api(
         await eventually(lambda: stored().get("phase") == "Diagnosed", "diagnosed", LIMIT, 0.1)
     assert stored()["attempts"] == 1 and stored()["summary"] == SUMMARY
     assert len(fresh_fake_llm.chat_requests) == 1  # ran once
+
+
+async def test_a_replica_that_shuts_down_hands_its_investigations_back(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any
+) -> None:
+    """A graceful stop (a rolling update's SIGTERM) puts the investigation it was running back to Pending,
+    so the next replica starts on it at once instead of after the lease (60 s by default)."""
+    config = tmp_path / "agent.json"
+    write_config(config, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)]))
+    released = threading.Event()
+    fresh_fake_llm.enqueue(
+        Reply.held(released, then=Reply.tool_call("diagnosis", diagnosis(STALE))),
+        Reply.tool_call("diagnosis", diagnosis(SUMMARY)),
+    )
+    settings = settings_for(config, investigation_lease_seconds=600)
+
+    def stored(name: str) -> dict[str, Any]:
+        obj = k8s_emulator.get("ai-ops.dev/v1alpha1", "investigations", "default", name)
+        return dict((obj or {}).get("status") or {})
+
+    store = KubernetesInvestigationStore(k8s_emulator.url, "default", poll_seconds=0.5)
+    async with running(app_with_store(settings, store)) as first, first.client() as client:
+        name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+        await eventually(lambda: fresh_fake_llm.chat_requests, "replica 1 asked the model", LIMIT, 0.05)
+    released.set()
+    handed_back = stored(name)
+    assert handed_back.get("phase", "Pending") == "Pending", handed_back
+    assert "claimedBy" not in handed_back and "leaseExpiresAt" not in handed_back
+    assert handed_back["attempts"] == 1
+    store = KubernetesInvestigationStore(k8s_emulator.url, "default", poll_seconds=0.5)
+    async with running(app_with_store(settings, store)) as _second:
+        await eventually(lambda: stored(name).get("phase") == "Diagnosed", "replica 2 diagnosed", LIMIT, 0.1)
+    assert stored(name)["summary"] == SUMMARY and stored(name)["attempts"] == 2

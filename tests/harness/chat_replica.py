@@ -58,7 +58,7 @@ class ChatReplica:
         self._log = tempfile.NamedTemporaryFile(prefix="chat-replica-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 180.0) -> None:  # a cold Python import on a loaded machine
         self.process = subprocess.Popen(
             self._argv, cwd=REPO_ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
         )
