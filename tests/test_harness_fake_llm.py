@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import httpx
@@ -195,3 +196,14 @@ async def test_hang_never_answers_until_reset(fresh_fake_llm: FakeLLM) -> None:
         response = await asyncio.wait_for(request, timeout=5)
     assert response.status_code == 503
     assert fresh_fake_llm.requests == []
+
+
+async def test_a_held_reply_answers_once_released(fresh_fake_llm: FakeLLM) -> None:
+    gate = threading.Event()
+    fresh_fake_llm.enqueue(Reply.held(gate, then=Reply.text("released")))
+    model = chat_model(fresh_fake_llm)
+    request = asyncio.create_task(model.ainvoke("q"))
+    done, _ = await asyncio.wait([request], timeout=0.5)
+    assert not done, "a held reply answered before its release"
+    gate.set()
+    assert (await asyncio.wait_for(request, timeout=10)).content == "released"

@@ -43,6 +43,20 @@ def test_stop_kills_the_process_and_frees_the_port() -> None:
         raise AssertionError(f"redis-server {pid} still runs after stop()")
 
 
+def test_kill_then_start_on_the_same_port_is_redis_coming_back() -> None:
+    server = RedisServer()
+    server.start()
+    port = server.port
+    try:
+        server.kill()
+        assert not port_accepts(server.host, port)
+        server.start(port=port)
+        with redis.Redis(host=server.host, port=port) as client:
+            assert client.ping()
+    finally:
+        server.stop()
+
+
 def test_missing_redis_server_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     server = RedisServer()

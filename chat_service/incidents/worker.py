@@ -19,18 +19,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ai_ops_api.investigations import InvestigationPhase
+from chat_service.incidents.alertmanager import cap_text
 from chat_service.incidents.episode import phase_after_run
 from chat_service.incidents.store import (
     Conflict,
     InvestigationStore,
     NotFound,
     StoredInvestigation,
+    StoreError,
     now,
     parse_time,
     rfc3339,
 )
 
 log = logging.getLogger("ai_ops.chat.incidents")
+
+MAX_REASON = 4096
+# Tries to store a finished run's outcome (conflicts and API failures; about 20 s of pauses in all).
+FINISH_ATTEMPTS = 8
 
 # What a run returns: the status fields of its outcome (phase Diagnosed or Failed, summary, ...).
 Run = Callable[[StoredInvestigation], Awaitable[dict[str, Any]]]
@@ -81,6 +87,9 @@ class InvestigationWorker:
             self._loop_task = asyncio.create_task(self._loop(), name=f"investigations-{self.identity}")
 
     async def stop(self) -> None:
+        """Stop the loop and the runs, and hand the interrupted investigations back (Pending), so that
+        another replica starts on them at once rather than after the lease (a rolling update)."""
+        interrupted = list(self.running)
         tasks = [t for t in (self._loop_task, *self.running.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -89,6 +98,26 @@ class InvestigationWorker:
                 await task
         self._loop_task = None
         self.running.clear()
+        for name in interrupted:
+            await self._hand_back(name)
+
+    async def _hand_back(self, name: str) -> None:
+        """Pending again if still this worker's claim; best effort (else the lease expires as on a crash)."""
+        try:
+            current = await self.store.get(name)
+            if (
+                current is None
+                or current.phase != InvestigationPhase.RUNNING.value
+                or current.status.get("claimedBy") != self.identity
+            ):
+                return
+            await self.store.patch_status(
+                name,
+                {"phase": InvestigationPhase.PENDING.value, "claimedBy": None, "leaseExpiresAt": None},
+                current.resource_version,
+            )
+        except (Conflict, NotFound, StoreError) as exc:
+            log.warning("investigation %s: not handed back on stop (%s)", name, exc)
 
     async def _loop(self) -> None:
         while True:
@@ -167,7 +196,8 @@ class InvestigationWorker:
                 raise
             except Exception as exc:  # the runner maps what it knows; anything else fails the investigation
                 log.exception("investigation %s failed", item.name)
-                outcome = {"phase": InvestigationPhase.FAILED.value, "reason": f"{type(exc).__name__}: {exc}"}
+                reason = cap_text(f"{type(exc).__name__}: {exc}", MAX_REASON)  # within the CRD's bound
+                outcome = {"phase": InvestigationPhase.FAILED.value, "reason": reason}
             renewer.cancel()
             with contextlib.suppress(BaseException):
                 await renewer
@@ -185,7 +215,13 @@ class InvestigationWorker:
     async def _renew(self, name: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            current = await self.store.get(name)
+            try:
+                current = await self.store.get(name)
+            except StoreError as exc:
+                # A blip of the API: try at the next tick (two more before the lease runs out), rather
+                # than stop renewing and have a healthy run taken over.
+                log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
+                continue
             if current is None or current.status.get("claimedBy") != self.identity:
                 log.warning("investigation %s: claim lost; stopping its run", name)
                 task = self.running.get(name)
@@ -193,27 +229,44 @@ class InvestigationWorker:
                     task.cancel()
                 return
             expires = now() + datetime.timedelta(seconds=self.lease_seconds)
-            with contextlib.suppress(Conflict):  # changed meanwhile (e.g. resolved): renew next time
+            try:
                 await self.store.patch_status(
                     name, {"leaseExpiresAt": rfc3339(expires)}, current.resource_version
                 )
+            except Conflict:  # changed meanwhile (e.g. resolved): renew next time
+                continue
+            except StoreError as exc:
+                log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
 
     async def _finish(self, name: str, outcome: Mapping[str, Any]) -> StoredInvestigation | None:
-        """Store the outcome unless another replica took the investigation over meanwhile."""
-        for _attempt in range(5):
-            current = await self.store.get(name)
-            if current is None or current.status.get("claimedBy") != self.identity:
-                log.warning("investigation %s: taken over by another replica; outcome dropped", name)
-                return None
-            phase = phase_after_run(
-                InvestigationPhase(outcome.get("phase", InvestigationPhase.FAILED.value)),
-                current.status.get("alertStatus"),
-            )
-            status = {**outcome, "phase": phase.value, "completedAt": rfc3339(now()), "leaseExpiresAt": None}
+        """Store the outcome unless another replica took the investigation over meanwhile.
+
+        A store that fails (an API blip) is tried again after a growing pause: the outcome cost a whole
+        agent run. Should the blip outlast the lease, another replica claims the investigation and this
+        outcome is dropped as for any takeover."""
+        for attempt in range(FINISH_ATTEMPTS):
             try:
+                current = await self.store.get(name)
+                if current is None or current.status.get("claimedBy") != self.identity:
+                    log.warning("investigation %s: taken over by another replica; outcome dropped", name)
+                    return None
+                phase = phase_after_run(
+                    InvestigationPhase(outcome.get("phase", InvestigationPhase.FAILED.value)),
+                    current.status.get("alertStatus"),
+                )
+                status = {
+                    **outcome,
+                    "phase": phase.value,
+                    "completedAt": rfc3339(now()),
+                    "leaseExpiresAt": None,
+                }
                 return await self.store.patch_status(name, status, current.resource_version)
             except Conflict:
                 continue
             except NotFound:
                 return None
+            except StoreError as exc:
+                log.warning("investigation %s: outcome not stored yet (%s)", name, exc)
+                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+        log.error("investigation %s: outcome not stored after %d attempts", name, FINISH_ATTEMPTS)
         return None

@@ -52,7 +52,7 @@ class ToolCall:
 class Reply:
     """One scripted answer. Build it with the class methods, not the constructor."""
 
-    kind: str  # "text" | "tool_calls" | "error" | "raw" | "delay" | "hang"
+    kind: str  # "text" | "tool_calls" | "error" | "raw" | "delay" | "hang" | "held"
     content: str = ""
     usage: tuple[int, int] | None = None
     calls: tuple[ToolCall, ...] = ()  # the tool calls of a "tool_calls" reply
@@ -63,6 +63,7 @@ class Reply:
     body: bytes = b""  # the body of a "raw" reply
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()  # extra response headers of an "error" or "raw" reply
+    gate: threading.Event | None = None  # what a "held" reply waits for
 
     @classmethod
     def text(cls, content: str, usage: tuple[int, int] | None = None) -> Reply:
@@ -130,6 +131,12 @@ class Reply:
     def delay(cls, seconds: float, then: Reply | None = None) -> Reply:
         """Wait `seconds`, then answer `then` (default: the echo answer)."""
         return cls(kind="delay", seconds=seconds, then=then)
+
+    @classmethod
+    def held(cls, gate: threading.Event, then: Reply | None = None) -> Reply:
+        """Answer `then` (default: the echo answer) once the test sets `gate`: a model call in flight
+        for exactly as long as the test needs (reset() or stop() release it with a 503, like a hang)."""
+        return cls(kind="held", gate=gate, then=then)
 
     @classmethod
     def hang(cls) -> Reply:
@@ -377,19 +384,28 @@ class FakeLLM:
         with self._script.lock:
             self._script.requests.append(entry)
 
-    async def _hang(self) -> None:
+    async def _hang(self, gate: threading.Event | None = None) -> bool:
+        """Wait until reset(), stop() or `gate`; True when `gate` released it."""
         with self._script.lock:
             epoch = self._script.epoch
         # Polling keeps the release thread-safe without touching this loop from the test thread.
         while not self._stopping and self._script.epoch == epoch:
+            if gate is not None and gate.is_set():
+                return True
             await asyncio.sleep(0.05)
+        return False
 
     async def _answer(self, body: dict[str, Any]) -> Response:
         reply = self._script.next_reply(body.get("model"))
-        while reply is not None and reply.kind in ("delay", "hang"):
+        while reply is not None and reply.kind in ("delay", "hang", "held"):
             if reply.kind == "hang":
                 await self._hang()
                 return _error_response(503, "fake LLM: hanging request released")
+            if reply.kind == "held":
+                if not await self._hang(reply.gate):
+                    return _error_response(503, "fake LLM: held request released by a reset")
+                reply = reply.then
+                continue
             await asyncio.sleep(reply.seconds)
             reply = reply.then
         if reply is None:

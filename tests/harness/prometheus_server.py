@@ -59,10 +59,14 @@ class PrometheusServer:
         scrape_targets: list[str],
         rules: list[dict[str, Any]] | None = None,
         alertmanager_url: str | None = None,
+        resend_delay: str | None = None,
     ) -> None:
         self.scrape_targets = scrape_targets
         self.rules = rules or []
         self.alertmanager_url = alertmanager_url
+        # How often a firing alert is sent to Alertmanager again (Prometheus' default is a minute): short,
+        # so a first send that found Alertmanager not yet listening is not a minute's wait.
+        self.resend_delay = resend_delay
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir = tempfile.TemporaryDirectory(prefix="ai-ops-prometheus-")
@@ -107,6 +111,7 @@ class PrometheusServer:
                 f"--web.listen-address={self.host}:{self.port}",
                 "--storage.tsdb.retention.time=1h",
                 "--web.enable-lifecycle",
+                *([f"--rules.alert.resend-delay={self.resend_delay}"] if self.resend_delay else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -40,14 +40,15 @@ class RedisServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, port: int | None = None) -> None:
+        """Start on a free port, or on ``port`` (a restart where clients already point: "Redis is back")."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(REDIS_MISSING)
         # Retry: another process may take the free port between our probe and redis' bind.
         last_error = ""
         for _attempt in range(5):
-            self.port = free_port(self.host)
+            self.port = port or free_port(self.host)
             self._process = subprocess.Popen(
                 [
                     binary,
@@ -113,6 +114,10 @@ class RedisServer:
                 return log.read()[-2000:]
         except OSError:
             return ""
+
+    def kill(self) -> None:
+        """Stop the process but keep the folder, for a start(port=...) later ("Redis is down")."""
+        self._stop_process()
 
     def stop(self) -> None:
         self._stop_process()
