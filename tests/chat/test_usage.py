@@ -1,0 +1,221 @@
+"""Usage accounting end to end: the same conversation streamed (SSE) and plain (JSON) is counted the same
+in the ledger (Redis), the metrics and /api/usage, and a daily budget stops both at the same turn."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ai_ops_api.agent_config import PricingEntry
+from chat_service.app import create_app
+from tests.harness.fake_llm import FakeLLM, Reply
+from tests.support.chat_support import (
+    agent_config,
+    mcp_server,
+    model_entry,
+    read_sse,
+    running,
+    settings_for,
+    write_config,
+)
+
+ALICE, BOB, CAROL = "alice-usage-token", "bob-usage-token", "carol-usage-token"
+PRICING = PricingEntry(
+    input_per_million_tokens=Decimal("2.5"),
+    output_per_million_tokens=Decimal("10"),
+    cached_input_per_million_tokens=Decimal("1.25"),
+)
+
+
+def _conversation() -> list[Reply]:
+    """One turn: a tool call, then the answer (with cached prompt tokens); fixed provider usage."""
+    return [
+        Reply.tool_call("add", {"a": 2, "b": 40}, usage=(120, 7)),
+        Reply.text("The sum is 42.", usage=(150, 9), cached_tokens=100),
+    ]
+
+
+def _metrics(text: str, namespace: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name.endswith("_total")
+                and sample.name.startswith(("ai_ops_llm_", "ai_ops_tool_calls"))
+                and (sample.labels.get("namespace") == namespace)
+            ):
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "namespace"))
+                found[(sample.name, labels)] = sample.value
+    return found
+
+
+def _without_latency(view: dict[str, Any]) -> dict[str, Any]:
+    """Tool latency is the one number that differs between two runs of one conversation."""
+    for row in [*view["rows"], view["total"]]:
+        row.pop("tool_seconds")
+    return view
+
+
+async def _app(tmp_path: Path, name: str, redis_url: str, llm: FakeLLM, mcp: Any, **settings: Any) -> Any:
+    root = tmp_path / name
+    root.mkdir()
+    tokens = root / "tokens"
+    tokens.write_text(f"alice:{ALICE}\nbob:{BOB}\ncarol:{CAROL}\n")
+    namespace = f"usage-{name}-{uuid.uuid4().hex[:6]}"
+    main = model_entry("main", llm.base_url, default=True).model_copy(update={"pricing": PRICING})
+    config = agent_config([main], [mcp_server("fx", mcp.healthy.url)], namespace=namespace)
+    write_config(root / "agent-config.json", config)
+    app = create_app(
+        settings_for(root / "agent-config.json", redis_url=redis_url, auth_tokens_file=tokens, **settings)
+    )
+    return app, namespace
+
+
+@pytest.fixture
+async def two_apps(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> AsyncIterator[tuple[Any, Any]]:
+    plain, plain_ns = await _app(tmp_path, "plain", redis_server.url, fresh_fake_llm, mcp_fixture_servers)
+    streamed, streamed_ns = await _app(
+        tmp_path, "streamed", redis_server.url, fresh_fake_llm, mcp_fixture_servers
+    )
+    async with running(plain) as a, running(streamed) as b:
+        a.namespace, b.namespace = plain_ns, streamed_ns
+        yield a, b
+
+
+async def test_streamed_and_plain_turns_are_counted_the_same(
+    two_apps: tuple[Any, Any], fresh_fake_llm: FakeLLM
+) -> None:
+    plain, streamed = two_apps
+    async with plain.client(ALICE) as client:
+        for _ in range(2):
+            fresh_fake_llm.enqueue(*_conversation())
+            response = await client.post("/api/chat", json={"message": "what is 2 + 40?"})
+            assert response.status_code == 200, response.text
+    async with streamed.client(ALICE) as client:
+        for _ in range(2):
+            fresh_fake_llm.enqueue(*_conversation())
+            async with client.stream("POST", "/api/chat/stream", json={"message": "what is 2 + 40?"}) as r:
+                assert r.status_code == 200
+                events = await read_sse(r)
+            assert events[-1][0] == "done", events
+    # The streamed requests asked for the usage chunk (else a stream would count nothing).
+    assert all(
+        r["json"].get("stream_options", {}).get("include_usage") for r in fresh_fake_llm.chat_requests[4:]
+    )
+
+    views = {}
+    for app in (plain, streamed):
+        async with app.client(ALICE) as client:
+            for group in ("model", "caller", "tool", "day"):
+                response = await client.get("/api/usage", params={"group_by": group})
+                assert response.status_code == 200, response.text
+                views[(app.namespace, group)] = _without_latency(response.json())
+            metrics = (await client.get("/metrics")).text
+        views[(app.namespace, "metrics")] = _metrics(metrics, app.namespace)
+
+    for group in ("model", "caller", "tool", "day", "metrics"):
+        assert views[(plain.namespace, group)] == views[(streamed.namespace, group)], group
+
+    model_row = views[(plain.namespace, "model")]["rows"][0]
+    assert model_row["key"] == "main"
+    assert (model_row["input_tokens"], model_row["output_tokens"]) == (2 * 270, 2 * 16)
+    assert model_row["cached_tokens"] == 200 and model_row["model_calls"] == 4
+    assert model_row["estimated_calls"] == 0
+    # Exact decimals: per turn 170 input at 2.5, 100 cached at 1.25, 16 output at 10 (per million).
+    per_turn = (Decimal(170) * Decimal("2.5") + Decimal(100) * Decimal("1.25") + Decimal(16) * 10) / 10**6
+    assert Decimal(model_row["cost"]["USD"]) == 2 * per_turn
+    tool_row = views[(plain.namespace, "tool")]["rows"][0]
+    assert (tool_row["key"], tool_row["tool_calls"], tool_row["tool_errors"]) == ("fx/add", 2, 0)
+    metrics = views[(plain.namespace, "metrics")]
+    assert metrics[("ai_ops_llm_tokens_total", (("kind", "input"), ("model", "main")))] == 540
+    assert metrics[("ai_ops_llm_tokens_total", (("kind", "cached"), ("model", "main")))] == 200
+    assert metrics[("ai_ops_llm_caller_tokens_total", (("caller", "alice"), ("kind", "output")))] == 32
+    cost = metrics[("ai_ops_llm_cost_total", (("currency", "USD"), ("model", "main")))]
+    assert cost == pytest.approx(float(2 * per_turn))
+    assert metrics[("ai_ops_tool_calls_total", (("outcome", "ok"), ("server", "fx"), ("tool", "add")))] == 2
+
+
+async def test_a_caller_sees_only_their_own_usage_and_bad_queries_are_400(
+    two_apps: tuple[Any, Any], fresh_fake_llm: FakeLLM
+) -> None:
+    plain, _streamed = two_apps
+    fresh_fake_llm.enqueue(Reply.text("hello", usage=(10, 2)))
+    async with plain.client(ALICE) as client:
+        assert (await client.post("/api/chat", json={"message": "hi"})).status_code == 200
+    async with plain.client(BOB) as client:
+        mine = (await client.get("/api/usage", params={"group_by": "caller"})).json()
+        assert mine["scope"] == "bob" and mine["rows"] == []
+        for params in (
+            {"group_by": "planet"},
+            {"from": "yesterday"},
+            {"from": "2026-01-02", "to": "2026-01-01"},
+            {"from": "2020-01-01", "to": "2026-01-01"},
+        ):
+            response = await client.get("/api/usage", params=params)
+            assert response.status_code == 400, (params, response.text)
+            assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_no_usage_from_the_provider_is_estimated_and_marked(
+    two_apps: tuple[Any, Any], fresh_fake_llm: FakeLLM
+) -> None:
+    plain, _streamed = two_apps
+    fresh_fake_llm.enqueue(Reply.text("x" * 40, omit_usage=True))
+    async with plain.client(ALICE) as client:
+        assert (await client.post("/api/chat", json={"message": "hi"})).status_code == 200
+        row = (await client.get("/api/usage", params={"group_by": "model"})).json()["rows"][0]
+    assert row["estimated_calls"] == 1 and row["output_tokens"] == 10 and row["input_tokens"] > 0
+
+
+async def test_a_caller_budget_stops_plain_streamed_and_v1_turns_at_the_same_point(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> None:
+    # Each turn is 270 + 16 tokens: two turns reach a 500-token budget, the third is refused.
+    app, _ns = await _app(
+        tmp_path,
+        "budget",
+        redis_server.url,
+        fresh_fake_llm,
+        mcp_fixture_servers,
+        caller_daily_budget="alice:tokens=500;*:tokens=500",
+    )
+    async with running(app) as server:
+
+        async def plain(client: Any) -> Any:
+            return await client.post("/api/chat", json={"message": "sum?"})
+
+        async def streamed(client: Any) -> Any:
+            async with client.stream("POST", "/api/chat/stream", json={"message": "sum?"}) as r:
+                await r.aread()
+                return r
+
+        async def v1(client: Any) -> Any:
+            body = {"model": "main", "messages": [{"role": "user", "content": "sum?"}], "stream": True}
+            async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                await r.aread()
+                return r
+
+        outcomes = {}
+        for token, turn in ((ALICE, plain), (BOB, streamed), (CAROL, v1)):
+            statuses = []
+            async with server.client(token) as client:
+                for _ in range(3):
+                    fresh_fake_llm.enqueue(*_conversation())
+                    response = await turn(client)
+                    statuses.append(response.status_code)
+                    if response.status_code == 429:
+                        error = response.json()["error"]
+                        assert error["code"] == "budget_exceeded"
+                        assert "daily token budget of caller" in error["message"]
+                        assert "resets at" in error["message"] and error["message"].endswith("T00:00:00Z")
+                        assert int(response.headers["Retry-After"]) > 0
+            outcomes[turn.__name__] = statuses
+        assert outcomes == {"plain": [200, 200, 429], "streamed": [200, 200, 429], "v1": [200, 200, 429]}
