@@ -119,6 +119,11 @@ async def run(requests: int, levels: list[int]) -> None:
             "(c0) ai-ops: memory, no auth, no middleware": ("none", {}),
             "(c) ai-ops: Redis, auth, metrics, log+retry+tool_retry": ("log+retry+tool_retry", full_env),
             "(c') ai-ops: Redis, auth, metrics, log+retry+pii": ("log+retry+pii", full_env),
+            # Usage accounting on (the default in c) against off, otherwise the same: its cost per turn.
+            "(u-off) ai-ops: as (c), usage accounting off": (
+                "log+retry+tool_retry",
+                {**full_env, "AI_OPS_USAGE_ACCOUNTING": "false"},
+            ),
         }
         services: dict[str, tuple[int, Child]] = {}
         for label, (chain, env) in variants.items():

@@ -66,7 +66,7 @@ def usage_of(response: LLMResult) -> TokenCounts | None:
             counts["output"] += int(meta.get("output_tokens") or 0)
             details = meta.get("input_token_details") or {}
             counts["cached"] += int(details.get("cache_read") or 0)
-    return TokenCounts(**counts) if found else None
+    return TokenCounts(counts["input"], counts["output"], counts["cached"]) if found else None
 
 
 def estimated_usage(prompt_chars: int, response: LLMResult) -> TokenCounts:
