@@ -12,6 +12,7 @@ import { loadThreadList, setUpSidebar } from "./sidebar.js";
 import { checkSelectedModel, loadStatus } from "./status.js";
 import { loadHistory, setUpNewConversationButton } from "./thread.js";
 import { refreshTokenButton, setUpTokenDialog } from "./token.js";
+import { setUpUsageView } from "./usage.js";
 
 async function start() {
   clearBanner();
@@ -27,4 +28,5 @@ setUpModelPicker(checkSelectedModel);
 setUpComposer({ send: sendMessage, stop: stopReply });
 setUpNewConversationButton();
 setUpSidebar();
+setUpUsageView();
 start();
