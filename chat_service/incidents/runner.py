@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, ValidationError
 
+from ai_ops_api.agent_config import ModelEntry
 from ai_ops_api.investigations import (
     MAX_EVIDENCE,
     MAX_EXCERPT,
@@ -37,6 +38,7 @@ from chat_service.engine.model_errors import ModelErrorBoundary
 from chat_service.incidents.alertmanager import cap_text
 from chat_service.incidents.store import StoredInvestigation
 from chat_service.middleware.tool_arguments import StrictToolArguments
+from chat_service.usage.messages import run_usage
 
 log = logging.getLogger("ai_ops.chat.incidents")
 
@@ -145,7 +147,7 @@ class InvestigationRunner:
     def thread_id(self, item: StoredInvestigation) -> str:
         return scoped_thread_id(INVESTIGATIONS_IDENTITY, item.name)
 
-    async def _agent(self, item: StoredInvestigation) -> tuple[Any, list[str]]:
+    async def _agent(self, item: StoredInvestigation) -> tuple[Any, ModelEntry]:
         engine = self.engine
         snapshot = engine.snapshot
         entry = engine.select_model(snapshot.config, item.spec.get("model"))
@@ -167,13 +169,13 @@ class InvestigationRunner:
             checkpointer=engine.conversations.checkpointer,
             name=entry.name,
         )
-        return graph, [t.name for t in tools]
+        return graph, entry
 
     async def __call__(self, item: StoredInvestigation) -> dict[str, Any]:
         thread = self.thread_id(item)
         base: dict[str, Any] = {"threadId": thread}
         try:
-            graph, _tools = await self._agent(item)
+            graph, entry = await self._agent(item)
         except Exception as exc:
             return failed(f"no agent: {map_exception(exc).message}", **base)
         run_config = {
@@ -191,7 +193,7 @@ class InvestigationRunner:
             error = map_exception(exc)
             return failed(f"{error.code}: {error.message}", **base)
         messages = state.get("messages", [])
-        usage = token_usage(messages)
+        usage = run_usage(messages, entry.pricing)  # tokens, and cost when the model has pricing
         base["usage"] = usage
         if usage["total"] > self.max_tokens:
             return failed(
@@ -215,16 +217,6 @@ class InvestigationRunner:
             "evidence": evidence_from_messages(messages) or None,
             **base,
         }
-
-
-def token_usage(messages: list[Any]) -> dict[str, int]:
-    used = {"input": 0, "output": 0, "total": 0}
-    for message in messages:
-        meta = getattr(message, "usage_metadata", None) or {}
-        used["input"] += int(meta.get("input_tokens", 0))
-        used["output"] += int(meta.get("output_tokens", 0))
-        used["total"] += int(meta.get("total_tokens", 0))
-    return used
 
 
 def last_text(messages: list[Any]) -> str:

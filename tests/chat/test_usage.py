@@ -3,6 +3,7 @@ in the ledger (Redis), the metrics and /api/usage, and a daily budget stops both
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -13,8 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ai_ops_api.agent_config import PricingEntry
+from ai_ops_api.investigations import InvestigationStatus
 from chat_service.app import create_app
 from tests.harness.fake_llm import FakeLLM, Reply
+from tests.harness.waiting import eventually
 from tests.support.chat_support import (
     agent_config,
     mcp_server,
@@ -219,3 +222,42 @@ async def test_a_caller_budget_stops_plain_streamed_and_v1_turns_at_the_same_poi
                         assert int(response.headers["Retry-After"]) > 0
             outcomes[turn.__name__] = statuses
         assert outcomes == {"plain": [200, 200, 429], "streamed": [200, 200, 429], "v1": [200, 200, 429]}
+
+
+@pytest.mark.parametrize("priced", [True, False], ids=["priced", "unpriced"])
+async def test_an_investigation_status_carries_its_cost_when_the_model_has_pricing(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, priced: bool
+) -> None:
+    diagnosis = {
+        "summary": "checkout-1 is OOMKilled",
+        "rootCause": "memory limit too low",
+        "confidence": "high",
+        "evidence": [],
+        "recommendations": [],
+        "runbooksUsed": [],
+    }
+    answer = Reply.tool_call("diagnosis", diagnosis, usage=(1000, 200))
+    fresh_fake_llm.enqueue(dataclasses.replace(answer, cached_tokens=400))
+    model = model_entry("m", fresh_fake_llm.base_url, default=True)
+    if priced:
+        model = model.model_copy(update={"pricing": PRICING})
+    write_config(tmp_path / "agent.json", agent_config([model]))
+    async with running(create_app(settings_for(tmp_path / "agent.json"))) as chat:
+        async with chat.client() as client:
+            name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+
+            async def finished() -> dict[str, Any] | None:
+                detail: dict[str, Any] = (await client.get(f"/api/investigations/{name}")).json()
+                return None if detail["phase"] in ("Pending", "Running") else detail
+
+            detail = await eventually(finished, "the investigation finished", timeout=60)
+    usage = detail["status"]["usage"]
+    assert detail["phase"] == "Diagnosed", detail
+    assert (usage["input"], usage["output"], usage["total"]) == (1000, 200, 1200)
+    InvestigationStatus.model_validate(detail["status"])  # what the CRD's status schema accepts
+    if priced:
+        # 600 input at 2.5, 400 cached at 1.25, 200 output at 10, per million tokens.
+        expected = (Decimal(600) * Decimal("2.5") + Decimal(400) * Decimal("1.25") + 200 * 10) / 10**6
+        assert (Decimal(usage["cost"]), usage["currency"]) == (expected, "USD")
+    else:
+        assert "cost" not in usage and "currency" not in usage

@@ -84,9 +84,7 @@ def near(pixel: tuple[int, int, int], rgb: tuple[int, int, int]) -> bool:
 
 def table_rows(page: Page, group: str) -> list[list[str]]:
     rows = page.locator(f'.usage-table[data-group-by="{group}"] tbody tr')
-    return [
-        [cell.inner_text() for cell in rows.nth(i).locator("th, td").all()] for i in range(rows.count())
-    ]
+    return [[cell.inner_text() for cell in rows.nth(i).locator("th, td").all()] for i in range(rows.count())]
 
 
 @pytest.mark.browser
