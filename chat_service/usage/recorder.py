@@ -48,6 +48,10 @@ def call_kind(metadata: dict[str, Any]) -> str:
     """What caused a model call: an investigation, a summarization middleware, or the chat turn."""
     if metadata.get("ai_ops_investigation"):
         return INVESTIGATION
+    # LangChain's SummarizationMiddleware marks its model calls so (they run inside the agent's model
+    # node, so the graph node does not tell them apart); a summarizing node of another graph by its name.
+    if metadata.get("lc_source") == SUMMARIZATION:
+        return SUMMARIZATION
     node = str(metadata.get("langgraph_node") or "")
     return SUMMARIZATION if "summariz" in node.lower() else CHAT
 
