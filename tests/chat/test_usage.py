@@ -3,6 +3,7 @@ in the ledger (Redis), the metrics and /api/usage, and a daily budget stops both
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import uuid
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ai_ops_api.agent_config import BudgetEntry, MiddlewareEntry, ModelEntry, PricingEntry
 from ai_ops_api.investigations import InvestigationStatus
+from chat_service import cli
 from chat_service.app import create_app
 from chat_service.settings import SettingsError, load_settings
 from chat_service.usage.ledger import MemoryLedger, day_key, field
@@ -469,3 +471,16 @@ def test_a_good_caller_budget_setting_starts() -> None:
         "AI_OPS_CALLER_DAILY_BUDGET": "alice:tokens=1000;*:cost=5,currency=EUR",
     }
     assert load_settings({}, environ=environ).caller_daily_budget.startswith("alice:")
+
+
+def test_ai_ops_chat_refuses_to_start_with_a_bad_caller_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "agent.json"
+    write_config(config, agent_config())
+    monkeypatch.setenv("AI_OPS_CALLER_DAILY_BUDGET", "alice:tokens=many")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args(["--config", str(config)])) == 2  # before any server starts
+    err = capsys.readouterr().err
+    assert "AI_OPS_CALLER_DAILY_BUDGET" in err and "tokens must be a positive integer" in err, err
