@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -88,6 +89,22 @@ class MiddlewareEntry(ConfigModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class PricingEntry(ConfigModel):
+    """LLMModel.spec.pricing: prices per million tokens, exact decimals (written as strings in the JSON)."""
+
+    input_per_million_tokens: Decimal
+    output_per_million_tokens: Decimal
+    cached_input_per_million_tokens: Decimal | None = None
+    currency: str = "USD"
+
+
+class BudgetEntry(ConfigModel):
+    """LLMModel.spec.budget: a daily limit of the model, all callers together (UTC days)."""
+
+    tokens: int | None = None
+    cost: Decimal | None = None
+
+
 class ModelEntry(ConfigModel):
     name: str
     model: str
@@ -100,6 +117,8 @@ class ModelEntry(ConfigModel):
     system_prompt: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     description: str | None = None
+    pricing: PricingEntry | None = None  # None: tokens are counted, cost is absent
+    budget: BudgetEntry | None = None
     # Sorted by priority, then name; inactive middleware is not in the config at all.
     middleware: tuple[MiddlewareEntry, ...] = ()
 

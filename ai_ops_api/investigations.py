@@ -159,6 +159,13 @@ class TokenUsage(StatusModel):
     input: int = Field(default=0, ge=0, le=specs.GENERATION_MAX, description="Input tokens.")
     output: int = Field(default=0, ge=0, le=specs.GENERATION_MAX, description="Output tokens.")
     total: int = Field(default=0, ge=0, le=specs.GENERATION_MAX, description="All tokens.")
+    cost: Annotated[str, Field(max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$")] | None = Field(
+        default=None,
+        description="What the tokens cost at the model's pricing, exact decimal; absent without.",
+    )
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="The currency of cost (the model's pricing currency)."
+    )
 
 
 class InvestigationStatus(CommonStatus):
@@ -194,7 +201,7 @@ class InvestigationStatus(CommonStatus):
     )
     started_at: RFC3339 | None = Field(default=None, description="When the agent started.")
     completed_at: RFC3339 | None = Field(default=None, description="When the agent finished.")
-    usage: TokenUsage | None = Field(default=None, description="Tokens the investigation used.")
+    usage: TokenUsage | None = Field(default=None, description="Tokens (and cost) the investigation used.")
     claimed_by: Annotated[str, Field(max_length=256)] | None = Field(
         default=None, description="The chat replica running it."
     )

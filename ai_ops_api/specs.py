@@ -10,10 +10,20 @@ enforce the same rules in Python (a test runs a broken-manifest corpus through b
 from __future__ import annotations
 
 import enum
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlparse
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 
@@ -192,6 +202,71 @@ class ModelPurpose(enum.StrEnum):
     EMBEDDING = "embedding"
 
 
+PRICE_MAX = Decimal(1_000_000)
+
+
+def _price(value: Any) -> Decimal:
+    """A price as an exact Decimal: YAML gives a float, whose shortest text (``0.15``) is what the author
+    wrote, so money never carries binary float drift. Strings and booleans are refused, as the CRD does."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("expected a number")
+    price = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not price.is_finite() or price < 0 or price > PRICE_MAX:
+        raise ValueError(f"expected a number from 0 to {PRICE_MAX}")
+    return price
+
+
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": int(PRICE_MAX)}),
+]
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+class ModelPricing(SpecModel):
+    """What the provider charges for this model, pinned by the user (no price table is fetched)."""
+
+    input_per_million_tokens: Price = Field(
+        strict=False, description="Price of one million input (prompt) tokens."
+    )
+    output_per_million_tokens: Price = Field(
+        strict=False, description="Price of one million output (completion) tokens."
+    )
+    cached_input_per_million_tokens: Price | None = Field(
+        default=None,
+        strict=False,
+        description="Price of one million input tokens read from the provider's prompt cache; "
+        "unset: they cost as much as other input tokens.",
+    )
+    currency: Annotated[str, Field(pattern=CURRENCY_PATTERN)] = Field(
+        default="USD", description="ISO 4217 code of the prices (USD, EUR, ...)."
+    )
+
+
+class ModelBudget(SpecModel):
+    """A daily limit of this model (UTC days, all callers together); past it, turns get 429."""
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        cel("has(self.tokens) || has(self.cost)", "set tokens, cost or both"),
+    ]
+
+    tokens: int | None = Field(
+        default=None, ge=1, le=GENERATION_MAX, description="Tokens (input + output) a day."
+    )
+    cost: Price | None = Field(
+        default=None,
+        strict=False,
+        description="Cost a day, in the currency of spec.pricing (needs spec.pricing).",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> ModelBudget:
+        if self.tokens is None and self.cost is None:
+            raise ValueError("set tokens, cost or both")
+        return self
+
+
 class LLMModelSpec(SpecModel):
     """A model offered by an LLMProvider, with its generation settings."""
 
@@ -200,6 +275,11 @@ class LLMModelSpec(SpecModel):
             "self.purpose != 'embedding' || !self.default",
             "an embedding model cannot be the default (chat) model",
             ".default",
+        ),
+        cel(
+            "!has(self.budget) || !has(self.budget.cost) || has(self.pricing)",
+            "budget.cost needs spec.pricing (a cost cannot be counted without prices)",
+            ".budget.cost",
         ),
     ]
 
@@ -239,11 +319,20 @@ class LLMModelSpec(SpecModel):
         description="chat: the agent can run on it; embedding: it embeds runbooks for search (the "
         "namespace's oldest Ready embedding model is used; it is never a chat model or a fallback).",
     )
+    pricing: ModelPricing | None = Field(
+        default=None,
+        description="Prices per million tokens, for usage accounting; unset: tokens are counted, cost is not.",
+    )
+    budget: ModelBudget | None = Field(
+        default=None, description="Daily token and/or cost limit of this model (see docs/usage.md)."
+    )
 
     @model_validator(mode="after")
     def _embedding_not_default(self) -> LLMModelSpec:
         if self.purpose == ModelPurpose.EMBEDDING and self.default:
             raise ValueError("an embedding model cannot be the default (chat) model")
+        if self.budget is not None and self.budget.cost is not None and self.pricing is None:
+            raise ValueError("budget.cost needs spec.pricing (a cost cannot be counted without prices)")
         return self
 
 

@@ -7,7 +7,10 @@ instead of tool_retry (PII adds graph steps); (c0) ours bare (in memory, no auth
 the service itself costs. All against the scripted OpenAI-compatible server with no
 delay; every server in its own process; a new conversation per request. Target: (c) within 1.25x of (b).
 
-    .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32]
+    .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32] [--only c u-off]
+
+``--only`` keeps the named ai-ops variants (the tag in parentheses) beside (a) and (b); ``--only c u-off`` is
+the usage-accounting pair: (c) with accounting on, as shipped, against (u-off), the same with it off.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def our_config(llm_url: str, path: Path, chain: str) -> None:
     path.write_text(AgentConfig(namespace="bench", models=(model,)).finalize().to_json())
 
 
-async def run(requests: int, levels: list[int]) -> None:
+async def run(requests: int, levels: list[int], only: list[str] | None = None) -> None:
     import httpx
     from langchain_openai import ChatOpenAI
 
@@ -119,7 +122,14 @@ async def run(requests: int, levels: list[int]) -> None:
             "(c0) ai-ops: memory, no auth, no middleware": ("none", {}),
             "(c) ai-ops: Redis, auth, metrics, log+retry+tool_retry": ("log+retry+tool_retry", full_env),
             "(c') ai-ops: Redis, auth, metrics, log+retry+pii": ("log+retry+pii", full_env),
+            # Usage accounting on (the default in c) against off, otherwise the same: its cost per turn.
+            "(u-off) ai-ops: as (c), usage accounting off": (
+                "log+retry+tool_retry",
+                {**full_env, "AI_OPS_USAGE_ACCOUNTING": "false"},
+            ),
         }
+        if only:
+            variants = {k: v for k, v in variants.items() if k.split(" ")[0].strip("()") in only}
         services: dict[str, tuple[int, Child]] = {}
         for label, (chain, env) in variants.items():
             config = LOG_DIR / f"agent-config-{chain}.json"
@@ -182,6 +192,14 @@ async def run(requests: int, levels: list[int]) -> None:
                     f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
                     f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}"
                 )
+            on = next((best[k] for k in services if k.startswith("(c) ")), None)
+            off = next((best[k] for k in services if k.startswith("(u-off)")), None)
+            if on is not None and off is not None:
+                print(
+                    f"  c={level} usage accounting on/off: p50 {on.p50 / off.p50:.3f}x, "
+                    f"throughput {on.throughput / off.throughput:.3f}x, "
+                    f"server CPU per request {ratio(on.cpu_per_request, off.cpu_per_request)}"
+                )
         for http in (*clients.values(), b_client):
             await http.aclose()
     finally:
@@ -200,12 +218,13 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--only", nargs="+", metavar="TAG", help="only these ai-ops variants, e.g. c u-off")
     parser.add_argument("--serve-minimal", nargs=2, metavar=("PORT", "LLM_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_minimal:
         serve_minimal(int(args.serve_minimal[0]), args.serve_minimal[1])
         return
-    asyncio.run(run(args.requests, args.concurrency))
+    asyncio.run(run(args.requests, args.concurrency, args.only))
 
 
 if __name__ == "__main__":

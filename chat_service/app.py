@@ -27,6 +27,7 @@ from chat_service.routers import chat, health, incidents, info, openai_compat, r
 from chat_service.routers.responses import EDGE_ERROR_RESPONSES
 from chat_service.services import ChatServices
 from chat_service.settings import Settings
+from chat_service.usage import router as usage_router
 from chat_service.web import router as web
 
 log = logging.getLogger("ai_ops.chat")
@@ -146,6 +147,7 @@ def create_app(
     # Every route but the open ones answers 401 and 413 from EdgeGuard, before the route runs.
     for module in (chat, threads, info, runbooks, incidents, openai_compat):
         app.include_router(module.router, responses=EDGE_ERROR_RESPONSES)
+    app.include_router(usage_router.router, responses=EDGE_ERROR_RESPONSES)
     app.include_router(health.router)
     # The web chat page and its assets (open like /docs: they hold no data; the page asks for a token).
     app.include_router(web.router)

@@ -66,6 +66,11 @@ class TokenAuth:
     def enabled(self) -> bool:
         return self.path is not None
 
+    def names(self) -> frozenset[str]:
+        """The callers of the tokens file as last read (no file check: called per model call)."""
+        snapshot = self._snapshot
+        return frozenset(name for name, _token in snapshot.tokens) if snapshot is not None else frozenset()
+
     def _load(self, force: bool = False) -> _Snapshot:
         assert self.path is not None
         try:

@@ -20,6 +20,8 @@ from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings, in_cluster
 from chat_service.thread_index import ThreadIndex, thread_index_for
 from chat_service.tools.toolbox import MCPToolbox
+from chat_service.usage.recorder import UsageRecorder
+from chat_service.usage.service import build_usage
 
 log = logging.getLogger("ai_ops.chat")
 
@@ -40,6 +42,7 @@ class ChatServices:
     runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
     incidents: Incidents | None = None
+    usage: UsageRecorder | None = None  # None: AI_OPS_USAGE_ACCOUNTING is off
 
     @classmethod
     def build(
@@ -102,6 +105,8 @@ class ChatServices:
         )
         runbooks.attach(config_store)
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics, runbooks)
+        usage = build_usage(settings, metrics, config_store, conversations, auth)
+        engine.agents.usage = toolbox.usage = usage
         thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
         return cls(
             settings,
@@ -116,6 +121,7 @@ class ChatServices:
             runbooks,
             kube_source,
             build_incidents(settings, engine),
+            usage,
         )
 
     async def start(self) -> None:

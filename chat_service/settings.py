@@ -80,6 +80,13 @@ class Settings(BaseModel):
     # Outside a cluster: keep Investigations in the API server this kubeconfig names (a bearer token and a
     # CA), not in memory. `make run` points it at the local control plane when one has been built.
     investigations_kubeconfig: Path | None = None
+    # Usage and cost accounting (docs/usage.md): off, no call is counted and no budget is checked.
+    usage_accounting: bool = True
+    usage_retention_days: int = Field(default=90, ge=1, le=3660)
+    # A daily budget per caller: "tokens=100000,cost=5" or "alice:tokens=1000;*:cost=5" (usage/budgets.py).
+    caller_daily_budget: str = ""
+    # Callers who see everyone's usage in /api/usage (others see their own), comma-separated.
+    usage_viewers: frozenset[str] = frozenset()
 
 
 # field -> (environment variable, flag shown in errors)
@@ -117,6 +124,10 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
     "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
     "investigations_kubeconfig": ("AI_OPS_INVESTIGATIONS_KUBECONFIG", None),
+    "usage_accounting": ("AI_OPS_USAGE_ACCOUNTING", None),
+    "usage_retention_days": ("AI_OPS_USAGE_RETENTION_DAYS", None),
+    "caller_daily_budget": ("AI_OPS_CALLER_DAILY_BUDGET", None),
+    "usage_viewers": ("AI_OPS_USAGE_VIEWERS", None),
 }
 
 
@@ -138,6 +149,10 @@ def load_settings(
         values["stdio_commands"] = frozenset(
             c.strip() for c in values["stdio_commands"].split(",") if c.strip()
         )
+    if "usage_viewers" in values:
+        values["usage_viewers"] = frozenset(
+            c.strip() for c in values["usage_viewers"].split(",") if c.strip()
+        )
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = value
@@ -158,6 +173,12 @@ def load_settings(
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError(f"{_name('redis_url')}: expected a redis://, rediss:// or unix:// URL")
+    from chat_service.usage.budgets import BudgetSettingError, parse_caller_budgets
+
+    try:
+        parse_caller_budgets(settings.caller_daily_budget)
+    except BudgetSettingError as exc:
+        raise SettingsError(f"{_name('caller_daily_budget')}: {exc}") from None
     return settings.model_copy(update={"log_level": settings.log_level.upper()})
 
 

@@ -37,6 +37,7 @@ from chat_service.providers import ProviderUnavailable, build_chat_model
 from chat_service.runbooks.tool import RUNBOOKS_PROMPT, SEARCH_RUNBOOKS
 from chat_service.secrets import SecretResolver, SecretUnavailable
 from chat_service.tools.toolbox import MCPToolbox, Toolset
+from chat_service.usage.recorder import UsageRecorder
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an operations assistant for a platform and network team. You help people understand and "
@@ -155,8 +156,14 @@ class AgentCache:
         self._graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._conversation_graphs: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         self._reports: dict[str, dict[str, ModelReport]] = {}
+        self.usage: UsageRecorder | None = None  # set by ChatServices when accounting is on
 
     # -- building ------------------------------------------------------------------------------------
+
+    def _instrumented(self, model: BaseChatModel, name: str) -> BaseChatModel:
+        """Every model built here (the agent's, summarization, fallback, tool selector, investigations')
+        reports its calls to usage accounting when it is on."""
+        return self.usage.instrument(model, name) if self.usage is not None else model
 
     def _secret_fingerprint(self, config: AgentConfig) -> tuple[str, list[str]]:
         """A digest of every model API key now (read from the Secrets dir per request), and the values."""
@@ -180,7 +187,7 @@ class AgentCache:
             entry = config.model_by_name(name)
             if entry is None:
                 raise ProviderUnavailable(f"model {name!r} is not in the config")
-            return build_chat_model(entry, self.secrets)
+            return self._instrumented(build_chat_model(entry, self.secrets), entry.name)
 
         return MiddlewareContext(
             config=config,
@@ -196,7 +203,7 @@ class AgentCache:
         """The model's client and middleware chain, with the outcome reported for /readyz and /api/status;
         raises ModelUnavailable when either cannot be built."""
         try:
-            model = build_chat_model(entry, self.secrets)
+            model = self._instrumented(build_chat_model(entry, self.secrets), entry.name)
         except ProviderUnavailable as exc:
             self._report(snapshot.checksum, entry.name, available=False, reason=str(exc))
             raise ModelUnavailable(str(exc)) from None
@@ -220,7 +227,10 @@ class AgentCache:
 
     def _tools(self, toolset: Toolset) -> list[BaseTool]:
         taken = {t.name for t in toolset.tools}
-        return [*toolset.tools, *(t for t in self.builtin_tools() if t.name not in taken)]
+        builtin = [t for t in self.builtin_tools() if t.name not in taken]
+        if self.usage is not None:
+            builtin = [self.usage.instrument(t) for t in builtin]
+        return [*toolset.tools, *builtin]
 
     def _build_agent(
         self,

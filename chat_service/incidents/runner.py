@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, ValidationError
 
-from ai_ops_api.agent_config import MCPServerEntry
+from ai_ops_api.agent_config import MCPServerEntry, ModelEntry
 from ai_ops_api.investigations import (
     MAX_EVIDENCE,
     MAX_EXCERPT,
@@ -43,6 +43,7 @@ from chat_service.incidents.store import StoredInvestigation
 from chat_service.middleware.tool_arguments import StrictToolArguments
 from chat_service.runbooks.documents import RunbookDocument
 from chat_service.runbooks.tool import SEARCH_RUNBOOKS
+from chat_service.usage.messages import run_usage
 
 log = logging.getLogger("ai_ops.chat.incidents")
 
@@ -205,7 +206,7 @@ class InvestigationRunner:
     def thread_id(self, item: StoredInvestigation) -> str:
         return INVESTIGATION_THREAD_PREFIX + item.name
 
-    async def _agent(self, item: StoredInvestigation) -> tuple[Any, list[str]]:
+    async def _agent(self, item: StoredInvestigation) -> tuple[Any, ModelEntry]:
         engine = self.engine
         snapshot = engine.snapshot
         entry = engine.select_model(snapshot.config, item.spec.get("model"))
@@ -231,13 +232,13 @@ class InvestigationRunner:
             checkpointer=engine.conversations.checkpointer,
             name=entry.name,
         )
-        return graph, [t.name for t in tools]
+        return graph, entry
 
     async def __call__(self, item: StoredInvestigation) -> dict[str, Any]:
         thread = self.thread_id(item)
         base: dict[str, Any] = {"threadId": thread}
         try:
-            graph, _tools = await self._agent(item)
+            graph, entry = await self._agent(item)
         except Exception as exc:
             return failed(f"no agent: {map_exception(exc).message}", **base)
         run_config = {
@@ -255,7 +256,7 @@ class InvestigationRunner:
             error = map_exception(exc)
             return failed(f"{error.code}: {error.message}", **base)
         messages = state.get("messages", [])
-        usage = token_usage(messages)
+        usage = run_usage(messages, entry.pricing)  # tokens, and cost when the model has pricing
         base["usage"] = usage
         if usage["total"] > self.max_tokens:
             return failed(
@@ -303,16 +304,6 @@ def runbooks_used(named: Sequence[str], read: Sequence[str], messages: list[Any]
     seen = [*read, *(n for n in searched_runbooks(messages) if n not in read)]
     used = [n for n in dict.fromkeys(named) if n in seen]
     return [cap_text(n, 253) for n in (used or list(read))[:16]]
-
-
-def token_usage(messages: list[Any]) -> dict[str, int]:
-    used = {"input": 0, "output": 0, "total": 0}
-    for message in messages:
-        meta = getattr(message, "usage_metadata", None) or {}
-        used["input"] += int(meta.get("input_tokens", 0))
-        used["output"] += int(meta.get("output_tokens", 0))
-        used["total"] += int(meta.get("total_tokens", 0))
-    return used
 
 
 def last_text(messages: list[Any]) -> str:

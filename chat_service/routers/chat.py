@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chat_service.errors import ChatError, error_body
-from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine
+from chat_service.routers.deps import THREAD_ID_PATTERN, Caller, Engine, Services
 from chat_service.routers.responses import ERROR_RESPONSES, error_responses
 from chat_service.routers.sse import EventStreamResponse, first_then_rest, sse, sse_response
 from chat_service.routers.threads import ThreadList
+from chat_service.usage.service import check_budget
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -92,8 +93,11 @@ _BUSY = error_responses(
 
 
 @router.post("/chat", response_model=ChatResponse, responses={**ERROR_RESPONSES, **_BUSY})
-async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> dict[str, Any]:
+async def chat(
+    body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList, services: Services
+) -> dict[str, Any]:
     """Run one turn of a conversation and answer with the reply, the tool calls and token usage."""
+    await check_budget(services.usage, engine, identity, body.model)
     result = await engine.run_turn(identity, body.message, body.thread_id, body.model)
     await threads.record(identity, result.thread_id, body.message)
     return result.public()
@@ -111,8 +115,11 @@ async def chat(body: ChatRequest, identity: Caller, engine: Engine, threads: Thr
         **_BUSY,
     },
 )
-async def chat_stream(body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList) -> Response:
+async def chat_stream(
+    body: ChatRequest, identity: Caller, engine: Engine, threads: ThreadList, services: Services
+) -> Response:
     """The same turn as ``/api/chat``, streamed as server-sent events."""
+    await check_budget(services.usage, engine, identity, body.model)  # a 429 before the stream starts
     events = engine.stream_turn(identity, body.message, body.thread_id, body.model)
     try:
         first, rest = await first_then_rest(events)

@@ -33,9 +33,10 @@ from chat_service.errors import (
     UnsupportedParameter,
     error_body,
 )
-from chat_service.routers.deps import Caller, Engine
+from chat_service.routers.deps import Caller, Engine, Services
 from chat_service.routers.responses import ERROR_RESPONSES, ErrorResponse, error_responses
 from chat_service.routers.sse import KEEPALIVE, EventStreamResponse, first_then_rest, sse_response
+from chat_service.usage.service import check_budget
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -297,7 +298,7 @@ def _completion_id() -> str:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, identity: Caller, engine: Engine
+    body: ChatCompletionRequest, identity: Caller, engine: Engine, services: Services
 ) -> dict[str, Any] | Response:
     """OpenAI Chat Completions, answered by the agent (with its tools and middleware)."""
     refuse_unsupported(body)
@@ -306,6 +307,7 @@ async def chat_completions(
     model = None if body.model == "default" else body.model
     created = int(time.time())
     completion_id = _completion_id()
+    await check_budget(services.usage, engine, identity, model)
     if not body.stream:
         result = await engine.run_messages(identity, messages, model, output=output)
         reply = json_reply(result.reply, output)

@@ -42,6 +42,7 @@ from chat_service.tools.sessions import MCPUnavailable, PersistentSession, Serve
 if TYPE_CHECKING:
     from chat_service.metrics import ChatMetrics
     from chat_service.secrets import SecretResolver
+    from chat_service.usage.recorder import UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class MCPToolbox:
         stdio_commands: Collection[str] = (),
     ):
         self.secrets = secrets
+        self.usage: UsageRecorder | None = None  # set by ChatServices when usage accounting is on
         self.allow_loopback = allow_loopback
         # A stdio server runs in this pod, beside every model key: only commands the administrator allowed.
         self.stdio_commands = frozenset(stdio_commands)
@@ -321,6 +323,8 @@ class MCPToolbox:
             handle_tool_errors=True,
         )
         lc_tool.metadata = {**(lc_tool.metadata or {}), "ai_ops_server": server}
+        if self.usage is not None:  # usage accounting sees the tool's calls (chat_service/usage)
+            self.usage.instrument(lc_tool)
         return lc_tool
 
     # -- tool calls ----------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ MODULE_NAMES = (
     "stream.js",
     "thread.js",
     "token.js",
+    "usage.js",
 )
 # Third-party modules, as published (static/vendor/README.md names package, version and licence).
 VENDOR_MODULES = ("vendor/marked.esm.js", "vendor/purify.es.mjs")

@@ -74,6 +74,7 @@ MODULE_NAMES = (
     "stream.js",
     "thread.js",
     "token.js",
+    "usage.js",
 )
 # Third-party modules, shipped as published (chat_service/web/static/vendor/README.md).
 VENDOR_MODULES = ("vendor/marked.esm.js", "vendor/purify.es.mjs")

@@ -64,11 +64,23 @@ class Reply:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()  # extra response headers of an "error" or "raw" reply
     gate: threading.Event | None = None  # what a "held" reply waits for
+    cached_tokens: int = 0  # of the prompt tokens, reported as read from a prompt cache
+    omit_usage: bool = False  # a provider that reports no usage at all (not even in a stream)
 
     @classmethod
-    def text(cls, content: str, usage: tuple[int, int] | None = None) -> Reply:
-        """An assistant text answer; `usage` = (prompt_tokens, completion_tokens), else a word count."""
-        return cls(kind="text", content=content, usage=usage)
+    def text(
+        cls,
+        content: str,
+        usage: tuple[int, int] | None = None,
+        *,
+        cached_tokens: int = 0,
+        omit_usage: bool = False,
+    ) -> Reply:
+        """An assistant text answer; `usage` = (prompt_tokens, completion_tokens), else a word count;
+        `cached_tokens` go into `prompt_tokens_details`; `omit_usage`: no usage in the answer."""
+        return cls(
+            kind="text", content=content, usage=usage, cached_tokens=cached_tokens, omit_usage=omit_usage
+        )
 
     @classmethod
     def tool_call(
@@ -189,9 +201,18 @@ def _default_usage(body: dict[str, Any], reply: Reply) -> tuple[int, int]:
     return max(prompt, 1), max(completion, 1)
 
 
-def _usage_json(body: dict[str, Any], reply: Reply) -> dict[str, int]:
+def _usage_json(body: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
+    if reply.omit_usage:
+        return None
     prompt, completion = reply.usage or _default_usage(body, reply)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if reply.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+    return usage
 
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -277,7 +298,7 @@ def _chunks(body: dict[str, Any], reply: Reply, completion_id: str, created: int
             for piece in _split(call.arguments, 3)
         ]
     chunks.append(chunk({}, finish_reason="tool_calls" if reply.calls else "stop"))
-    if include_usage:
+    if include_usage and not reply.omit_usage:
         chunks.append({**base, "choices": [], "usage": _usage_json(body, reply)})
     return chunks
 

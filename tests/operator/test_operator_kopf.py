@@ -308,6 +308,8 @@ async def test_happy_path_conditions_configmap_and_deployment_wiring(
                     "systemPrompt": None,
                     "parameters": {},
                     "description": None,
+                    "pricing": None,
+                    "budget": None,
                     "middleware": [
                         {
                             "name": "retry",

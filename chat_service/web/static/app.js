@@ -13,6 +13,7 @@ import { loadThreadList, setUpSidebar } from "./sidebar.js";
 import { checkSelectedModel, loadStatus } from "./status.js";
 import { loadHistory, setUpNewConversationButton } from "./thread.js";
 import { refreshTokenButton, setUpTokenDialog } from "./token.js";
+import { setUpUsageView } from "./usage.js";
 
 async function start() {
   clearBanner();
@@ -29,4 +30,5 @@ setUpComposer({ send: sendMessage, stop: stopReply });
 setUpNewConversationButton();
 setUpSidebar();
 setUpIncidents();
+setUpUsageView();
 start();

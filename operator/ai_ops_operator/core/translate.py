@@ -8,10 +8,12 @@ from typing import Any
 
 from ai_ops_api.agent_config import (
     AgentConfig,
+    BudgetEntry,
     EmbeddingModelEntry,
     MCPServerEntry,
     ModelEntry,
     NamedValue,
+    PricingEntry,
     ProviderEntry,
     RunbookShard,
     RunbookShardRef,
@@ -76,6 +78,17 @@ def runbook_shard_refs(shards: Iterable[RunbookShard]) -> tuple[RunbookShardRef,
     )
 
 
+def _pricing_entry(spec: LLMModelSpec) -> PricingEntry | None:
+    if spec.pricing is None:
+        return None
+    return PricingEntry(
+        input_per_million_tokens=spec.pricing.input_per_million_tokens,
+        output_per_million_tokens=spec.pricing.output_per_million_tokens,
+        cached_input_per_million_tokens=spec.pricing.cached_input_per_million_tokens,
+        currency=spec.pricing.currency,
+    )
+
+
 def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
     """The agent config of the namespace: ready chat models with their chains, usable MCP servers, the
     embedding model and the runbook shards (``ev.runbook_shards``, which the writer publishes first)."""
@@ -106,6 +119,8 @@ def translate(snap: Snapshot, ev: Evaluation) -> AgentConfig:
                 system_prompt=spec.system_prompt,
                 parameters=spec.parameters or {},
                 description=spec.description,
+                pricing=_pricing_entry(spec),
+                budget=BudgetEntry(tokens=spec.budget.tokens, cost=spec.budget.cost) if spec.budget else None,
                 middleware=tuple(chain),
             )
         )
