@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chat_service.actions.service import ActionService, build_actions
 from chat_service.auth import TokenAuth
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.config.store import AgentConfigMissing, ConfigStore
@@ -40,6 +41,7 @@ class ChatServices:
     runbooks: RunbookService
     kube_source: KubeConfigMapSource | None = None
     incidents: Incidents | None = None
+    actions: ActionService | None = None
 
     @classmethod
     def build(
@@ -103,6 +105,13 @@ class ChatServices:
         runbooks.attach(config_store)
         engine = ChatEngine(settings, config_store, conversations, secrets, toolbox, metrics, runbooks)
         thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
+        actions = build_actions(settings)
+        toolbox.proposer = actions
+
+        async def continue_turn(caller: str, thread_id: str, message: str) -> None:
+            await engine.run_turn(caller, message, thread_id)
+
+        actions.continue_turn = continue_turn
         return cls(
             settings,
             config_store,
@@ -116,6 +125,7 @@ class ChatServices:
             runbooks,
             kube_source,
             build_incidents(settings, engine),
+            actions,
         )
 
     async def start(self) -> None:
@@ -123,6 +133,8 @@ class ChatServices:
         self.config_store.start_watching(self.kube_source)
         if self.incidents is not None:
             self.incidents.start()
+        if self.actions is not None:
+            self.actions.start()
         if self.config_store.loaded:
             self.engine.prepare_in_background()
         if not self.auth.enabled:
@@ -134,6 +146,8 @@ class ChatServices:
         )
 
     async def stop(self) -> None:
+        if self.actions is not None:
+            await self.actions.stop()
         if self.incidents is not None:
             await self.incidents.stop()
         await self.config_store.stop_watching()

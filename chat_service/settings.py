@@ -77,6 +77,9 @@ class Settings(BaseModel):
     investigation_max_steps: int = Field(default=25, ge=2, le=1000)
     investigation_max_seconds: float = Field(default=300.0, gt=0, le=3600)
     investigation_max_tokens: int = Field(default=200_000, ge=1000, le=10_000_000)
+    # Callers (names from the tokens file) who may approve or reject ActionRequests (docs/actions.md);
+    # comma-separated in the environment. Empty: nobody can, through the chat.
+    action_approvers: frozenset[str] = frozenset()
 
 
 # field -> (environment variable, flag shown in errors)
@@ -113,6 +116,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "investigation_max_steps": ("AI_OPS_INVESTIGATION_MAX_STEPS", None),
     "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
     "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
+    "action_approvers": ("AI_OPS_ACTION_APPROVERS", None),
 }
 
 
@@ -133,6 +137,10 @@ def load_settings(
     if "stdio_commands" in values:
         values["stdio_commands"] = frozenset(
             c.strip() for c in values["stdio_commands"].split(",") if c.strip()
+        )
+    if "action_approvers" in values:
+        values["action_approvers"] = frozenset(
+            c.strip() for c in values["action_approvers"].split(",") if c.strip()
         )
     for field, value in (overrides or {}).items():
         if value is not None:
