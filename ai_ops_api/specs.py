@@ -265,6 +265,7 @@ class MiddlewareType(enum.StrEnum):
     CUSTOM = "custom"
     TODO_LIST = "todo_list"
     TOOL_SELECTOR = "tool_selector"
+    HUMAN_IN_THE_LOOP = "human_in_the_loop"
 
 
 class LLMMiddlewareSpec(SpecModel):
