@@ -152,10 +152,10 @@ class ActionService:
             item = await self.store.get(name)
             if item is None:
                 raise ActionNotFound(name)
+            if item.decision is None and item.expired:
+                raise AlreadyDecided(f"ActionRequest {name} expired at {item.spec.get('expiresAt')}")
             if item.decision is not None or item.phase != "Pending":
                 raise AlreadyDecided(f"ActionRequest {name} is already {item.phase}")
-            if item.expired:
-                raise AlreadyDecided(f"ActionRequest {name} expired at {item.spec.get('expiresAt')}")
             decision: dict[str, Any] = {
                 "approved": approved,
                 "by": f"{DECIDED_BY_PREFIX}{caller}",
