@@ -64,7 +64,9 @@ class ActionPhase(enum.StrEnum):
 
 
 # Phases nothing leaves: the request is decided and done.
-FINAL_PHASES = frozenset({ActionPhase.REJECTED, ActionPhase.EXPIRED, ActionPhase.SUCCEEDED, ActionPhase.FAILED})
+FINAL_PHASES = frozenset(
+    {ActionPhase.REJECTED, ActionPhase.EXPIRED, ActionPhase.SUCCEEDED, ActionPhase.FAILED}
+)
 # Phases only the operator writes (the chart's admission policy enforces it).
 OPERATOR_PHASES = frozenset(
     {ActionPhase.EXECUTING, ActionPhase.SUCCEEDED, ActionPhase.FAILED, ActionPhase.EXPIRED}
@@ -110,7 +112,9 @@ class RequestedBy(SpecModel):
     investigation: ObjectName | None = Field(
         default=None, description="The Investigation whose recommended fix this is."
     )
-    caller: Identity | None = Field(default=None, description="The authenticated chat caller it was proposed to.")
+    caller: Identity | None = Field(
+        default=None, description="The authenticated chat caller it was proposed to."
+    )
     thread_id: Annotated[str, Field(max_length=256)] | None = Field(
         default=None, description="The conversation the proposal was made in."
     )
@@ -180,14 +184,18 @@ class DryRunResult(StatusModel):
     """The tool's server-side dry run, run just before the real call when the tool has a dryRun argument."""
 
     ok: bool = Field(description="Whether the dry run succeeded.")
-    excerpt: Annotated[str, Field(max_length=MAX_EXCERPT)] = Field(default="", description="Its answer, capped.")
+    excerpt: Annotated[str, Field(max_length=MAX_EXCERPT)] = Field(
+        default="", description="Its answer, capped."
+    )
 
 
 class ActionResult(StatusModel):
     """The tool's answer to the one real call."""
 
     is_error: bool = Field(description="Whether the tool reported an error.")
-    excerpt: Annotated[str, Field(max_length=MAX_EXCERPT)] = Field(default="", description="Its answer, capped.")
+    excerpt: Annotated[str, Field(max_length=MAX_EXCERPT)] = Field(
+        default="", description="Its answer, capped."
+    )
 
 
 class ActionRequestStatus(CommonStatus):
@@ -239,7 +247,11 @@ ACTION_REQUEST = ResourceKind(
             priority=1,
         ),
         PrinterColumn(
-            name="Decided-By", type="string", json_path=".status.decision.by", description="Who decided.", priority=1
+            name="Decided-By",
+            type="string",
+            json_path=".status.decision.by",
+            description="Who decided.",
+            priority=1,
         ),
     ],
 )
