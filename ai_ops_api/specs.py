@@ -863,4 +863,5 @@ RESOURCES: dict[str, ResourceKind] = {
 
 RESOURCES_BY_PLURAL = {r.plural: r for r in RESOURCES.values()}
 
+import ai_ops_api.actions  # noqa: E402  (registers ActionRequest; it imports this module)
 import ai_ops_api.investigations  # noqa: E402, F401  (registers Investigation; it imports this module)
