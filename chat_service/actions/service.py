@@ -18,6 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from ai_ops_api.actions import CHAT_IDENTITY_PREFIX, DEFAULT_TTL, MAX_COMMENT, ActionRequestSpec
 from chat_service.actions.store import (
     ActionStore,
     Conflict,
@@ -31,13 +34,12 @@ from chat_service.settings import Settings, in_cluster
 
 log = logging.getLogger("ai_ops.chat.actions")
 
-DEFAULT_EXPIRY = datetime.timedelta(minutes=15)
-MAX_COMMENT = 1000
+DEFAULT_EXPIRY = DEFAULT_TTL
 MAX_EXCERPT_IN_THREAD = 4000
 # Prefix of the message that brings an outcome into a conversation: the page shows it as a notice.
 OUTCOME_AUTHOR = "ai-ops-actions"
 # The chat's identity in decisions: the chart's admission policy accepts only "chat:<caller>" from it.
-DECIDED_BY_PREFIX = "chat:"
+DECIDED_BY_PREFIX = CHAT_IDENTITY_PREFIX
 
 
 class NotAnApprover(Exception):
@@ -50,6 +52,10 @@ class AlreadyDecided(Exception):
 
 class ActionNotFound(Exception):
     pass
+
+
+class BadProposal(Exception):
+    """The proposal does not fit the ActionRequest schema; the message says where (for the model)."""
 
 
 def action_name(tool: str) -> str:
@@ -129,6 +135,13 @@ class ActionService:
             "requestedBy": requested_by,
             "expiresAt": rfc3339(now() + self.expiry),
         }
+        try:  # the CRD's own checks, so the model hears what is wrong instead of an API server 422
+            ActionRequestSpec.model_validate(spec)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise BadProposal(problems) from None
         for _attempt in range(3):  # a name clash is a 1 in 16M chance: try another
             try:
                 item = await self.store.create(action_name(tool), spec)

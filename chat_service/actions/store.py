@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ai_ops_api.actions import ACTION_REQUEST, FINAL_PHASES, current_phase, is_expired
 from ai_ops_api.specs import API_VERSION, GROUP, VERSION
 from chat_service.incidents.store import (
     Conflict,
@@ -31,7 +32,6 @@ from chat_service.incidents.store import (
     StoreError,
     merge_patch,
     now,
-    parse_time,
     rfc3339,
 )
 from chat_service.settings import SERVICE_ACCOUNT_DIR
@@ -51,10 +51,10 @@ __all__ = [
 
 log = logging.getLogger("ai_ops.chat.actions")
 
-KIND = "ActionRequest"
-PLURAL = "actionrequests"
+KIND = ACTION_REQUEST.kind
+PLURAL = ACTION_REQUEST.plural
 # Phases after which nothing more happens to a request: the conversation hears the outcome.
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Rejected", "Expired"})
+TERMINAL_PHASES = frozenset(str(p) for p in FINAL_PHASES)
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,14 @@ class StoredAction:
 
     @property
     def expired(self) -> bool:
-        expires = parse_time(self.spec.get("expiresAt"))
-        return expires is not None and expires <= now()
+        return is_expired({"spec": self.spec, "metadata": {"creationTimestamp": self.created_at}}, now())
 
     @property
     def phase(self) -> str:
-        """The phase the operator wrote; before it has seen the request, what the request amounts to."""
-        written = self.status.get("phase")
-        if written:
+        """The phase the operator wrote; before it has seen the decision, what the request amounts to
+        (the chat writes only the decision)."""
+        written = current_phase({"status": self.status})
+        if str(written) != "Pending":
             return str(written)
         decision = self.decision
         if decision is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ai_ops_api.actions import MAX_COMMENT
 from ai_ops_api.agent_config import MiddlewareEntry
 from ai_ops_api.specs import MiddlewareType
 from chat_service.actions.proposals import PROPOSED_PATTERN
@@ -85,7 +86,7 @@ async def test_a_write_tool_is_never_called_its_call_records_an_action_request_a
         assert "description" in tools["get_status"] and not tools["get_status"]["description"].startswith(
             "PROPOSES"
         )
-        for write in ("delete_pod", "annotate"):  # destructive, and no annotations at all
+        for write in ("delete_pod", "annotate", "flush_caches"):  # destructive, and no annotations at all
             assert tools[write]["description"].startswith("PROPOSES"), write
 
         thread = (await alice.get("/api/threads/t1")).json()["messages"]
@@ -126,7 +127,7 @@ async def test_proposal_tools_of_the_toolbox_risk_target_and_a_missing_reason(tm
         try:
             tools = {t.name: t for t in (await toolbox.toolset(config, config.checksum)).tools}
             proposals = {n for n, t in tools.items() if (t.metadata or {}).get("ai_ops_proposal")}
-            assert proposals == {"restart_workload", "delete_pod", "annotate"}
+            assert proposals == {"restart_workload", "delete_pod", "annotate", "flush_caches"}
             run = {"metadata": {"ai_ops_caller": "carol"}, "configurable": {"thread_id": "carol:th-9"}}
             text = await tools["delete_pod"].ainvoke(
                 {"namespace": "shop", "name": "web-1", "reason": "wedged"},
@@ -146,7 +147,7 @@ async def test_proposal_tools_of_the_toolbox_risk_target_and_a_missing_reason(tm
                 {"namespace": "a", "name": "b", "note": "c", "reason": " "}
             )
             assert "needs a `reason`" in refused and len(await store.list()) == 1
-            assert (await tools["get_status"].ainvoke({"namespace": "a", "name": "b"}))[0][
+            assert (await tools["get_status"].ainvoke({"kind": "Pod", "namespace": "a", "name": "b"}))[0][
                 "text"
             ] == "a/b: 3/3 ready"
             assert [name for name, _ in writer.calls] == ["get_status"], "only the read-only tool ran"
@@ -197,7 +198,7 @@ async def test_only_approvers_decide_once_and_never_on_an_expired_request(
         ("/api/actions/{name}/approve", b"[]"),
         ("/api/actions/{name}/reject", b'{"comment": 5}'),
         ("/api/actions/{name}/reject", b'{"comment": "x", "by": "someone-else"}'),
-        ("/api/actions/{name}/approve", b'{"comment": "' + b"x" * 1001 + b'"}'),
+        ("/api/actions/{name}/approve", b'{"comment": "' + b"x" * (MAX_COMMENT + 1) + b'"}'),
         ("/api/actions/{name}/approve", b"\xff\xfe"),
         ("/api/actions/BAD_NAME/approve", b"{}"),
         ("/api/actions/{name}-/reject", b"{}"),
@@ -255,7 +256,9 @@ async def test_human_in_the_loop_makes_a_read_only_tool_a_proposal(
         chat.client(ALICE) as alice,
     ):
         fresh_fake_llm.enqueue(
-            Reply.tool_call("get_status", {"namespace": "shop", "name": "web", "reason": "audit"}),
+            Reply.tool_call(
+                "get_status", {"kind": "Deployment", "namespace": "shop", "name": "web", "reason": "audit"}
+            ),
             Reply.text("Proposed; waiting for approval."),
         )
         answer = await alice.post("/api/chat", json={"message": "status of web", "thread_id": "h1"})
@@ -265,5 +268,5 @@ async def test_human_in_the_loop_makes_a_read_only_tool_a_proposal(
         assert found, call
         item = (await alice.get(f"/api/actions/{found.group(1)}")).json()
         assert item["tool"] == "get_status" and item["risk"] == "low" and item["reason"] == "audit"
-        assert item["arguments"] == {"namespace": "shop", "name": "web"}
+        assert item["arguments"] == {"kind": "Deployment", "namespace": "shop", "name": "web"}
         assert writer.called("get_status") == [], "the listed read-only tool did not run"

@@ -31,15 +31,21 @@ class WriterServer:
             return f"deleted {namespace}/{name}"
 
         @mcp.tool()
-        def annotate(namespace: str, name: str, note: str) -> str:
+        def annotate(kind: str, namespace: str, name: str, note: str) -> str:
             """Annotate an object (no annotations: the MCP default is "may write")."""
-            self._record("annotate", namespace=namespace, name=name, note=note)
+            self._record("annotate", kind=kind, namespace=namespace, name=name, note=note)
             return "annotated"
 
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False))
+        def flush_caches() -> str:
+            """Flush every cache (names no object it acts on)."""
+            self._record("flush_caches")
+            return "flushed"
+
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
-        def get_status(namespace: str, name: str) -> str:
+        def get_status(kind: str, namespace: str, name: str) -> str:
             """Read a workload's status."""
-            self._record("get_status", namespace=namespace, name=name)
+            self._record("get_status", kind=kind, namespace=namespace, name=name)
             return f"{namespace}/{name}: 3/3 ready"
 
         self.mcp = mcp
