@@ -294,6 +294,12 @@ def test_chat_may_read_only_its_configmap_and_keep_investigations(renders: dict[
             "verbs": ["create", "get", "list", "watch", "patch"],
         },
         {"apiGroups": ["ai-ops.dev"], "resources": ["investigations/status"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": ["ai-ops.dev"],
+            "resources": ["actionrequests"],
+            "verbs": ["create", "get", "list", "watch"],
+        },
+        {"apiGroups": ["ai-ops.dev"], "resources": ["actionrequests/status"], "verbs": ["patch"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-chat")
