@@ -4,6 +4,7 @@
 // api/threads/{id}) and inserts text from the server as text, except the model's replies, which become
 // sanitized Markdown (markdown.js).
 
+import { setUpApprovals } from "./approvals.js";
 import { sendMessage, stopReply } from "./chat.js";
 import { setUpComposer } from "./composer.js";
 import { loadModels, setUpModelPicker } from "./models.js";
@@ -27,4 +28,5 @@ setUpModelPicker(checkSelectedModel);
 setUpComposer({ send: sendMessage, stop: stopReply });
 setUpNewConversationButton();
 setUpSidebar();
+setUpApprovals();
 start();
