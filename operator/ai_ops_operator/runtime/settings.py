@@ -50,6 +50,8 @@ class OperatorSettings:
     kubeconfig: str | None = None
     # Coalescing window of namespace reconciles (seconds): a burst of events costs one pass.
     debounce_seconds: float = 0.05
+    # How often open ActionRequests are looked at (expiry, a decision missed): the kopf timer's interval.
+    action_sweep_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
 
