@@ -18,7 +18,7 @@ from ai_ops_api.agent_config import MiddlewareEntry
 from ai_ops_api.specs import MiddlewareType
 from chat_service.actions.proposals import PROPOSED_PATTERN
 from chat_service.actions.service import ActionService
-from chat_service.actions.store import MemoryActionStore
+from chat_service.actions.store import KubernetesActionStore, MemoryActionStore
 from chat_service.app import create_app
 from chat_service.secrets import SecretResolver
 from chat_service.tools.toolbox import MCPToolbox
@@ -270,3 +270,36 @@ async def test_human_in_the_loop_makes_a_read_only_tool_a_proposal(
         assert item["tool"] == "get_status" and item["risk"] == "low" and item["reason"] == "audit"
         assert item["arguments"] == {"kind": "Deployment", "namespace": "shop", "name": "web"}
         assert writer.called("get_status") == [], "the listed read-only tool did not run"
+
+
+async def test_the_kubernetes_store_creates_and_decides_with_a_resource_version(k8s_emulator: Any) -> None:
+    """The Kubernetes store itself: a proposal is created there with the spec the CRD takes, a decision
+    is a status patch with the resourceVersion it was read at, and a stale one is a Conflict."""
+    from chat_service.actions.service import ActionService
+    from chat_service.actions.store import Conflict
+
+    store = KubernetesActionStore(k8s_emulator.url, "default", poll_seconds=0.3)
+    service = ActionService(store, approvers=frozenset({"alice"}))
+    try:
+        name = await service.propose(
+            server="kubernetes-actions",
+            tool="scale",
+            arguments={"kind": "Deployment", "namespace": "shop", "name": "web", "replicas": 3},
+            reason="load",
+            risk="high",
+            caller="alice",
+            thread_id="t-1",
+        )
+        (listed,) = await store.list()
+        assert listed.name == name and listed.phase == "Pending" and listed.spec["risk"] == "high"
+        decided = await service.decide(name, "alice", False, "not now")
+        assert decided.decision == {
+            "approved": False,
+            "by": "chat:alice",
+            "at": decided.decision["at"],  # type: ignore[index]
+            "comment": "not now",
+        }
+        with pytest.raises(Conflict):
+            await store.patch_status(name, {"decision": {"approved": True, "by": "x"}}, listed.resource_version)
+    finally:
+        await store.aclose()
