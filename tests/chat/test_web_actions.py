@@ -75,7 +75,7 @@ async def test_propose_approve_in_the_page_operator_executes_the_answer_appears(
             Reply.text(ANSWER),
         )
         async with (
-            running_operator(k8s_emulator, action_sweep_seconds=1.0),
+            running_operator(k8s_emulator, action_sweep_seconds=300.0),
             running(app) as chat,
             async_playwright() as playwright,
         ):
@@ -108,7 +108,11 @@ async def test_propose_approve_in_the_page_operator_executes_the_answer_appears(
                 await card.locator("textarea.approval-comment").fill("go ahead")
                 await card.get_by_role("button", name="Approve").click()
 
-                await expect(card.locator(".approval-phase")).to_have_text("Succeeded", timeout=60_000)
+                try:
+                    await expect(card.locator(".approval-phase")).to_have_text("Succeeded", timeout=60_000)
+                except AssertionError:
+                    print("DEBUGSTATUS", action_requests(k8s_emulator))
+                    raise
                 await expect(page.locator(".message.action-outcome")).to_have_count(1, timeout=60_000)
                 answer = page.locator("article.message.assistant .text", has_text=ANSWER)
                 await expect(answer).to_have_count(1, timeout=60_000)
