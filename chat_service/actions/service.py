@@ -102,6 +102,7 @@ class ActionService:
     awaiting: dict[str, tuple[str, str]] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _turns: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def executes(self) -> bool:
@@ -198,6 +199,9 @@ class ActionService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for turn in list(self._turns):
+            turn.cancel()
+        await asyncio.gather(*self._turns, return_exceptions=True)
         await self.store.aclose()
 
     async def _follow(self) -> None:
@@ -208,8 +212,10 @@ class ActionService:
                 raise
             except Exception:
                 log.exception("following ActionRequests failed; trying again")
-            waits = [asyncio.ensure_future(self.store.wait_for_change(self.poll_seconds))]
-            waits.append(asyncio.ensure_future(self._wake.wait()))
+            waits: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(self.store.wait_for_change(self.poll_seconds)),
+                asyncio.ensure_future(self._wake.wait()),
+            ]
             try:
                 await asyncio.wait(waits, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -230,10 +236,17 @@ class ActionService:
             self.awaiting.pop(name, None)
             if item is None or self.continue_turn is None:
                 continue
-            try:
-                await self.continue_turn(caller, thread, outcome_text(item))
-            except Exception as exc:
-                log.warning("conversation of ActionRequest %s not continued: %s", name, exc)
+            # A turn of its own per outcome: one slow model answer does not hold up the others.
+            task = asyncio.get_running_loop().create_task(self._continue(name, caller, thread, item))
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
+
+    async def _continue(self, name: str, caller: str, thread: str, item: StoredAction) -> None:
+        assert self.continue_turn is not None
+        try:
+            await self.continue_turn(caller, thread, outcome_text(item))
+        except Exception as exc:
+            log.warning("conversation of ActionRequest %s not continued: %s", name, exc)
 
 
 def build_actions(settings: Settings, store: ActionStore | None = None) -> ActionService:

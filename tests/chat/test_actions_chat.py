@@ -56,7 +56,12 @@ async def chat_with_writer(
         write_config(path, agent_config([model], [mcp_server("writer", served.url)]))
         tokens = tmp_path / "tokens"
         tokens.write_text(f"alice:{ALICE}\nbob:{BOB}\n")
-        settings = settings_for(path, auth_tokens_file=tokens, action_approvers=frozenset({"alice"}))
+        settings = settings_for(
+            path,
+            auth_tokens_file=tokens,
+            action_approvers=frozenset({"alice"}),
+            mcp_connect_timeout_seconds=30.0,  # a loaded machine: the server must not be skipped
+        )
         async with running(create_app(settings)) as chat:
             yield chat, writer
 
@@ -67,7 +72,7 @@ async def propose_restart(client: httpx.AsyncClient, llm: FakeLLM, thread: str =
     assert answer.status_code == 200, answer.text
     (call,) = answer.json()["tool_calls"]
     found = PROPOSED_PATTERN.search(call["output"] or "")
-    assert found, call
+    assert found, answer.json()
     return found.group(1)
 
 
@@ -121,7 +126,9 @@ async def test_proposal_tools_of_the_toolbox_risk_target_and_a_missing_reason(tm
     writer = WriterServer()
     with ThreadedMcpServer(writer.mcp) as served:
         config = agent_config(servers=[mcp_server("writer", served.url)])
-        toolbox = MCPToolbox(SecretResolver(tmp_path), connect_timeout=5, tool_timeout=5, allow_loopback=True)
+        toolbox = MCPToolbox(
+            SecretResolver(tmp_path), connect_timeout=30, tool_timeout=30, allow_loopback=True
+        )
         store = MemoryActionStore(namespace="ops")
         toolbox.proposer = ActionService(store)
         try:
@@ -300,6 +307,8 @@ async def test_the_kubernetes_store_creates_and_decides_with_a_resource_version(
             "comment": "not now",
         }
         with pytest.raises(Conflict):
-            await store.patch_status(name, {"decision": {"approved": True, "by": "x"}}, listed.resource_version)
+            await store.patch_status(
+                name, {"decision": {"approved": True, "by": "x"}}, listed.resource_version
+            )
     finally:
         await store.aclose()
