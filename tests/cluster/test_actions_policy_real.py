@@ -10,8 +10,8 @@ ServiceAccounts are the ones the policy names.
 from __future__ import annotations
 
 import copy
-import json
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
