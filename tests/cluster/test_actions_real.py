@@ -163,6 +163,10 @@ class Namespace:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, name)
         return dict(obj.get("status") or {})
 
+    def metadata(self, name: str) -> dict[str, Any]:
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, name)
+        return dict(obj["metadata"])
+
     def phase(self, name: str) -> str | None:
         return self.status(name).get("phase")
 
@@ -213,8 +217,10 @@ async def test_an_approved_request_runs_once_on_the_real_server_and_succeeds(
             lambda: any(e.reason == "ActionSucceeded" for e in ns.events_on("Deployment", "web")), "event"
         )
         assert any(e.reason == "ActionSucceeded" for e in ns.events_on("ActionRequest", "restart-web"))
-        executing = runtime.metrics.actions.labels("Executing")._value.get()
+        executing = runtime.metrics.registry.get_sample_value("ai_ops_actions_total", {"phase": "Executing"})
         assert executing == 1
+        # The expiry timer's finalizer goes with the last open phase: deleting it never waits.
+        await until(lambda: not ns.metadata("restart-web").get("finalizers"), "finalizer removed")
     assert ns.read_deployment("web").metadata.generation == 2
 
 
