@@ -81,7 +81,7 @@ class OperatorRuntime:
         self.actions = ActionExecutor(
             kube, self.metrics, self.identity, allow_loopback=settings.allow_loopback
         )
-        self.registry = build_registry(settings.action_sweep_seconds)
+        self.registry = build_registry(settings.actions_enabled, settings.action_sweep_seconds)
         self._loops: list[asyncio.Task[None]] = []
         self._http: SharedHttpPool | None = None
         self._metrics_server: Any = None

@@ -114,7 +114,7 @@ def is_open_action(body: kopf.Body, **_: Any) -> bool:
     return current_phase(dict(body)) not in FINAL_PHASES
 
 
-def build_registry(action_sweep_seconds: float = 10.0) -> kopf.OperatorRegistry:
+def build_registry(actions: bool = True, action_sweep_seconds: float = 10.0) -> kopf.OperatorRegistry:
     """A registry of its own per operator instance (tests run several in one process)."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(login)
@@ -141,6 +141,8 @@ def build_registry(action_sweep_seconds: float = 10.0) -> kopf.OperatorRegistry:
     kopf.on.event(
         "v1", "configmaps", id="watch_runbook_configmaps", when=is_runbook_configmap, registry=registry
     )(schedule_namespace)
+    if not actions:
+        return registry
     # ActionRequests: every event (a decision, the operator's start seeing one Executing) and a timer
     # while open (expiry needs no event; a missed event is caught up).
     kopf.on.event(GROUP, VERSION, ACTION_REQUEST.plural, id="actionrequests", registry=registry)(
