@@ -241,6 +241,17 @@ class ToolSelectorConfig(MiddlewareConfig):
         return (self.model,) if self.model else ()
 
 
+class HumanInTheLoopConfig(MiddlewareConfig):
+    """More tools that need a person's approval: a call of one of them records an ActionRequest instead of
+    running (as every tool that is not read-only always does); the operator executes it once approved."""
+
+    tools: tuple[Annotated[str, Field(min_length=1, max_length=253)], ...] = Field(
+        min_length=1,
+        max_length=200,
+        description="Tool names or `server/tool` patterns (shell-style wildcards: `netops/*`).",
+    )
+
+
 class CustomConfig(MiddlewareConfig):
     """A middleware from an installed package, registered in the entry-point group ``ai_ops.middleware``."""
 
@@ -264,6 +275,7 @@ MIDDLEWARE_CONFIG_MODELS: dict[MiddlewareType, type[MiddlewareConfig]] = {
     MiddlewareType.CUSTOM: CustomConfig,
     MiddlewareType.TODO_LIST: TodoListConfig,
     MiddlewareType.TOOL_SELECTOR: ToolSelectorConfig,
+    MiddlewareType.HUMAN_IN_THE_LOOP: HumanInTheLoopConfig,
 }
 
 CUSTOM_MIDDLEWARE_GROUP = "ai_ops.middleware"

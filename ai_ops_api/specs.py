@@ -354,6 +354,7 @@ class MiddlewareType(enum.StrEnum):
     CUSTOM = "custom"
     TODO_LIST = "todo_list"
     TOOL_SELECTOR = "tool_selector"
+    HUMAN_IN_THE_LOOP = "human_in_the_loop"
 
 
 class LLMMiddlewareSpec(SpecModel):
@@ -970,4 +971,5 @@ RESOURCES: dict[str, ResourceKind] = {
 
 RESOURCES_BY_PLURAL = {r.plural: r for r in RESOURCES.values()}
 
+import ai_ops_api.actions  # noqa: E402  (registers ActionRequest; it imports this module)
 import ai_ops_api.investigations  # noqa: E402, F401  (registers Investigation; it imports this module)

@@ -23,7 +23,7 @@ from chat_service.asgi import EdgeGuard
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.errors import ChatError, RateLimited, error_body
 from chat_service.metrics import ChatMetrics
-from chat_service.routers import chat, health, incidents, info, openai_compat, runbooks, threads
+from chat_service.routers import actions, chat, health, incidents, info, openai_compat, runbooks, threads
 from chat_service.routers.responses import EDGE_ERROR_RESPONSES
 from chat_service.services import ChatServices
 from chat_service.settings import Settings
@@ -145,7 +145,7 @@ def create_app(
     app.state.services = services
     _install_error_handlers(app)
     # Every route but the open ones answers 401 and 413 from EdgeGuard, before the route runs.
-    for module in (chat, threads, info, runbooks, incidents, openai_compat):
+    for module in (chat, threads, info, runbooks, incidents, actions, openai_compat):
         app.include_router(module.router, responses=EDGE_ERROR_RESPONSES)
     app.include_router(usage_router.router, responses=EDGE_ERROR_RESPONSES)
     app.include_router(health.router)

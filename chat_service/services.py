@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chat_service.actions.service import ActionService, build_actions
 from chat_service.auth import TokenAuth
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.config.store import AgentConfigMissing, ConfigStore
@@ -43,6 +44,7 @@ class ChatServices:
     kube_source: KubeConfigMapSource | None = None
     incidents: Incidents | None = None
     usage: UsageRecorder | None = None  # None: AI_OPS_USAGE_ACCOUNTING is off
+    actions: ActionService | None = None
 
     @classmethod
     def build(
@@ -108,6 +110,13 @@ class ChatServices:
         usage = build_usage(settings, metrics, config_store, conversations, auth)
         engine.agents.usage = toolbox.usage = usage
         thread_index = thread_index_for(conversations.redis_client, settings.session_ttl_seconds)
+        actions = build_actions(settings)
+        toolbox.proposer = actions
+
+        async def continue_turn(caller: str, thread_id: str, message: str) -> None:
+            await engine.run_turn(caller, message, thread_id)
+
+        actions.continue_turn = continue_turn
         return cls(
             settings,
             config_store,
@@ -122,6 +131,7 @@ class ChatServices:
             kube_source,
             build_incidents(settings, engine),
             usage,
+            actions,
         )
 
     async def start(self) -> None:
@@ -129,6 +139,8 @@ class ChatServices:
         self.config_store.start_watching(self.kube_source)
         if self.incidents is not None:
             self.incidents.start()
+        if self.actions is not None:
+            self.actions.start()
         if self.config_store.loaded:
             self.engine.prepare_in_background()
         if not self.auth.enabled:
@@ -140,6 +152,8 @@ class ChatServices:
         )
 
     async def stop(self) -> None:
+        if self.actions is not None:
+            await self.actions.stop()
         if self.incidents is not None:
             await self.incidents.stop()
         await self.config_store.stop_watching()

@@ -87,6 +87,9 @@ class Settings(BaseModel):
     caller_daily_budget: str = ""
     # Callers who see everyone's usage in /api/usage (others see their own), comma-separated.
     usage_viewers: frozenset[str] = frozenset()
+    # Callers (names from the tokens file) who may approve or reject ActionRequests (docs/actions.md);
+    # comma-separated in the environment. Empty: nobody can, through the chat.
+    action_approvers: frozenset[str] = frozenset()
 
 
 # field -> (environment variable, flag shown in errors)
@@ -128,6 +131,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "usage_retention_days": ("AI_OPS_USAGE_RETENTION_DAYS", None),
     "caller_daily_budget": ("AI_OPS_CALLER_DAILY_BUDGET", None),
     "usage_viewers": ("AI_OPS_USAGE_VIEWERS", None),
+    "action_approvers": ("AI_OPS_ACTION_APPROVERS", None),
 }
 
 
@@ -145,14 +149,9 @@ def load_settings(
         raw = env.get(variable)
         if raw is not None and raw.strip() != "":
             values[field] = raw.strip()
-    if "stdio_commands" in values:
-        values["stdio_commands"] = frozenset(
-            c.strip() for c in values["stdio_commands"].split(",") if c.strip()
-        )
-    if "usage_viewers" in values:
-        values["usage_viewers"] = frozenset(
-            c.strip() for c in values["usage_viewers"].split(",") if c.strip()
-        )
+    for listed in ("stdio_commands", "usage_viewers", "action_approvers"):  # comma-separated names
+        if listed in values:
+            values[listed] = frozenset(c.strip() for c in values[listed].split(",") if c.strip())
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = value

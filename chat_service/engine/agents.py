@@ -195,6 +195,7 @@ class AgentCache:
             redis=self.conversations.redis_client,
             build_model=build_other,
             logger=logging.getLogger("ai_ops.middleware"),
+            proposer=lambda: self.toolbox.proposer,
         )
 
     def build_model_and_chain(

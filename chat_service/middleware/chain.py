@@ -47,6 +47,7 @@ from ai_ops_api.middleware import (
     CacheConfig,
     ContextEditingConfig,
     CustomConfig,
+    HumanInTheLoopConfig,
     LoggingConfig,
     MiddlewareConfigError,
     ModelCallLimitConfig,
@@ -64,6 +65,8 @@ from ai_ops_api.middleware import (
     parse_middleware_config,
 )
 from ai_ops_api.specs import MiddlewareType
+from chat_service.actions.approval import ApprovalRequired
+from chat_service.actions.proposals import Proposer
 from chat_service.middleware.cache import ResponseCacheMiddleware
 from chat_service.middleware.call_logging import LoggingMiddleware
 from chat_service.middleware.injection import PromptInjectionMiddleware
@@ -85,6 +88,8 @@ class MiddlewareContext:
     redis: redis.asyncio.Redis | None  # for the cache middleware; None -> in memory
     build_model: Callable[[str], BaseChatModel]  # another LLMModel of the config, by name
     logger: logging.Logger
+    # Records ActionRequests (the human_in_the_loop middleware); None when actions are not enabled.
+    proposer: Callable[[], Proposer | None] = lambda: None
 
 
 @dataclass
@@ -343,6 +348,12 @@ def _tool_selector(
     )
 
 
+def _human_in_the_loop(
+    entry: MiddlewareEntry, cfg: HumanInTheLoopConfig, model: ModelEntry, ctx: MiddlewareContext
+) -> _Built:
+    return _Built([ApprovalRequired(cfg.tools, ctx.proposer)])
+
+
 def _custom(entry: MiddlewareEntry, cfg: CustomConfig, model: ModelEntry, ctx: MiddlewareContext) -> _Built:
     matches = importlib.metadata.entry_points(group=MIDDLEWARE_ENTRY_POINT_GROUP, name=cfg.entry_point)
     if not matches:
@@ -386,6 +397,7 @@ BUILDERS: dict[MiddlewareType, Builder] = {
     MiddlewareType.CUSTOM: _custom,
     MiddlewareType.TODO_LIST: _todo_list,
     MiddlewareType.TOOL_SELECTOR: _tool_selector,
+    MiddlewareType.HUMAN_IN_THE_LOOP: _human_in_the_loop,
 }
 
 

@@ -9,6 +9,10 @@ instead of opening a new one.
 Failure handling: a server that is down at tool-loading time is skipped with a warning (and retried on a
 later turn); a tool that fails, times out or whose server dropped becomes an error message to the model
 (``ToolMessage`` with status ``error``) and the turn goes on.
+
+A tool whose MCP ``readOnlyHint`` is not true is never handed to the agent: it gets a proposal tool of the
+same name instead (chat_service/actions/proposals.py), whose call records an ActionRequest for a person to
+approve and the operator to execute.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, NamedValue
 from ai_ops_common.errors import describe_exception
 from ai_ops_common.http_pool import SharedHttpPool
 from ai_ops_common.mcp import list_all_tools, list_tools_page
+from chat_service.actions.proposals import Proposer, proposal_tool, requires_approval
 from chat_service.tools.sessions import MCPUnavailable, PersistentSession, ServerConnection
 
 if TYPE_CHECKING:
@@ -127,6 +132,9 @@ class MCPToolbox:
         self._locks: dict[str, asyncio.Lock] = {}
         self._retrying: dict[str, asyncio.Task[Toolset]] = {}
         self.sessions_opened: dict[str, int] = {}
+        # Records the proposals of tools that change something (set by the services container; None:
+        # such tools answer that actions are not enabled, and still never run).
+        self.proposer: Proposer | None = None
 
     # -- connections ---------------------------------------------------------------------------------
 
@@ -288,7 +296,13 @@ class MCPToolbox:
         except Exception as exc:
             return [], ServerState(server.name, error=describe_exception(exc), loaded_at=time.time())
         wanted = set(filter_tools([t.name for t in listed], server))
-        tools = [self._to_langchain(server.name, connection, t) for t in listed if t.name in wanted]
+        tools = [
+            proposal_tool(server.name, t, lambda: self.proposer)
+            if requires_approval(t)
+            else self._to_langchain(server.name, connection, t)
+            for t in listed
+            if t.name in wanted
+        ]
         return tools, ServerState(server.name, tools=tuple(t.name for t in tools), loaded_at=time.time())
 
     async def _list_tools(self, session: PersistentSession) -> list[MCPTool]:

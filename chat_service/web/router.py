@@ -47,6 +47,7 @@ _PAGE_HEADERS = {
 # tests/chat/test_web_page.py checks that this list is exactly the module graph of app.js.
 MODULE_NAMES = (
     "app.js",
+    "approvals.js",
     "api.js",
     "chat.js",
     "citations.js",

@@ -35,7 +35,7 @@ from tests.support.chart_render import (
 )
 
 # The oldest Kubernetes minor we support (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
-OLDEST_KUBERNETES = "1.29"
+OLDEST_KUBERNETES = "1.30"  # ValidatingAdmissionPolicy v1 (the ActionRequest policy) is GA from 1.30
 NEWEST_KUBERNETES = kubernetes_validate.latest_version()
 # The shard ConfigMaps of the contract, which the chart names in resourceNames.
 RUNBOOK_SHARD_NAMES = [runbook_shard_name(i) for i in range(MAX_RUNBOOK_SHARDS)]
@@ -294,6 +294,12 @@ def test_chat_may_read_only_its_configmap_and_keep_investigations(renders: dict[
             "verbs": ["create", "get", "list", "watch", "patch"],
         },
         {"apiGroups": ["ai-ops.dev"], "resources": ["investigations/status"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": ["ai-ops.dev"],
+            "resources": ["actionrequests"],
+            "verbs": ["create", "get", "list", "watch"],
+        },
+        {"apiGroups": ["ai-ops.dev"], "resources": ["actionrequests/status"], "verbs": ["patch"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-chat")
@@ -327,7 +333,8 @@ def test_operator_cluster_scope_rbac_is_least_privilege(renders: dict[str, Rende
     # Writes to Deployments only to the chat's, by name.
     (patch_rule,) = [r for r in role["rules"] if "deployments" in r["resources"] and "patch" in r["verbs"]]
     assert patch_rule["resourceNames"] == [f"{RELEASE}-chat"]
-    assert not any("pods" in r["resources"] for r in role["rules"])
+    # Pods only read (an ActionRequest's target is checked to exist), never written.
+    assert not any("pods" in r["resources"] and set(r["verbs"]) != {"get"} for r in role["rules"])
     assert (
         rendered.get("ClusterRoleBinding", f"{RELEASE}-operator")["subjects"][0]["name"]
         == f"{RELEASE}-operator"
@@ -340,8 +347,8 @@ def test_namespace_scope_uses_roles_in_watched_namespaces_only(renders: dict[str
     assert sorted(r["metadata"]["namespace"] for r in operator_roles) == sorted([NAMESPACE, "team-a"])
     assert f"{RELEASE}-operator" not in rendered.names("ClusterRole")
     assert f"{RELEASE}-mcp-kubernetes" not in rendered.names("ClusterRole")
-    # Only the aggregated roles stay cluster-wide (they grant nothing by themselves).
-    assert rendered.names("ClusterRole") == {"ai-ops-view", "ai-ops-edit"}
+    # Only the aggregated roles and the approver role stay cluster-wide (they grant nothing by themselves).
+    assert rendered.names("ClusterRole") == {"ai-ops-view", "ai-ops-edit", "ai-ops-approver"}
     assert rendered.of_kind("ClusterRoleBinding") == []
     operator = rendered.get("Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
     assert env_value(operator, "operator", "AI_OPS_WATCH_NAMESPACES") == f"{NAMESPACE},team-a"

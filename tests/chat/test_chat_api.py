@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_service.app import create_app
@@ -48,7 +49,7 @@ class CountingMCP:
         self.methods: dict[str, int] = {}
         mcp = FastMCP("counting", log_level="WARNING")
 
-        @mcp.tool()
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
         def count_ping(text: str) -> str:
             """Answer pong with the text."""
             return f"pong {text}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
@@ -20,11 +21,12 @@ from tests.harness.ports import bound_socket
 SERVER = '''
 import os
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 
 mcp = FastMCP("stdio-fixture", log_level="WARNING")
 
 
-@mcp.tool()
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
 def whoami() -> str:
     """The server's process id and the greeting from its environment."""
     return f"{os.getpid()} {os.environ.get('GREETING', '')}"
@@ -78,7 +80,7 @@ class RotatingTokenMCP:
         self.expected = expected
         mcp = FastMCP("rotating", log_level="WARNING")
 
-        @mcp.tool()
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
         def ping() -> str:
             """Answer pong."""
             return "pong"

@@ -26,7 +26,7 @@ def test_every_route_documents_its_answer_and_json_errors(tmp_path: Path) -> Non
         for method, operation in operations.items()
         if path.startswith(("/api/", "/v1/", "/healthz", "/readyz", "/metrics"))
     ]
-    assert len(api_routes) >= 13  # every route below is checked; the count only guards that routes were found
+    assert len(api_routes) >= 17  # every route below is checked; the count only guards that routes were found
     for path, method, operation in api_routes:
         where = f"{method.upper()} {path}"
         responses = operation["responses"]
@@ -87,7 +87,7 @@ def test_every_protected_route_documents_401_and_413(tmp_path: Path) -> None:
         for method, operation in operations.items()
         if path not in OPEN_ROUTES
     ]
-    assert len(protected) >= 10  # the count only guards that protected routes were found
+    assert len(protected) >= 14  # the count only guards that protected routes were found
     for path, method, operation in protected:
         for status in ("401", "413"):
             response = operation["responses"].get(status)
@@ -101,3 +101,13 @@ def test_rate_limited_answers_document_retry_after(tmp_path: Path) -> None:
     for path in ("/api/chat", "/api/chat/stream", "/v1/chat/completions"):
         limited = paths[path]["post"]["responses"]["429"]
         assert "rate_limited" in limited["description"] and "Retry-After" in limited["headers"], path
+
+
+def test_the_action_routes_document_their_refusals(tmp_path: Path) -> None:
+    paths = _schema(tmp_path)["paths"]
+    assert set(paths["/api/actions"]) == {"get"}
+    assert set(paths["/api/actions/{name}"]) == {"get"}
+    for verb in ("approve", "reject"):
+        responses = paths[f"/api/actions/{{name}}/{verb}"]["post"]["responses"]
+        assert {"200", "401", "403", "404", "409", "422", "503"} <= set(responses), verb
+        assert "AI_OPS_ACTION_APPROVERS" in responses["403"]["description"]

@@ -54,6 +54,7 @@ WAIT_MS = 20_000
 MODULE_NAMES = (
     "api.js",
     "app.js",
+    "approvals.js",
     "chat.js",
     "citations.js",
     "composer.js",

@@ -165,3 +165,14 @@ def test_usage_view_charts_the_days_and_tables_the_models_callers_and_tools(
         page.get_by_role("button", name="Back to chat").click()
         expect(page.locator("#conversation")).to_be_visible()
         assert page.locator("#usage-view").is_hidden()
+
+        # The Usage and Incidents views both take the chat's place: opening one closes the other.
+        page.get_by_role("button", name="Usage").click()
+        expect(page.locator("#usage-view")).to_be_visible()
+        page.get_by_role("button", name="Incidents").click()
+        expect(page.locator("#incidents")).to_be_visible()
+        expect(page.locator("#usage-view")).to_be_hidden()
+        page.get_by_role("button", name="Usage").click()
+        expect(page.locator("#usage-view")).to_be_visible()
+        expect(page.locator("#incidents")).to_be_hidden()
+        expect(page.locator("#conversation")).to_be_hidden()

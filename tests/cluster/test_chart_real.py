@@ -358,7 +358,15 @@ RBAC_TABLE: list[tuple[str, str, str, str | None, str]] = [
     ("operator", "create", "deployments.apps", NS, "no"),
     ("operator", "delete", "deployments.apps/ai-ops-chat", NS, "no"),
     ("operator", "create", "pods", NS, "no"),
-    ("operator", "get", "pods", NS, "no"),
+    # ... ActionRequests watched and their status written; their targets read (checked to exist), never
+    # written (the executing MCP server's own account does that), ...
+    ("operator", "watch", "actionrequests.ai-ops.dev", NS, "yes"),
+    ("operator", "update", "actionrequests.ai-ops.dev/status", NS, "yes"),
+    ("operator", "create", "actionrequests.ai-ops.dev", NS, "no"),
+    ("operator", "get", "pods", NS, "yes"),
+    ("operator", "delete", "pods", NS, "no"),
+    ("operator", "patch", "statefulsets.apps", NS, "no"),
+    ("operator", "patch", "nodes", None, "no"),
     # ... events, peering, and (cluster scope) namespaces and CRDs read.
     ("operator", "create", "events", NS, "yes"),
     ("operator", "patch", "events", NS, "yes"),

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import attrs
 import jsonpatch
 import jsonpointer
@@ -579,6 +580,9 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         # The store is updated above, so skip KubernetesEmulator's own storage step: go straight to the
         # reactions (tests may still intercept) and the fallbacks below, which answer with `obj`.
+        if request.method == enums.method.PUT and request.subresource:
+            # kmock finds no reaction for a PUT on a subresource (a status replace): answer it here.
+            return aiohttp.web.json_response(obj)
         self._write_results[request] = obj
         return await kmock.KubernetesScaffold._handle(self, request)
 

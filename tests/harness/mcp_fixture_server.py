@@ -21,6 +21,7 @@ import anyio
 import uvicorn
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,27 +40,27 @@ def pod_status_text(namespace: str, name: str) -> str:
 def build_mcp(kind: str) -> FastMCP:
     mcp = FastMCP(f"ai-ops-fixture-{kind}", stateless_http=True, log_level="WARNING")
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def get_pod_status(namespace: str, name: str) -> str:
         """Status of a Kubernetes pod (fake, deterministic)."""
         return pod_status_text(namespace, name)
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def fail(reason: str) -> str:
         """Always fails with the given reason (a tool error, isError=true)."""
         raise ToolError(reason)
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def slow(seconds: float) -> str:
         """Sleep, then answer: for timeout tests."""
         await anyio.sleep(seconds)

@@ -61,6 +61,14 @@ EXPECTED_COLUMNS = {
         ("Phase", ".status.phase"),
         AGE,
     ],
+    "ActionRequest": [
+        ("Tool", ".spec.tool"),
+        ("Target", ".spec.target.name"),
+        ("Risk", ".spec.risk"),
+        ("Phase", ".status.phase"),
+        ("Requested-By", ".spec.requestedBy.caller"),
+        AGE,
+    ],
 }
 EXPECTED_SHORT_NAMES = {
     "LLMProvider": ["llmp"],
@@ -69,6 +77,7 @@ EXPECTED_SHORT_NAMES = {
     "MCPServer": ["mcps"],
     "Runbook": ["rb"],
     "Investigation": ["inv"],
+    "ActionRequest": ["act"],
 }
 # Formats the API server knows for CRD schemas (k8s.io/apiextensions-apiserver supported formats).
 K8S_FORMATS = {
@@ -445,6 +454,13 @@ MINIMAL_SPECS: dict[str, dict[str, Any]] = {
     "MCPServer": {"url": "http://mcp:8000/mcp"},
     "Runbook": {"title": "t", "content": "## Steps"},
     "Investigation": {"question": "why is checkout slow?"},
+    "ActionRequest": {
+        "server": "kubernetes-actions",
+        "tool": "rollout_restart",
+        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop", "name": "web"},
+        "reason": "stale pods",
+        "requestedBy": {"caller": "alice"},
+    },
 }
 RUNBOOK_STATUS: dict[str, Any] = {"contentHash": "sha256:" + "0" * 64, "sections": 3}
 

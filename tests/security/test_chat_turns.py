@@ -30,6 +30,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 
 from chat_service.app import create_app
 from tests.harness.fake_llm import FakeLLM, Reply
@@ -56,7 +57,7 @@ class RecordingMCP:
         self.calls: list[dict[str, Any]] = []
         mcp = FastMCP("recording", log_level="WARNING")
 
-        @mcp.tool()
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
         def echo(text: str = "") -> str:
             """Return the text unchanged."""
             self.calls.append({"text": text})

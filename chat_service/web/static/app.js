@@ -4,6 +4,7 @@
 // api/threads/{id}) and inserts text from the server as text, except the model's replies, which become
 // sanitized Markdown (markdown.js).
 
+import { setUpApprovals } from "./approvals.js";
 import { sendMessage, stopReply } from "./chat.js";
 import { setUpComposer } from "./composer.js";
 import { setUpIncidents } from "./incidents.js";
@@ -31,4 +32,5 @@ setUpNewConversationButton();
 setUpSidebar();
 setUpIncidents();
 setUpUsageView();
+setUpApprovals();
 start();

@@ -2,6 +2,10 @@
 
 const byId = (id) => document.getElementById(id);
 
+// Sent on the document by a view that is about to take the chat's place (Incidents, Usage), naming itself,
+// so that the one open before closes.
+export const VIEW_EVENT = "ai-ops-view";
+
 export const ui = {
   modelSelect: byId("model-select"),
   newConversation: byId("new-conversation"),

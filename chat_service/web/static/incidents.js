@@ -5,6 +5,7 @@
 // everything from the server goes into the page as text (textContent), never as markup.
 
 import { ApiError, getJson } from "./api.js";
+import { VIEW_EVENT } from "./elements.js";
 import { report } from "./errors.js";
 import { openThread } from "./thread.js";
 
@@ -233,6 +234,8 @@ function schedule() {
 }
 
 function showIncidents() {
+  // The other views that take the chat's place close first (usage.js listens too).
+  document.dispatchEvent(new CustomEvent(VIEW_EVENT, { detail: "incidents" }));
   shown = true;
   for (const part of view.chat) if (part) part.hidden = true;
   view.section.hidden = false;
@@ -255,4 +258,5 @@ export function setUpIncidents() {
   build();
   view.button.addEventListener("click", () => (shown ? showChat() : showIncidents()));
   byId("new-conversation").addEventListener("click", () => shown && showChat());
+  document.addEventListener(VIEW_EVENT, (event) => event.detail !== "incidents" && shown && showChat());
 }

@@ -4,6 +4,7 @@
 // Model, caller and tool names are untrusted: every name and number goes in as text (textContent).
 
 import { ApiError, getJson } from "./api.js";
+import { VIEW_EVENT } from "./elements.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART = { width: 640, height: 240, left: 64, right: 64, top: 16, bottom: 36 };
@@ -217,14 +218,15 @@ export async function loadUsage() {
   note(daily.accounting ? "" : "Usage accounting is off on this service: nothing is counted.");
 }
 
-function show(open) {
+function show(open, { focus = true } = {}) {
+  if (open) document.dispatchEvent(new CustomEvent(VIEW_EVENT, { detail: "usage" }));
   view.section.hidden = !open;
   for (const part of chatParts()) if (part) part.hidden = open;
   view.button.setAttribute("aria-pressed", String(open));
   if (open) {
     loadUsage();
     view.close.focus();
-  } else {
+  } else if (focus) {
     view.button.focus();
   }
 }
@@ -232,4 +234,7 @@ function show(open) {
 export function setUpUsageView() {
   view.button.addEventListener("click", () => show(view.section.hidden));
   view.close.addEventListener("click", () => show(false));
+  document.addEventListener(VIEW_EVENT, (event) => {
+    if (event.detail !== "usage" && !view.section.hidden) show(false, { focus: false });
+  });
 }

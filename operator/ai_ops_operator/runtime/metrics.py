@@ -60,6 +60,14 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.actions = Counter(
+            "ai_ops_actions_total",
+            "ActionRequest phases written by the operator (Approved, Rejected, Expired, Executing, "
+            "Succeeded, Failed).",
+            ["phase"],
+            registry=self.registry,
+        )
+
     def set_health(self, namespace: str, name: str, state: HealthState | None) -> None:
         if self._health.get((namespace, name), "unset") == state:
             return  # called on every pass: only a change touches the series

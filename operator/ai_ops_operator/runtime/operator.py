@@ -20,6 +20,7 @@ import kopf
 from ai_ops_api.specs import GROUP
 from ai_ops_common.http_pool import SharedHttpPool
 from ai_ops_operator.core.evaluate import installed_custom_middleware
+from ai_ops_operator.runtime.actions import ActionExecutor
 from ai_ops_operator.runtime.indices import IndexView
 from ai_ops_operator.runtime.kube import KubeClient
 from ai_ops_operator.runtime.metrics import OperatorMetrics
@@ -77,7 +78,10 @@ class OperatorRuntime:
             self.status_writer,
             installed_custom_middleware(),
         )
-        self.registry = build_registry()
+        self.actions = ActionExecutor(
+            kube, self.metrics, self.identity, allow_loopback=settings.allow_loopback
+        )
+        self.registry = build_registry(settings.actions_enabled, settings.action_sweep_seconds)
         self._loops: list[asyncio.Task[None]] = []
         self._http: SharedHttpPool | None = None
         self._metrics_server: Any = None
@@ -122,6 +126,7 @@ class OperatorRuntime:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         await self.prober.aclose()
+        await self.actions.aclose()
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()

@@ -16,10 +16,11 @@ request headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -130,9 +131,14 @@ async def probe_server(
     )
 
 
-async def _mcp_session(
+@contextlib.asynccontextmanager
+async def mcp_session(
     spec: MCPServerSpec, headers: dict[str, str], http: SharedHttpPool, timeout: float
-) -> tuple[ServerInfoData, list[str]]:
+) -> AsyncIterator[tuple[Any, Any]]:
+    """An MCP session (initialized) over the server's own transport: (the session, the initialize answer).
+
+    The probes and the action executor share it: one way to reach a server, through the guarded pool.
+    """
     from mcp import ClientSession
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
@@ -154,11 +160,18 @@ async def _mcp_session(
     try:
         async with transport_cm as streams, ClientSession(streams[0], streams[1]) as session:
             init = await session.initialize()
-            tools = await list_all_tools(functools.partial(list_tools_page, session), MAX_TOOL_PAGES)
-            names = [tool.name for tool in tools]
+            yield session, init
     finally:
         if client is not None:
             await client.aclose()
+
+
+async def _mcp_session(
+    spec: MCPServerSpec, headers: dict[str, str], http: SharedHttpPool, timeout: float
+) -> tuple[ServerInfoData, list[str]]:
+    async with mcp_session(spec, headers, http, timeout) as (session, init):
+        tools = await list_all_tools(functools.partial(list_tools_page, session), MAX_TOOL_PAGES)
+        names = [tool.name for tool in tools]
     info = ServerInfoData(
         name=init.serverInfo.name, version=init.serverInfo.version, protocol_version=str(init.protocolVersion)
     )

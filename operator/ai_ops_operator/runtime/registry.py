@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
+from ai_ops_api.actions import ACTION_REQUEST, FINAL_PHASES, current_phase
 from ai_ops_api.specs import GROUP, RESOURCES, VERSION
 from ai_ops_operator.runtime import indices
 
@@ -100,7 +101,20 @@ async def schedule_namespace(namespace: str | None, memo: kopf.Memo, **_: Any) -
         _runtime(memo).reconciler.schedule(namespace)
 
 
-def build_registry() -> kopf.OperatorRegistry:
+# --- actions ------------------------------------------------------------------------------------------
+
+
+async def handle_action(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _runtime(memo).actions.handle(body)
+
+
+def is_open_action(body: kopf.Body, **_: Any) -> bool:
+    """Not yet in a final phase: only these get the expiry timer (and its finalizer, which kopf drops
+    again once the request is final)."""
+    return current_phase(dict(body)) not in FINAL_PHASES
+
+
+def build_registry(actions: bool = True, action_sweep_seconds: float = 10.0) -> kopf.OperatorRegistry:
     """A registry of its own per operator instance (tests run several in one process)."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(login)
@@ -127,4 +141,20 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.event(
         "v1", "configmaps", id="watch_runbook_configmaps", when=is_runbook_configmap, registry=registry
     )(schedule_namespace)
+    if not actions:
+        return registry
+    # ActionRequests: every event (a decision, the operator's start seeing one Executing) and a timer
+    # while open (expiry needs no event; a missed event is caught up).
+    kopf.on.event(GROUP, VERSION, ACTION_REQUEST.plural, id="actionrequests", registry=registry)(
+        handle_action
+    )
+    kopf.timer(
+        GROUP,
+        VERSION,
+        ACTION_REQUEST.plural,
+        id="actionrequests_sweep",
+        interval=action_sweep_seconds,
+        when=is_open_action,
+        registry=registry,
+    )(handle_action)
     return registry

@@ -50,6 +50,10 @@ class OperatorSettings:
     kubeconfig: str | None = None
     # Coalescing window of namespace reconciles (seconds): a burst of events costs one pass.
     debounce_seconds: float = 0.05
+    # How often open ActionRequests are looked at (expiry, a decision missed): the kopf timer's interval.
+    action_sweep_seconds: float = 10.0
+    # Whether the operator executes ActionRequests at all (the chart's actions.enabled; env AI_OPS_ACTIONS).
+    actions_enabled: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -210,8 +214,11 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> O
         raise SettingsError(f"peering name {peering!r} is not a valid name (--peering, AI_OPS_PEERING_NAME)")
     priority_text = env.get("AI_OPS_PEERING_PRIORITY", "").strip()
     priority = _int(priority_text, "AI_OPS_PEERING_PRIORITY", 0, 2**31 - 1) if priority_text else None
+    actions_text = env.get("AI_OPS_ACTIONS", "").strip()
+    actions_enabled = _bool(actions_text, "AI_OPS_ACTIONS") if actions_text else True
     return OperatorSettings(
         namespaces=tuple(namespaces),
+        actions_enabled=actions_enabled,
         clusterwide=clusterwide,
         configmap_name=configmap,
         chat_deployment=deployment,

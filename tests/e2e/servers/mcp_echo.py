@@ -10,6 +10,7 @@ import os
 import sys
 
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 
 
 def build(host: str, port: int) -> FastMCP:
@@ -17,12 +18,12 @@ def build(host: str, port: int) -> FastMCP:
     # operator and the chat can reach it by its Service name.
     server = FastMCP("e2e-echo", host=host, port=port, streamable_http_path="/mcp")
 
-    @server.tool()
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
-    @server.tool()
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b

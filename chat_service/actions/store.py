@@ -1,0 +1,331 @@
+"""Where ActionRequests live: the Kubernetes API (in a cluster) or this process's memory (locally, tests).
+
+The same semantics as the Investigation store (chat_service/incidents/store.py): a create drops the
+status, a status patch made with a resourceVersion fails with ``Conflict`` when the object changed since
+it was read, so two people deciding at once cannot both win. The chat only ever writes ``decision``; the
+operator executes. The memory store has no operator behind it: nothing it holds ever executes
+(``executes`` is False, and the API and the page say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import os
+import ssl
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from ai_ops_api.actions import ACTION_REQUEST, FINAL_PHASES, current_phase, is_expired
+from ai_ops_api.specs import API_VERSION, GROUP, VERSION
+from chat_service.incidents.store import (
+    Conflict,
+    NotFound,
+    StoreError,
+    merge_patch,
+    now,
+    rfc3339,
+)
+from chat_service.settings import SERVICE_ACCOUNT_DIR
+
+__all__ = [
+    "KIND",
+    "PLURAL",
+    "TERMINAL_PHASES",
+    "ActionStore",
+    "Conflict",
+    "KubernetesActionStore",
+    "MemoryActionStore",
+    "NotFound",
+    "StoreError",
+    "StoredAction",
+]
+
+log = logging.getLogger("ai_ops.chat.actions")
+
+KIND = ACTION_REQUEST.kind
+PLURAL = ACTION_REQUEST.plural
+# Phases after which nothing more happens to a request: the conversation hears the outcome.
+TERMINAL_PHASES = frozenset(str(p) for p in FINAL_PHASES)
+
+
+@dataclass(frozen=True)
+class StoredAction:
+    name: str
+    namespace: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    resource_version: str
+    created_at: str
+    uid: str = ""
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> StoredAction:
+        metadata = obj.get("metadata") or {}
+        return cls(
+            name=str(metadata.get("name", "")),
+            namespace=str(metadata.get("namespace", "")),
+            spec=dict(obj.get("spec") or {}),
+            status=dict(obj.get("status") or {}),
+            resource_version=str(metadata.get("resourceVersion", "")),
+            created_at=str(metadata.get("creationTimestamp", "")),
+            uid=str(metadata.get("uid", "")),
+        )
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        found = self.status.get("decision")
+        return dict(found) if isinstance(found, Mapping) and found else None
+
+    @property
+    def expired(self) -> bool:
+        return is_expired({"spec": self.spec, "metadata": {"creationTimestamp": self.created_at}}, now())
+
+    @property
+    def phase(self) -> str:
+        """The phase the operator wrote; before it has seen the decision, what the request amounts to
+        (the chat writes only the decision)."""
+        written = current_phase({"status": self.status})
+        if str(written) != "Pending":
+            return str(written)
+        decision = self.decision
+        if decision is not None:
+            return "Approved" if decision.get("approved") else "Rejected"
+        return "Expired" if self.expired else "Pending"
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+
+class ActionStore(Protocol):
+    namespace: str
+    # False when no operator ever sees these requests (the memory store): approval then runs nothing.
+    executes: bool
+
+    async def create(self, name: str, spec: Mapping[str, Any]) -> StoredAction: ...
+
+    async def get(self, name: str) -> StoredAction | None: ...
+
+    async def list(self) -> list[StoredAction]: ...
+
+    async def patch_status(
+        self, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> StoredAction:
+        """Merge ``status`` into the status; ``Conflict`` when ``resource_version`` is given and stale,
+        ``NotFound`` when it is gone."""
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when a request may have changed, or after ``timeout`` seconds."""
+
+    async def aclose(self) -> None: ...
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryActionStore:
+    """The API server's semantics in one process, for ``ai-ops chat`` outside a cluster and tests. No
+    operator watches it: an approved request stays Approved and never runs."""
+
+    namespace: str = "default"
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executes: bool = False
+    _revision: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _stamp(self) -> str:
+        self._revision += 1
+        self._changed.set()
+        return str(self._revision)
+
+    async def create(self, name: str, spec: Mapping[str, Any]) -> StoredAction:
+        if name in self.objects:
+            raise Conflict(name)
+        obj = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": rfc3339(now()),
+                "resourceVersion": self._stamp(),
+            },
+            "spec": copy.deepcopy(dict(spec)),
+        }
+        self.objects[name] = obj
+        return StoredAction.of(obj)
+
+    async def get(self, name: str) -> StoredAction | None:
+        obj = self.objects.get(name)
+        return StoredAction.of(obj) if obj else None
+
+    async def list(self) -> list[StoredAction]:
+        return [StoredAction.of(obj) for obj in self.objects.values()]
+
+    async def patch_status(
+        self, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> StoredAction:
+        obj = self.objects.get(name)
+        if obj is None:
+            raise NotFound(name)
+        if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
+            raise Conflict(name)
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
+        obj["metadata"]["resourceVersion"] = self._stamp()
+        return StoredAction.of(obj)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+
+
+class KubernetesActionStore:
+    """ActionRequests through the Kubernetes API with the pod's service account (the chart's Role grants
+    create/get/list/watch on actionrequests and patch on actionrequests/status; its admission policy lets
+    this identity write only ``decision``, with ``by: chat:<caller>``).
+
+    Changes are noticed by a short poll, as for Investigations: a person waits on a request for seconds
+    to minutes, and a list every ``poll_seconds`` costs less than keeping a watch open per replica.
+    """
+
+    executes = True
+
+    def __init__(
+        self,
+        api_url: str,
+        namespace: str,
+        *,
+        token_path: Path | None = None,
+        token: str | None = None,
+        ca_path: Path | None = None,
+        poll_seconds: float = 2.0,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.token_path = token_path
+        self.token = token
+        self.poll_seconds = poll_seconds
+        verify: ssl.SSLContext | bool = True
+        if ca_path is not None:
+            verify = ssl.create_default_context(cafile=str(ca_path))
+        self._client = httpx.AsyncClient(
+            base_url=self.api_url,
+            verify=verify,
+            timeout=timeout_seconds,
+            headers={"Accept": "application/json"},
+            auth=self._auth,
+        )
+        self._changed = asyncio.Event()
+
+    @classmethod
+    def from_service_account(cls, namespace: str | None = None, **kwargs: Any) -> KubernetesActionStore:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if ":" in host:  # IPv6
+            host = f"[{host}]"
+        ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        return cls(
+            f"https://{host}:{port}",
+            ns,
+            token_path=SERVICE_ACCOUNT_DIR / "token",
+            ca_path=SERVICE_ACCOUNT_DIR / "ca.crt",
+            **kwargs,
+        )
+
+    def _auth(self, request: httpx.Request) -> httpx.Request:
+        # Re-read per request: kubelet rotates projected service-account tokens.
+        token = self.token_path.read_text().strip() if self.token_path is not None else self.token
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+    @property
+    def _collection(self) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"Kubernetes API unreachable ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _fail(response: httpx.Response, what: str) -> StoreError:
+        try:
+            message = response.json().get("message", "")
+        except ValueError:
+            message = response.text[:300]
+        return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
+
+    async def create(self, name: str, spec: Mapping[str, Any]) -> StoredAction:
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": dict(spec)}
+        response = await self._request("POST", self._collection, json=body)
+        if response.status_code == 409:
+            raise Conflict(name)
+        if response.status_code not in (200, 201):
+            raise self._fail(response, f"create ActionRequest {name}")
+        self._changed.set()
+        return StoredAction.of(response.json())
+
+    async def get(self, name: str) -> StoredAction | None:
+        response = await self._request("GET", f"{self._collection}/{name}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, f"get ActionRequest {name}")
+        return StoredAction.of(response.json())
+
+    async def list(self) -> list[StoredAction]:
+        response = await self._request("GET", self._collection)
+        if response.status_code != 200:
+            raise self._fail(response, "list ActionRequests")
+        return [StoredAction.of(item) for item in response.json().get("items", [])]
+
+    async def patch_status(
+        self, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> StoredAction:
+        # A merge patch that names metadata.resourceVersion is refused with 409 when it is stale.
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        response = await self._request(
+            "PATCH",
+            f"{self._collection}/{name}/status",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        if response.status_code == 409:
+            raise Conflict(name)
+        if response.status_code == 404:
+            raise NotFound(name)
+        if response.status_code != 200:
+            raise self._fail(response, f"patch status of ActionRequest {name}")
+        self._changed.set()
+        return StoredAction.of(response.json())
+
+    async def wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), min(timeout, self.poll_seconds))
+        self._changed.clear()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,59 @@
+"""An MCP server with tools that write (no readOnlyHint, or readOnlyHint false) beside one that reads, for
+the ActionRequest tests: it records every call it receives, so a test can show a write never ran."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+
+class WriterServer:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        mcp = FastMCP("writer", stateless_http=True, log_level="WARNING")
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+        def restart_workload(
+            kind: Literal["Deployment", "StatefulSet"], namespace: str, name: str, dry_run: bool = True
+        ) -> str:
+            """Restart the pods of a workload."""
+            self._record("restart_workload", kind=kind, namespace=namespace, name=name, dry_run=dry_run)
+            return f"restarted {kind} {namespace}/{name}"
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
+        def delete_pod(namespace: str, name: str) -> str:
+            """Delete a pod."""
+            self._record("delete_pod", namespace=namespace, name=name)
+            return f"deleted {namespace}/{name}"
+
+        @mcp.tool()
+        def annotate(kind: str, namespace: str, name: str, note: str) -> str:
+            """Annotate an object (no annotations: the MCP default is "may write")."""
+            self._record("annotate", kind=kind, namespace=namespace, name=name, note=note)
+            return "annotated"
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False))
+        def flush_caches() -> str:
+            """Flush every cache (names no object it acts on)."""
+            self._record("flush_caches")
+            return "flushed"
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+        def get_status(kind: str, namespace: str, name: str) -> str:
+            """Read a workload's status."""
+            self._record("get_status", kind=kind, namespace=namespace, name=name)
+            return f"{namespace}/{name}: 3/3 ready"
+
+        self.mcp = mcp
+
+    def _record(self, tool: str, **args: Any) -> None:
+        with self._lock:
+            self.calls.append((tool, args))
+
+    def called(self, tool: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [args for name, args in self.calls if name == tool]
