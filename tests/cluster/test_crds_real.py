@@ -315,6 +315,7 @@ def test_only_config_and_parameters_keep_unknown_fields() -> None:
         "LLMMiddleware": {"spec.config"},
         "MCPServer": set(),
         "Investigation": set(),
+        "ActionRequest": {"spec.arguments"},
         "Runbook": set(),
     }
 
