@@ -100,7 +100,7 @@ def our_config(llm_url: str, path: Path, chain: str) -> None:
     path.write_text(AgentConfig(namespace="bench", models=(model,)).finalize().to_json())
 
 
-async def run(requests: int, levels: list[int]) -> None:
+async def run(requests: int, levels: list[int], only: list[str] | None = None) -> None:
     import httpx
     from langchain_openai import ChatOpenAI
 
@@ -134,6 +134,8 @@ async def run(requests: int, levels: list[int]) -> None:
             "(c) ai-ops: Redis, auth, metrics, log+retry+tool_retry": ("log+retry+tool_retry", full_env),
             "(c') ai-ops: Redis, auth, metrics, log+retry+pii": ("log+retry+pii", full_env),
         }
+        if only:  # e.g. --only "(c)": just those of our rows, beside the baselines
+            variants = {label: v for label, v in variants.items() if label.split(" ")[0] in only}
         services: dict[str, tuple[int, Child]] = {}
         for label, (chain, env) in variants.items():
             config = LOG_DIR / f"agent-config-{chain}.json"
@@ -237,7 +239,7 @@ def main() -> None:
     if args.serve_minimal:
         serve_minimal(int(args.serve_minimal[0]), *args.serve_minimal[1:])
         return
-    asyncio.run(run(args.requests, args.concurrency))
+    asyncio.run(run(args.requests, args.concurrency, args.only))
 
 
 if __name__ == "__main__":
