@@ -232,6 +232,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--only", nargs="+", metavar="ROW", help='only these of our rows, e.g. "(c)"')
     parser.add_argument(
         "--serve-minimal", nargs="+", metavar="PORT LLM_URL [REDIS_URL]", help=argparse.SUPPRESS
     )
