@@ -40,7 +40,7 @@ class StoreUnavailable(ChatError):
     code = "store_unavailable"
 
 
-def incidents(services: Services) -> Incidents:
+async def incidents(services: Services) -> Incidents:
     found: Incidents | None = getattr(services, "incidents", None)
     if found is None:
         raise StoreUnavailable("investigations are not enabled on this service")
