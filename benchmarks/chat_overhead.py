@@ -2,12 +2,14 @@
 
 (a) a bare ``ChatOpenAI`` call; (b) a minimal FastAPI + ``create_agent`` + in-memory checkpointer endpoint, as
 a user would write it by hand, and (b-redis) the same with the Redis checkpointer ai-ops uses
-(``langgraph-checkpoint-plainredis``, a session TTL), what a user would write for several replicas; (c) our ``/api/chat`` with Redis conversations, bearer auth, metrics and a
-three-middleware chain (logging, model_retry, tool_retry: wrapping middleware), and (c') the same with pii
-instead of tool_retry (PII adds graph steps); (c0) ours bare (in memory, no auth, no middleware) shows what
-the service itself costs. All against the scripted OpenAI-compatible server with no
-delay; every server in its own process; a new conversation per request. Targets: (c) within 1.10x of
-(b-redis) and 1.25x of (b), p50 and throughput.
+(``langgraph-checkpoint-plainredis``, a session TTL): what a user would write for several replicas; (c) our
+``/api/chat`` with Redis conversations, bearer auth, metrics and a three-middleware chain (logging,
+model_retry, tool_retry: wrapping middleware), and (c') the same with pii instead of tool_retry (PII adds
+graph steps); (c-mem) (c) with in-memory conversations (what Redis costs); (c0) ours bare (in memory, no
+auth, no middleware) shows what the service itself costs. All against the scripted OpenAI-compatible server
+with no delay; every server in its own process; a new conversation per request. Targets: (c) within 1.10x
+of (b-redis) and 1.25x of (b), p50 and throughput. Server CPU per request is the steadiest column on a
+loaded machine.
 
     .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32]
 """
@@ -133,6 +135,11 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             "(c0) ai-ops: memory, no auth, no middleware": ("none", {}),
             "(c) ai-ops: Redis, auth, metrics, log+retry+tool_retry": ("log+retry+tool_retry", full_env),
             "(c') ai-ops: Redis, auth, metrics, log+retry+pii": ("log+retry+pii", full_env),
+            # (c) with in-memory conversations: what Redis costs within (c).
+            "(c-mem) ai-ops: memory, auth, metrics, log+retry+tool_retry": (
+                "log+retry+tool_retry",
+                {"AI_OPS_AUTH_TOKENS_FILE": str(tokens)},
+            ),
         }
         if only:  # e.g. --only "(c)": just those of our rows, beside the baselines
             variants = {label: v for label, v in variants.items() if label.split(" ")[0] in only}
