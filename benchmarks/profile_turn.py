@@ -2,8 +2,9 @@
 
 The service is the (c) row of chat_overhead.py: Redis conversations, bearer auth, metrics and the
 log+retry+tool_retry chain, against the scripted LLM without delay, a new conversation per request. For
-each concurrency level py-spy records the service process for the whole load (non-idle samples only)
-and the script prints the frames with the largest share of samples, inclusive ("in") and own ("self").
+each concurrency level py-spy records the service process for the whole load (samples of the thread
+holding the GIL only: the Python work) and the script prints the frames with the largest share of samples,
+inclusive and own ("self").
 py-spy is not a project dependency: ``.venv/bin/pip install py-spy`` first (it needs ptrace rights).
 
     .venv/bin/python benchmarks/profile_turn.py [--requests 600] [--concurrency 1 32] [--top 30]
@@ -86,7 +87,7 @@ async def run(requests: int, levels: list[int], top: int, chain: str) -> None:
                     await call(-1)
                 out = LOG_DIR / f"profile-c{level}.txt"
                 argv = [py_spy, "record", "--pid", str(service.process.pid), "--format", "raw"]
-                argv += ["--rate", "250", "--nolineno", "--output", str(out), "--nonblocking"]
+                argv += ["--rate", "250", "--nolineno", "--gil", "--output", str(out), "--nonblocking"]
                 recorder = subprocess.Popen(
                     argv,
                     stdout=subprocess.DEVNULL,
