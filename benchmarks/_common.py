@@ -41,7 +41,7 @@ class Child:
         full_env = {**os.environ, **(env or {})}
         self.process = subprocess.Popen(list(argv), stdout=log, stderr=log, env=full_env, cwd=str(ROOT))
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:  # a loaded machine starts a service slowly
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
