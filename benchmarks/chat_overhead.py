@@ -1,11 +1,15 @@
 """What the chat service costs on top of the agent, measured side by side in one run.
 
 (a) a bare ``ChatOpenAI`` call; (b) a minimal FastAPI + ``create_agent`` + in-memory checkpointer endpoint, as
-a user would write it by hand; (c) our ``/api/chat`` with Redis conversations, bearer auth, metrics and a
-three-middleware chain (logging, model_retry, tool_retry: wrapping middleware), and (c') the same with pii
-instead of tool_retry (PII adds graph steps); (c0) ours bare (in memory, no auth, no middleware) shows what
-the service itself costs. All against the scripted OpenAI-compatible server with no
-delay; every server in its own process; a new conversation per request. Target: (c) within 1.25x of (b).
+a user would write it by hand, and (b-redis) the same with the Redis checkpointer ai-ops uses
+(``langgraph-checkpoint-plainredis``, a session TTL): what a user would write for several replicas; (c) our
+``/api/chat`` with Redis conversations, bearer auth, metrics and a three-middleware chain (logging,
+model_retry, tool_retry: wrapping middleware), and (c') the same with pii instead of tool_retry (PII adds
+graph steps); (c-mem) (c) with in-memory conversations (what Redis costs); (c0) ours bare (in memory, no
+auth, no middleware) shows what the service itself costs. All against the scripted OpenAI-compatible server
+with no delay; every server in its own process; a new conversation per request. Targets: (c) within 1.10x
+of (b-redis) and 1.25x of (b), p50 and throughput. Server CPU per request is the steadiest column on a
+loaded machine.
 
     .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32] [--only c u-off]
 
@@ -36,19 +40,24 @@ class Body(BaseModel):
     thread_id: str
 
 
-def serve_minimal(port: int, llm_url: str) -> None:
-    """(b): the hand-written baseline."""
+def serve_minimal(port: int, llm_url: str, redis_url: str | None = None) -> None:
+    """(b): the hand-written baseline; with ``redis_url``, (b-redis): its conversations in Redis."""
     import uvicorn
     from fastapi import FastAPI
     from langchain.agents import create_agent
     from langchain_openai import ChatOpenAI
+    from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph_checkpoint_plainredis import AsyncRedisSaver
 
+    checkpointer: BaseCheckpointSaver[Any] = (
+        AsyncRedisSaver(url=redis_url, ttl=24 * 3600) if redis_url else InMemorySaver()
+    )
     agent = create_agent(
         ChatOpenAI(model="fake", base_url=llm_url, api_key="x", max_retries=0),
         tools=[],
         system_prompt="You are helpful.",
-        checkpointer=InMemorySaver(),
+        checkpointer=checkpointer,
     )
     app = FastAPI()
 
@@ -114,6 +123,13 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             f"http://127.0.0.1:{minimal_port}/healthz",
         )
         children.append(minimal)
+        minimal_redis_port = free_port()
+        minimal_redis = Child(
+            "minimal-redis",
+            [PYTHON, __file__, "--serve-minimal", str(minimal_redis_port), llm_url, redis.url],
+            f"http://127.0.0.1:{minimal_redis_port}/healthz",
+        )
+        children.append(minimal_redis)
         tokens = LOG_DIR / "tokens"
         tokens.write_text(f"bench:{TOKEN}\n")
         full_env = {"AI_OPS_REDIS_URL": redis.url, "AI_OPS_AUTH_TOKENS_FILE": str(tokens)}
@@ -127,9 +143,17 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
                 "log+retry+tool_retry",
                 {**full_env, "AI_OPS_USAGE_ACCOUNTING": "false"},
             ),
+            # (c) with in-memory conversations: what Redis costs within (c).
+            "(c-mem) ai-ops: memory, auth, metrics, log+retry+tool_retry": (
+                "log+retry+tool_retry",
+                {"AI_OPS_AUTH_TOKENS_FILE": str(tokens)},
+            ),
         }
-        if only:
-            variants = {k: v for k, v in variants.items() if k.split(" ")[0].strip("()") in only}
+        if only:  # e.g. --only c u-off: just those of our rows, beside the baselines
+            wanted = {tag.strip("()") for tag in only}
+            variants = {
+                label: v for label, v in variants.items() if label.split(" ")[0].strip("()") in wanted
+            }
         services: dict[str, tuple[int, Child]] = {}
         for label, (chain, env) in variants.items():
             config = LOG_DIR / f"agent-config-{chain}.json"
@@ -139,6 +163,7 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             children.append(child)
             services[label] = (port, child)
         minimal.wait_ready()
+        minimal_redis.wait_ready()
 
         model = ChatOpenAI(model="fake", base_url=llm_url, api_key="x", max_retries=0)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
@@ -150,13 +175,22 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             for label, (port, _child) in services.items()
         }
         b_client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{minimal_port}", limits=limits, timeout=60)
+        br_client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{minimal_redis_port}", limits=limits, timeout=60
+        )
 
         async def bare(_i: int) -> None:
             await model.ainvoke("hello")
 
-        async def baseline(_i: int) -> None:
-            response = await b_client.post("/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex})
-            response.raise_for_status()
+        def hand_written(http: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
+            async def call(_i: int) -> None:
+                response = await http.post("/chat", json={"message": "hello", "thread_id": uuid.uuid4().hex})
+                response.raise_for_status()
+
+            return call
+
+        baseline = hand_written(b_client)
+        baseline_redis = hand_written(br_client)
 
         def ours(http: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
             async def call(_i: int) -> None:
@@ -172,11 +206,15 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             f"request; best of 2 interleaved runs; logs in {LOG_DIR}"
         )
         b_label = "(b) FastAPI + create_agent + InMemorySaver"
+        br_label = "(b-redis) FastAPI + create_agent + AsyncRedisSaver"
         for level in levels:
             a_stats = await measure("(a) bare ChatOpenAI call", bare, requests, level)
-            runs: dict[str, list[Stats]] = {b_label: [], **{label: [] for label in services}}
+            runs: dict[str, list[Stats]] = {b_label: [], br_label: [], **{label: [] for label in services}}
             for _ in range(2):
                 runs[b_label].append(await measure(b_label, baseline, requests, level, server=minimal))
+                runs[br_label].append(
+                    await measure(br_label, baseline_redis, requests, level, server=minimal_redis)
+                )
                 for label, (_port, child) in services.items():
                     runs[label].append(
                         await measure(label, ours(clients[label]), requests, level, server=child)
@@ -184,14 +222,16 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
             best = {label: max(stats, key=lambda s: s.throughput) for label, stats in runs.items()}
             for row in (a_stats, *best.values()):
                 print("  " + row.row())
-            b_stats = best[b_label]
-            for label in services:
-                c_stats = best[label]
-                print(
-                    f"  c={level} {label.split(' ')[0]}/(b): p50 {c_stats.p50 / b_stats.p50:.2f}x, "
-                    f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
-                    f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}"
-                )
+            for base_label in (b_label, br_label):
+                b_stats = best[base_label]
+                base = base_label.split(" ")[0]
+                for label in services:
+                    c_stats = best[label]
+                    print(
+                        f"  c={level} {label.split(' ')[0]}/{base}: p50 {c_stats.p50 / b_stats.p50:.2f}x, "
+                        f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
+                        f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}"
+                    )
             on = next((best[k] for k in services if k.startswith("(c) ")), None)
             off = next((best[k] for k in services if k.startswith("(u-off)")), None)
             if on is not None and off is not None:
@@ -200,7 +240,7 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
                     f"throughput {on.throughput / off.throughput:.3f}x, "
                     f"server CPU per request {ratio(on.cpu_per_request, off.cpu_per_request)}"
                 )
-        for http in (*clients.values(), b_client):
+        for http in (*clients.values(), b_client, br_client):
             await http.aclose()
     finally:
         for child in reversed(children):
@@ -218,11 +258,13 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--only", nargs="+", metavar="TAG", help="only these ai-ops variants, e.g. c u-off")
-    parser.add_argument("--serve-minimal", nargs=2, metavar=("PORT", "LLM_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="+", metavar="ROW", help="only these of our rows, e.g. c u-off")
+    parser.add_argument(
+        "--serve-minimal", nargs="+", metavar="PORT LLM_URL [REDIS_URL]", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve_minimal:
-        serve_minimal(int(args.serve_minimal[0]), args.serve_minimal[1])
+        serve_minimal(int(args.serve_minimal[0]), *args.serve_minimal[1:])
         return
     asyncio.run(run(args.requests, args.concurrency, args.only))
 

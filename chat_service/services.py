@@ -12,7 +12,7 @@ from chat_service.auth import TokenAuth
 from chat_service.config.kubernetes import KubeConfigMapSource
 from chat_service.config.store import AgentConfigMissing, ConfigStore
 from chat_service.conversations import ConversationStore
-from chat_service.engine import ChatEngine
+from chat_service.engine import ChatEngine, tracing
 from chat_service.incidents.service import Incidents, build_incidents
 from chat_service.metrics import ChatMetrics
 from chat_service.runbooks.service import RunbookService
@@ -59,6 +59,7 @@ class ChatServices:
             from chat_service import openai_fastpath
 
             openai_fastpath.install()
+        tracing.install()
         metrics = ChatMetrics()
         config_store = ConfigStore(settings.config_path)
         if kube_source is None and settings.kubernetes_watch and in_cluster():

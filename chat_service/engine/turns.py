@@ -253,9 +253,12 @@ class ChatEngine:
             while True:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = await asyncio.wait_for(
-                        queue.get(), max(min(remaining, self.keepalive_seconds), 0.001)
-                    )
+                    if not queue.empty():  # the common case: no timer, no task
+                        item = queue.get_nowait()
+                    else:
+                        # asyncio.timeout, not wait_for: wait_for wraps the get in a task of its own.
+                        async with asyncio.timeout(max(min(remaining, self.keepalive_seconds), 0.001)):
+                            item = await queue.get()
                 except TimeoutError:
                     if deadline - time.monotonic() > 0:
                         # A quiet stretch (a slow model or tool): streams send a comment so proxies keep it open.

@@ -1,4 +1,8 @@
-"""Dependencies shared by the routers: the app's services and the caller's identity."""
+"""Dependencies shared by the routers: the app's services and the caller's identity.
+
+They are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency in its thread
+pool, a thread hop per dependency per request for what is an attribute lookup (and one ``stat``).
+"""
 
 from __future__ import annotations
 
@@ -17,20 +21,24 @@ _bearer = HTTPBearer(auto_error=False, description="A token from the tokens file
 THREAD_ID_PATTERN = r"^(investigations:)?[A-Za-z0-9._-]{1,128}$"
 
 
-def services(request: Request) -> ChatServices:
+def _services(request: Request) -> ChatServices:
     found: ChatServices = request.app.state.services
     return found
 
 
-def engine(request: Request) -> ChatEngine:
-    return services(request).engine
+async def services(request: Request) -> ChatServices:
+    return _services(request)
 
 
-def caller(
+async def engine(request: Request) -> ChatEngine:
+    return _services(request).engine
+
+
+async def caller(
     request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """The caller's identity: the token's name (``anonymous`` when auth is off); 401 otherwise."""
-    return services(request).auth.identify(request.headers.get("authorization"))
+    return _services(request).auth.identify(request.headers.get("authorization"))
 
 
 Caller = Annotated[str, Depends(caller)]

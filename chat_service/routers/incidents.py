@@ -35,7 +35,7 @@ class InvestigationNotFound(ChatError):
     code = "not_found"
 
 
-def incidents(services: Services) -> Incidents:
+async def incidents(services: Services) -> Incidents:
     found: Incidents | None = getattr(services, "incidents", None)
     if found is None:
         raise StoreUnavailable("investigations are not enabled on this service")

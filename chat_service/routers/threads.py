@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/threads", tags=["threads"])
 ThreadId = Path(pattern=THREAD_ID_PATTERN, description="The conversation id")
 
 
-def thread_index(services: Services) -> ThreadIndex:
+async def thread_index(services: Services) -> ThreadIndex:
     return services.thread_index
 
 

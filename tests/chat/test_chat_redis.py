@@ -169,3 +169,36 @@ async def test_ttl_of_channels_unchanged_since_an_earlier_turn_is_refreshed(redi
     latest = await saver.aget_tuple(config)
     assert latest is not None and latest.checkpoint["channel_values"]["settings"] == {"x": 1}
     await saver.aclose()
+
+
+async def test_a_checkpoint_write_is_one_transaction_and_nothing_else(redis_server: Any) -> None:
+    """Each turn writes one checkpoint: its sequence number, blobs, index and refreshed TTLs are one
+    MULTI/EXEC (one round trip), not an INCR before it and a TTL pipeline after it."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"one-{uuid.uuid4().hex[:6]}", ttl=60)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    first = empty_checkpoint()
+    first["channel_values"] = {"messages": ["a"], "settings": {"x": 1}}
+    first["channel_versions"] = {"messages": "1", "settings": "1"}
+    saved = await saver.aput(config, first, {}, {"messages": "1", "settings": "1"})
+    second = empty_checkpoint()
+    second["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
+    second["channel_versions"] = {"messages": "2", "settings": "1"}
+
+    async def calls() -> dict[str, int]:
+        stats = await saver.client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    before = await calls()
+    await saver.aput(saved, second, {}, {"messages": "2"})
+    after = await calls()
+    sent = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+    sent.pop("info", None)  # our own probe
+    assert sent.get("multi") == 1 and sent.get("exec") == 1, sent
+    assert "incrby" not in sent, f"no command outside the transaction: {sent}"
+    # Same order as the base saver: the second checkpoint is the latest, the first its parent.
+    latest = await saver.aget_tuple(config)
+    assert latest is not None and latest.checkpoint["id"] == second["id"]
+    assert [t.checkpoint["id"] async for t in saver.alist(config)] == [second["id"], first["id"]]
+    await saver.aclose()
