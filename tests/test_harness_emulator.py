@@ -44,7 +44,7 @@ async def test_discovery_lists_ai_ops_kinds_builtins_and_namespaces(http: httpx.
         "llmproviders", "llmmodels", "llmmiddlewares", "mcpservers", "runbooks",
         "llmproviders/status", "llmmodels/status", "llmmiddlewares/status", "mcpservers/status",
         "runbooks/status",
-        "investigations", "investigations/status",
+        "investigations", "investigations/status", "actionrequests", "actionrequests/status",
     }  # fmt: skip
     mcps = next(r for r in resources if r["name"] == "mcpservers")
     assert (mcps["kind"], mcps["namespaced"], mcps["shortNames"]) == ("MCPServer", True, ["mcps"])

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from chat_service.auth import ANONYMOUS
 from chat_service.errors import UnsupportedParameter
 from chat_service.routers.deps import Caller, Services
-from chat_service.routers.responses import ERROR_RESPONSES
+from chat_service.routers.responses import ERROR_RESPONSES, error_responses
 from chat_service.usage.pricing import nanos_to_decimal
 from chat_service.usage.summary import Totals, grouped
 
@@ -86,7 +86,17 @@ def _date(value: str | None, name: str) -> dt.date | None:
         ) from None
 
 
-@router.get("/usage", response_model=UsageResponse, response_model_by_alias=True, responses=ERROR_RESPONSES)
+_BAD_QUERY = error_responses(
+    400, descriptions={400: "A bad from, to or group_by, or a range longer than allowed (invalid_request)"}
+)
+
+
+@router.get(
+    "/usage",
+    response_model=UsageResponse,
+    response_model_by_alias=True,
+    responses={**ERROR_RESPONSES, **_BAD_QUERY},
+)
 async def usage(
     identity: Caller,
     services: Services,

@@ -30,7 +30,7 @@ from chat_service.incidents.store import StoredInvestigation
 from chat_service.runbooks.documents import RunbookDocument
 from tests.chat.test_incidents_core import alert, notification
 from tests.harness.fake_llm import FakeLLM, Reply
-from tests.harness.mcp_servers import McpFixtureServers
+from tests.harness.mcp_servers import McpFixtureServer
 from tests.support.chat_support import (
     agent_config,
     mcp_server,
@@ -188,9 +188,23 @@ def test_investigation_tools_by_each_servers_choice_and_never_a_write_tool() -> 
 
 
 async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
-    tmp_path: Path, fresh_fake_llm: FakeLLM, mcp_fixture_servers: McpFixtureServers
+    tmp_path: Path, fresh_fake_llm: FakeLLM
 ) -> None:
-    url = mcp_fixture_servers.healthy.url
+    unannotated = McpFixtureServer("unannotated", tmp_path)
+    unannotated.start()
+    try:
+        seen = await offered_per_mode(tmp_path, fresh_fake_llm, unannotated.url)
+    finally:
+        unannotated.stop()
+    fixture_tools = ["add", "echo", "fail", "get_pod_status", "slow"]
+    assert seen == {
+        "readOnly": ["diagnosis"],
+        "all": sorted(["diagnosis", *fixture_tools]),
+        "none": ["diagnosis"],
+    }, json.dumps(seen)
+
+
+async def offered_per_mode(tmp_path: Path, fresh_fake_llm: FakeLLM, url: str) -> dict[str, list[str]]:
     seen: dict[str, list[str]] = {}
     for mode in (InvestigationTools.READ_ONLY, InvestigationTools.ALL, InvestigationTools.NONE):
         server = mcp_server("fixture", url).model_copy(update={"investigation_tools": mode})
@@ -206,12 +220,7 @@ async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
         assert detail["phase"] == "Diagnosed", detail["status"]
         (request,) = fresh_fake_llm.chat_requests[before:]
         seen[mode.value] = offered(request)
-    fixture_tools = ["add", "echo", "fail", "get_pod_status", "slow"]
-    assert seen == {
-        "readOnly": ["diagnosis"],
-        "all": sorted(["diagnosis", *fixture_tools]),
-        "none": ["diagnosis"],
-    }, json.dumps(seen)
+    return seen
 
 
 def self_signed_ca() -> bytes:

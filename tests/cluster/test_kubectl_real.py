@@ -104,6 +104,27 @@ RESOURCES_WITH_STATUS: list[tuple[dict[str, Any], dict[str, Any]]] = [
         },
         {"observedGeneration": 1, "sections": 3, "conditions": [condition("True", "Ready", "ready")]},
     ),
+    (
+        {
+            "kind": "ActionRequest",
+            "metadata": {"name": "restart-checkout"},
+            "spec": {
+                "server": "kubernetes-actions",
+                "tool": "rollout_restart",
+                "arguments": {"kind": "Deployment", "namespace": "shop", "name": "checkout"},
+                "target": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "namespace": "shop",
+                    "name": "checkout",
+                },
+                "reason": "stale connection pool after the database failover",
+                "risk": "low",
+                "requestedBy": {"caller": "alice", "threadId": "t-42"},
+            },
+        },
+        {"phase": "Succeeded", "decision": {"approved": True, "by": "bob", "at": "2026-05-01T10:01:00Z"}},
+    ),
 ]
 
 
@@ -220,6 +241,7 @@ def test_kubectl_get_ai_ops_wide_lists_every_kind_with_its_values(
         "mcpserver.ai-ops.dev/kube",
         "investigation.ai-ops.dev/inv-kubepodcrashlooping-0123456789",
         "runbook.ai-ops.dev/crashloop",
+        "actionrequest.ai-ops.dev/restart-checkout",
     }
     runbook = by_name["runbook.ai-ops.dev/crashloop"]
     assert (runbook["TITLE"], runbook["READY"], runbook["SECTIONS"]) == (

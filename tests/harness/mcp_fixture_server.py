@@ -6,6 +6,7 @@ Kinds:
 - healthy / restartable: the tools below, `GET /healthz` -> 200.
 - auth: the same, but every request (health path included) needs `Authorization: Bearer $MCP_FIXTURE_TOKEN`
   (taken from the environment so the token is not visible in the process list); otherwise 401.
+- unannotated: the same tools with no MCP annotations at all (a server that promises nothing).
 - hanging: accepts connections and answers `GET /healthz`, but never answers anything on `/mcp`,
   so an MCP initialize waits forever (clients must time out).
 """
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-KINDS = ("healthy", "auth", "restartable", "hanging")
+KINDS = ("healthy", "auth", "restartable", "hanging", "unannotated")
 TOKEN_ENV = "MCP_FIXTURE_TOKEN"
 MCP_PATH = "/mcp"
 
@@ -39,28 +40,29 @@ def pod_status_text(namespace: str, name: str) -> str:
 
 def build_mcp(kind: str) -> FastMCP:
     mcp = FastMCP(f"ai-ops-fixture-{kind}", stateless_http=True, log_level="WARNING")
+    read_only = None if kind == "unannotated" else ToolAnnotations(readOnlyHint=True)
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    @mcp.tool(annotations=read_only)
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    @mcp.tool(annotations=read_only)
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    @mcp.tool(annotations=read_only)
     def get_pod_status(namespace: str, name: str) -> str:
         """Status of a Kubernetes pod (fake, deterministic)."""
         return pod_status_text(namespace, name)
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    @mcp.tool(annotations=read_only)
     def fail(reason: str) -> str:
         """Always fails with the given reason (a tool error, isError=true)."""
         raise ToolError(reason)
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    @mcp.tool(annotations=read_only)
     async def slow(seconds: float) -> str:
         """Sleep, then answer: for timeout tests."""
         await anyio.sleep(seconds)
