@@ -9,7 +9,6 @@ while the operator is stopped, which is how "killed between Executing and the re
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,8 +17,6 @@ import anyio
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from mcp.server.fastmcp import FastMCP
-from mcp.types import ToolAnnotations
 
 from ai_ops_api.actions import OUTCOME_UNKNOWN, format_time
 from ai_ops_operator.runtime.actions import ActionExecutor
@@ -31,41 +28,11 @@ from mcp_servers.kubernetes_actions.server import KubernetesActionsSettings, bui
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import running_operator
 from tests.harness.waiting import eventually
+from tests.support.actions_support import CountingServer
 from tests.support.mcp_server_helpers import ThreadedMcpServer
 
 GROUP, VERSION, PLURAL = "ai-ops.dev", "v1alpha1", "actionrequests"
 SWEEP = 0.3  # the operator's timer interval here: expiry is seen quickly
-
-
-class CountingServer:
-    """An MCP server with one write tool, `restart(name, dry_run=True)`, that records every call it gets.
-
-    With `hold` set, a real call (dry_run false) waits until `release` is set: the call is in flight at
-    the server for as long as the test wants.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool]] = []
-        self.hold = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        mcp = FastMCP("counting-actions", stateless_http=True, json_response=True, log_level="WARNING")
-
-        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
-        async def restart(name: str, dry_run: bool = True) -> str:
-            """Restart something (counted, not done)."""
-            self.calls.append((name, dry_run))
-            if dry_run:
-                return f"dry run: {name} would restart"
-            if self.hold:
-                self.entered.set()
-                await anyio.to_thread.run_sync(self.release.wait)
-            return f"{name} restarted"
-
-        self.mcp = mcp
-
-    def real_calls(self) -> int:
-        return sum(1 for _, dry in self.calls if not dry)
 
 
 @pytest.fixture(scope="module")
