@@ -46,6 +46,9 @@ MAX_TOOL_PAGES = 20
 # Pauses between attempts to store the outcome of a call that was made (about 3.5 minutes in all): only
 # this process knows the tool's answer, so an API blip must not turn it into "outcome unknown".
 OUTCOME_WRITE_PAUSES: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15, 30, 30, 30, 30, 30, 30)
+# 409s met on the way (the object edited meanwhile, still Executing): each is retried at once on the fresh
+# object, up to this many.
+MAX_OUTCOME_CONFLICTS = 10
 
 
 class ActionExecutor:
@@ -266,6 +269,7 @@ class ActionExecutor:
         where = f"{meta['namespace']}/{meta['name']}"
         current = executing
         pauses = iter(self.outcome_write_pauses)
+        conflicts_left = MAX_OUTCOME_CONFLICTS
         while True:
             try:
                 return await self._replace_status(current, {**(current.get("status") or {}), **status})
@@ -279,11 +283,12 @@ class ActionExecutor:
                 if exc.status == 409:
                     fresh = await self._reread(executing)
                     if isinstance(fresh, dict):
-                        if core.still_executing(fresh, str(meta.get("uid"))):
+                        if core.still_executing(fresh, str(meta.get("uid"))) and conflicts_left > 0:
+                            conflicts_left -= 1
                             current = fresh
                             continue
                         logger.warning(
-                            "ActionRequest %s left Executing meanwhile: outcome not recorded", where
+                            "ActionRequest %s left Executing or keeps changing: outcome not recorded", where
                         )
                         return None
                     if fresh is None:
