@@ -198,6 +198,18 @@ class ActionResult(StatusModel):
     )
 
 
+class Continuation(StatusModel):
+    """The chat replica that brought the outcome back into the conversation it was proposed in. Claimed
+    once, with the resourceVersion as precondition, so exactly one replica continues it; never changed."""
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        cel("self == oldSelf", "a continuation, once claimed, cannot be changed"),
+    ]
+
+    by: Identity = Field(description="The chat replica that continued the conversation.")
+    at: RFC3339 | None = Field(default=None, description="When it claimed it.")
+
+
 class ActionRequestStatus(CommonStatus):
     """The decision and the execution, written through the status subresource."""
 
@@ -211,6 +223,11 @@ class ActionRequestStatus(CommonStatus):
     executed_at: RFC3339 | None = Field(default=None, description="When the real call was made.")
     reason: Annotated[str, Field(max_length=MAX_REASON)] | None = Field(
         default=None, description="Why it Failed or Expired, e.g. 'outcome unknown' or 'target not found'."
+    )
+    continued: Continuation | None = Field(
+        default=None,
+        description="Set by the chat service once the conversation the request came from has heard the "
+        "outcome (only its ServiceAccount may, once: the chart's admission policy).",
     )
 
 

@@ -5,6 +5,11 @@ The chat never executes an action. It creates the request (the agent's proposal)
 decision into its status; the operator sees the decision and runs the tool. Once the request is over
 (Succeeded, Failed, Rejected, Expired) the follower appends the outcome to the conversation it came from
 and runs a turn there, so the assistant answers with it.
+
+Any replica follows any request, not only the one that proposed it (which may have stopped since): on
+start and at every poll it lists the requests that are over and whose ``status.continued`` is unset, and
+claims the continuation by writing ``continued: {by, at}`` with the resourceVersion it read. Of two
+replicas (or a replica and its restarted self) only one write succeeds; only that one runs the turn.
 """
 
 from __future__ import annotations
@@ -20,21 +25,32 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ai_ops_api.actions import CHAT_IDENTITY_PREFIX, DEFAULT_TTL, MAX_COMMENT, ActionRequestSpec
+from ai_ops_api.actions import (
+    CHAT_IDENTITY_PREFIX,
+    DEFAULT_TTL,
+    MAX_COMMENT,
+    ActionRequestSpec,
+    effective_expiry,
+)
 from chat_service.actions.store import (
     ActionStore,
     Conflict,
     KubernetesActionStore,
     MemoryActionStore,
+    NotFound,
     StoredAction,
     StoreError,
 )
 from chat_service.incidents.store import now, rfc3339
+from chat_service.incidents.worker import replica_identity
 from chat_service.settings import Settings, in_cluster
 
 log = logging.getLogger("ai_ops.chat.actions")
 
 DEFAULT_EXPIRY = DEFAULT_TTL
+# A request over longer ago than this after its expiry is not continued any more: nobody waits on it (and
+# requests from before status.continued existed are not all replayed into their conversations at once).
+CONTINUE_WITHIN = datetime.timedelta(hours=1)
 MAX_EXCERPT_IN_THREAD = 4000
 # Prefix of the message that brings an outcome into a conversation: the page shows it as a notice.
 OUTCOME_AUTHOR = "ai-ops-actions"
@@ -98,8 +114,9 @@ class ActionService:
     # (caller, thread id, message): runs a turn in that conversation (set by the services container).
     continue_turn: ContinueTurn | None = None
     poll_seconds: float = 2.0
-    # Requests this replica proposed from a conversation and waits on: name -> (caller, thread id).
-    awaiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Who this replica is in status.continued.by: the pod name and a random part (a restarted pod is a
+    # new replica).
+    replica: str = field(default_factory=replica_identity)
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _turns: set[asyncio.Task[None]] = field(default_factory=set)
@@ -152,7 +169,6 @@ class ActionService:
         else:
             raise StoreError("no free ActionRequest name")
         if thread_id:
-            self.awaiting[item.name] = (caller, thread_id)
             self._wake.set()
         log.info("action proposed: %s (%s/%s) by %s", item.name, server, tool, caller)
         return item.name
@@ -224,22 +240,49 @@ class ActionService:
             self._wake.clear()
 
     async def follow_once(self) -> None:
-        """Continue the conversation of every awaited request that is over (each one once)."""
-        for name, (caller, thread) in list(self.awaiting.items()):
-            try:
-                item = await self.store.get(name)
-            except StoreError as exc:
-                log.warning("ActionRequest %s not read: %s", name, exc)
+        """Continue the conversation of every request that is over and not yet continued by anyone, each
+        once across all replicas: only the replica whose claim is stored runs the turn."""
+        if self.continue_turn is None:
+            return
+        for item in await self.store.list():
+            conversation = self._conversation_to_continue(item)
+            if conversation is None:
                 continue
-            if item is not None and not item.terminal:
+            claimed = await self._claim(item)
+            if claimed is None:
                 continue
-            self.awaiting.pop(name, None)
-            if item is None or self.continue_turn is None:
-                continue
+            caller, thread = conversation
             # A turn of its own per outcome: one slow model answer does not hold up the others.
-            task = asyncio.get_running_loop().create_task(self._continue(name, caller, thread, item))
+            task = asyncio.get_running_loop().create_task(self._continue(item.name, caller, thread, claimed))
             self._turns.add(task)
             task.add_done_callback(self._turns.discard)
+
+    @staticmethod
+    def _conversation_to_continue(item: StoredAction) -> tuple[str, str] | None:
+        """(caller, thread id) of a request that is over, came from a conversation, and was not continued."""
+        requested_by = item.spec.get("requestedBy") or {}
+        caller, thread = requested_by.get("caller"), requested_by.get("threadId")
+        if not (isinstance(caller, str) and caller and isinstance(thread, str) and thread):
+            return None
+        if item.status.get("continued") or not item.terminal:
+            return None
+        metadata = {"creationTimestamp": item.created_at}
+        if now() > effective_expiry({"spec": item.spec, "metadata": metadata}) + CONTINUE_WITHIN:
+            return None
+        return caller, thread
+
+    async def _claim(self, item: StoredAction) -> StoredAction | None:
+        """Write ``continued`` with the resourceVersion ``item`` was read at: the stored request when this
+        replica won it, None when another replica did, or the request changed meanwhile (then the next
+        poll looks at it again), or the API failed."""
+        claim = {"continued": {"by": self.replica, "at": rfc3339(now())}}
+        try:
+            return await self.store.patch_status(item.name, claim, item.resource_version)
+        except (Conflict, NotFound):
+            return None
+        except StoreError as exc:
+            log.warning("continuation of ActionRequest %s not claimed: %s", item.name, exc)
+            return None
 
     async def _continue(self, name: str, caller: str, thread: str, item: StoredAction) -> None:
         assert self.continue_turn is not None

@@ -4,8 +4,10 @@ turn), only approvers decide, a decision stands, and the conversation continues 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -312,3 +314,94 @@ async def test_the_kubernetes_store_creates_and_decides_with_a_resource_version(
             )
     finally:
         await store.aclose()
+
+
+def replica_on(settings: Any, emulator_url: str) -> Any:
+    """``create_app(settings)`` whose ActionRequests live in the emulator (as in a cluster), polled quickly."""
+    app = create_app(settings)
+    actions = app.state.services.actions
+    actions.store = KubernetesActionStore(emulator_url, "default", poll_seconds=0.3)
+    actions.poll_seconds = 0.3
+    return app
+
+
+async def test_another_replica_continues_the_conversation_once_when_the_proposer_is_gone(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any, redis_server: Any
+) -> None:
+    """Replica A proposes and stops before anyone decides; the operator's outcome arrives while replicas B
+    and C run (both on the same ActionRequests and the same Redis conversations): one of them continues
+    the conversation, once, and a replica started later does not continue it again."""
+    writer = WriterServer()
+    api = "ai-ops.dev/v1alpha1"
+    thread = f"conv-{uuid.uuid4().hex[:8]}"
+    answer_text = "The restart went through: web is rolling out new pods."
+    with ThreadedMcpServer(writer.mcp) as served:
+        path = tmp_path / "agent.json"
+        write_config(
+            path,
+            agent_config(
+                [model_entry("m", fresh_fake_llm.base_url, default=True)], [mcp_server("writer", served.url)]
+            ),
+        )
+        tokens = tmp_path / "tokens"
+        tokens.write_text(f"alice:{ALICE}\n")
+        settings = settings_for(
+            path,
+            auth_tokens_file=tokens,
+            action_approvers=frozenset({"alice"}),
+            redis_url=redis_server.url,
+            mcp_connect_timeout_seconds=30.0,
+        )
+        async with running(replica_on(settings, k8s_emulator.url)) as first, first.client(ALICE) as alice:
+            name = await propose_restart(alice, fresh_fake_llm, thread=thread)
+        asked_before = len(fresh_fake_llm.chat_requests)
+
+        def continued_by() -> str | None:
+            obj = k8s_emulator.get(api, "actionrequests", "default", name) or {}
+            return ((obj.get("status") or {}).get("continued") or {}).get("by")
+
+        async def outcome_messages(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+            messages = (await client.get(f"/api/threads/{thread}")).json()["messages"]
+            return [m for m in messages if str(m["content"]).startswith("[ai-ops-actions]")]
+
+        fresh_fake_llm.enqueue(Reply.text(answer_text))
+        async with (
+            running(replica_on(settings, k8s_emulator.url)) as second,
+            running(replica_on(settings, k8s_emulator.url)) as third,
+            second.client(ALICE) as alice,
+        ):
+            replicas = {second.services.actions.replica, third.services.actions.replica}
+            decided = await alice.post(f"/api/actions/{name}/approve", json={"comment": "go"})
+            assert decided.status_code == 200, decided.text
+            # What the operator writes once it has run the tool.
+            done = {
+                "phase": "Succeeded",
+                "result": {"isError": False, "excerpt": "restarted Deployment shop/web"},
+            }
+            k8s_emulator.patch(api, "actionrequests", "default", name, {"status": done}, subresource="status")
+
+            async def answered() -> list[dict[str, Any]] | None:
+                messages = (await alice.get(f"/api/threads/{thread}")).json()["messages"]
+                return messages if messages[-1]["content"] == answer_text else None
+
+            messages = await eventually(
+                answered, "a remaining replica continued the conversation", timeout=60
+            )
+            assert messages[-2]["content"].startswith(f"[ai-ops-actions] ActionRequest {name}")
+            assert (
+                "Succeeded" in messages[-2]["content"]
+                and "restarted Deployment shop/web" in messages[-2]["content"]
+            )
+            assert continued_by() in replicas
+            await asyncio.sleep(2.0)  # several polls of both replicas
+            assert len(await outcome_messages(alice)) == 1
+            claimed_by = continued_by()
+        async with (
+            running(replica_on(settings, k8s_emulator.url)) as restarted,
+            restarted.client(ALICE) as alice,
+        ):
+            await asyncio.sleep(2.0)  # a restarted replica's first polls
+            assert len(await outcome_messages(alice)) == 1
+        assert continued_by() == claimed_by
+        assert len(fresh_fake_llm.chat_requests) == asked_before + 1, "one continuation turn in all"
+        assert writer.calls == []

@@ -202,3 +202,26 @@ def test_only_the_operator_moves_the_phase_past_the_decision_or_writes_results(s
     # Nobody else turns a finished request back to run it again.
     assert "only the operator" in message(setup.refused("bob", name, {"phase": "Approved"}))
     assert "only the operator" in message(setup.refused("alice", name, {"phase": "Pending"}))
+
+
+def test_only_the_chat_service_claims_the_continuation_and_only_once(setup: Setup) -> None:
+    name = setup.action()
+    setup.patch_status("alice", name, decision("alice", approved=False))
+    claim = {"continued": {"by": "chat-replica-1", "at": format_time(datetime.now(UTC))}}
+    for user in ("alice", setup.operator):
+        assert "only the chat service sets status.continued" in message(setup.refused(user, name, claim))
+    assert "continued" not in setup.status(name)
+    setup.patch_status(setup.chat, name, claim)
+    assert setup.status(name)["continued"]["by"] == "chat-replica-1"
+    # Claimed once: another replica's claim (or a cleared one) is refused, the chat writes nothing else.
+    other = {"continued": {"by": "chat-replica-2", "at": format_time(datetime.now(UTC))}}
+    assert "cannot be changed" in message(setup.refused(setup.chat, name, other))
+    removed = setup.refused(setup.chat, name, {"continued": None})
+    assert "cannot be changed or removed" in message(removed)
+    assert "only the operator" in message(
+        setup.refused(setup.chat, name, {"result": {"isError": False, "excerpt": "x"}})
+    )
+    # The operator's own writes leave it as it is.
+    setup.patch_status(setup.operator, name, {"phase": "Rejected"})
+    status = setup.status(name)
+    assert status["phase"] == "Rejected" and status["continued"]["by"] == "chat-replica-1"

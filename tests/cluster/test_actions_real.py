@@ -8,7 +8,7 @@ while the operator is stopped, which is how "killed between Executing and the re
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,51 +17,22 @@ import anyio
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from mcp.server.fastmcp import FastMCP
-from mcp.types import ToolAnnotations
 
 from ai_ops_api.actions import OUTCOME_UNKNOWN, format_time
+from ai_ops_operator.runtime.actions import ActionExecutor
+from ai_ops_operator.runtime.kube import KubeClient
+from ai_ops_operator.runtime.metrics import OperatorMetrics
 from mcp_servers.kubernetes_actions.actions import RESTARTED_AT
 from mcp_servers.kubernetes_actions.cluster import connect_actions
 from mcp_servers.kubernetes_actions.server import KubernetesActionsSettings, build_server
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import running_operator
 from tests.harness.waiting import eventually
+from tests.support.actions_support import CountingServer
 from tests.support.mcp_server_helpers import ThreadedMcpServer
 
 GROUP, VERSION, PLURAL = "ai-ops.dev", "v1alpha1", "actionrequests"
 SWEEP = 0.3  # the operator's timer interval here: expiry is seen quickly
-
-
-class CountingServer:
-    """An MCP server with one write tool, `restart(name, dry_run=True)`, that records every call it gets.
-
-    With `hold` set, a real call (dry_run false) waits until `release` is set: the call is in flight at
-    the server for as long as the test wants.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool]] = []
-        self.hold = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        mcp = FastMCP("counting-actions", stateless_http=True, json_response=True, log_level="WARNING")
-
-        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
-        async def restart(name: str, dry_run: bool = True) -> str:
-            """Restart something (counted, not done)."""
-            self.calls.append((name, dry_run))
-            if dry_run:
-                return f"dry run: {name} would restart"
-            if self.hold:
-                self.entered.set()
-                await anyio.to_thread.run_sync(self.release.wait)
-            return f"{name} restarted"
-
-        self.mcp = mcp
-
-    def real_calls(self) -> int:
-        return sum(1 for _, dry in self.calls if not dry)
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +282,46 @@ async def test_an_operator_killed_mid_call_leaves_outcome_unknown_and_never_call
     assert status["phase"] == "Failed" and status["reason"] == OUTCOME_UNKNOWN
     assert server.real_calls() == 1
     assert server.calls == [("web", True), ("web", False)]
+
+
+async def test_an_event_and_the_timer_executing_at_once_call_once_and_record_the_result(
+    plane: ControlPlane, ns: Namespace, counting: tuple[CountingServer, str]
+) -> None:
+    """kopf runs an object's timer beside its event handler: both may start executing the same Approved
+    request. Driven here on the executor itself, both before either has written Executing, with the
+    server holding the winner's call; then the Executing object arrives (the next event or tick), which
+    this process must recognise as its own call in flight, not abandon as "outcome unknown"."""
+    server, url = counting
+    server.hold = True
+    ns.deployment("web")
+    ns.mcp_server("counting", url)
+    ns.action("twice", "counting", "restart", {"name": "web"}, "web")
+    ns.decide("twice", approved=True)
+    ns.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, ns.name, PLURAL, "twice", {"status": {"phase": "Approved"}}
+    )
+    approved = ns.custom.get_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "twice")
+    kube = KubeClient.from_environment(str(plane.kubeconfig))
+    executor = ActionExecutor(kube, OperatorMetrics(), "race-test", allow_loopback=True)
+    try:
+        runs = [asyncio.create_task(executor.handle(approved)) for _ in range(2)]
+        await until(server.entered.is_set, "the real call reached the server")
+        await until(lambda: any(run.done() for run in runs), "the second execution gave way")
+        executing = ns.custom.get_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "twice")
+        assert executing["status"]["phase"] == "Executing"
+        await executor.handle(executing)  # a later event or timer tick while the call is in flight
+        assert ns.phase("twice") == "Executing", ns.status("twice")
+        server.release.set()
+        await asyncio.gather(*runs)
+    finally:
+        server.release.set()
+        await executor.aclose()
+        kube.close()
+    status = ns.status("twice")
+    assert status["phase"] == "Succeeded", status
+    assert status["result"] == {"isError": False, "excerpt": "web restarted"}
+    assert OUTCOME_UNKNOWN not in str(status.get("reason"))
+    assert server.calls == [("web", True), ("web", False)], "one dry run, one real call"
 
 
 def test_the_spec_and_a_made_decision_cannot_be_changed(plane: ControlPlane, ns: Namespace) -> None:

@@ -1,11 +1,13 @@
-"""An MCP server with tools that write (no readOnlyHint, or readOnlyHint false) beside one that reads, for
-the ActionRequest tests: it records every call it receives, so a test can show a write never ran."""
+"""MCP servers for the ActionRequest tests. WriterServer: tools that write (no readOnlyHint, or readOnlyHint
+false) beside one that reads; it records every call it receives, so a test can show a write never ran.
+CountingServer: one write tool whose real call can be held open, for the executor's tests."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any, Literal
 
+import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
@@ -57,3 +59,34 @@ class WriterServer:
     def called(self, tool: str) -> list[dict[str, Any]]:
         with self._lock:
             return [args for name, args in self.calls if name == tool]
+
+
+class CountingServer:
+    """An MCP server with one write tool, `restart(name, dry_run=True)`, that records every call it gets.
+
+    With `hold` set, a real call (dry_run false) waits until `release` is set: the call is in flight at
+    the server for as long as the test wants.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.hold = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        mcp = FastMCP("counting-actions", stateless_http=True, json_response=True, log_level="WARNING")
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+        async def restart(name: str, dry_run: bool = True) -> str:
+            """Restart something (counted, not done)."""
+            self.calls.append((name, dry_run))
+            if dry_run:
+                return f"dry run: {name} would restart"
+            if self.hold:
+                self.entered.set()
+                await anyio.to_thread.run_sync(self.release.wait)
+            return f"{name} restarted"
+
+        self.mcp = mcp
+
+    def real_calls(self) -> int:
+        return sum(1 for _, dry in self.calls if not dry)

@@ -62,6 +62,12 @@ def next_step(obj: Mapping[str, Any], now: datetime, running_here: bool) -> Step
     return Step.NOTHING
 
 
+def still_executing(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether ``obj`` is still the request ``uid`` (not a new one of the same name) and Executing."""
+    same = str((obj.get("metadata") or {}).get("uid")) == uid
+    return same and current_phase(dict(obj)) == ActionPhase.EXECUTING
+
+
 def server_refusal(spec: MCPServerSpec, tool: str) -> str | None:
     """Why the operator will not call ``tool`` on this server, or None.
 

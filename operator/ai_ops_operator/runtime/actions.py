@@ -7,6 +7,11 @@ on one request cannot both move it: the loser gets a 409 and does nothing. The `
 before any tool call; a request this process finds ``Executing`` without running it (the operator died
 mid-call) is Failed "outcome unknown" and never called again. The operator never talks to an LLM: the
 arguments are the spec's, as the person approved them.
+
+kopf runs the event handler and the timer of one object in separate tasks (it serialises only the events),
+so both may start executing the same request. The in-process mark ("running here") is therefore taken
+before the first await of an execution and released only by the execution that took it: the other one
+returns at once instead of racing to the Executing write and, losing it, clearing the winner's mark.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ logger = logging.getLogger("ai_ops.operator.actions")
 # request Failed with an unknown outcome rather than Executing for ever.
 EXECUTION_TIMEOUT_SECONDS = 120.0
 MAX_TOOL_PAGES = 20
+# Pauses between attempts to store the outcome of a call that was made (about 3.5 minutes in all): only
+# this process knows the tool's answer, so an API blip must not turn it into "outcome unknown".
+OUTCOME_WRITE_PAUSES: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15, 30, 30, 30, 30, 30, 30)
+# 409s met on the way (the object edited meanwhile, still Executing): each is retried at once on the fresh
+# object, up to this many.
+MAX_OUTCOME_CONFLICTS = 10
 
 
 class ActionExecutor:
@@ -48,13 +59,16 @@ class ActionExecutor:
         instance: str,
         allow_loopback: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        outcome_write_pauses: tuple[float, ...] = OUTCOME_WRITE_PAUSES,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.instance = instance
         self.allow_loopback = allow_loopback
         self.clock = clock
-        # uids of the requests this process is executing now: their Executing phase is expected.
+        self.outcome_write_pauses = outcome_write_pauses
+        # uids of the requests this process is executing now: their Executing phase is expected. Added
+        # and removed only by ``_execute``, by the one execution that found the uid absent.
         self._running: set[str] = set()
         self._discovery: dict[str, dict[str, Any]] = {}
         self._http: SharedHttpPool | None = None
@@ -96,6 +110,18 @@ class ActionExecutor:
     # --- execution -------------------------------------------------------------------------------
 
     async def _execute(self, obj: dict[str, Any]) -> None:
+        uid = str(obj["metadata"].get("uid"))
+        # Check and mark with no await in between: of two executions started together (an event and the
+        # timer) the second returns here, and never touches the mark the first one holds.
+        if uid in self._running:
+            return
+        self._running.add(uid)
+        try:
+            await self._execute_marked(obj)
+        finally:
+            self._running.discard(uid)
+
+    async def _execute_marked(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec") or {}
         namespace = str(obj["metadata"]["namespace"])
         target = await self._read_target(spec.get("target") or {})
@@ -107,16 +133,11 @@ class ActionExecutor:
             await self._fail_before_call(obj, prepared, target)
             return
         server, headers = prepared
-        uid = str(obj["metadata"].get("uid"))
-        self._running.add(uid)
-        try:
-            executing = await self._write(obj, core.with_phase(obj, ActionPhase.EXECUTING))
-            if executing is None:
-                return  # somebody moved it first (409): nothing was called
-            final = await self._call(executing, server, headers)
-            await self._finish(executing, final, target=target)
-        finally:
-            self._running.discard(uid)
+        executing = await self._write(obj, core.with_phase(obj, ActionPhase.EXECUTING))
+        if executing is None:
+            return  # somebody moved it first (409): nothing was called
+        final = await self._call(executing, server, headers)
+        await self._finish(executing, final, target=target, keep_trying=True)
 
     async def _call(
         self, obj: dict[str, Any], server: MCPServerSpec, headers: dict[str, str]
@@ -229,6 +250,77 @@ class ActionExecutor:
         """Replace the status, on the condition that the object is still the version read; the stored
         object, or None when it changed meanwhile (409) or is gone."""
         meta = obj["metadata"]
+        try:
+            return await self._replace_status(obj, status)
+        except KubeError as exc:
+            if exc.status in (404, 409):
+                logger.info("ActionRequest %s/%s changed meanwhile: %s", meta["namespace"], meta["name"], exc)
+                return None
+            raise
+
+    async def _write_outcome(
+        self, executing: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Store the outcome of a call that was made, through API blips: again after growing pauses on
+        an error or no answer, and on a 409 again on the fresh object while it is still Executing (a label
+        or annotation edit changes the resourceVersion too). None when it is gone, no longer Executing, or
+        the pauses ran out: then (as when this process dies) the next look at it says "outcome unknown"."""
+        meta = executing["metadata"]
+        where = f"{meta['namespace']}/{meta['name']}"
+        current = executing
+        pauses = iter(self.outcome_write_pauses)
+        conflicts_left = MAX_OUTCOME_CONFLICTS
+        while True:
+            try:
+                return await self._replace_status(current, {**(current.get("status") or {}), **status})
+            except KubeError as exc:
+                if exc.status == 404:
+                    logger.warning("ActionRequest %s is gone: its outcome is not recorded", where)
+                    return None
+                if exc.status not in (409, 429) and exc.status < 500:
+                    raise
+                problem: Exception = exc
+                if exc.status == 409:
+                    fresh = await self._reread(executing)
+                    if isinstance(fresh, dict):
+                        if core.still_executing(fresh, str(meta.get("uid"))) and conflicts_left > 0:
+                            conflicts_left -= 1
+                            current = fresh
+                            continue
+                        logger.warning(
+                            "ActionRequest %s left Executing or keeps changing: outcome not recorded", where
+                        )
+                        return None
+                    if fresh is None:
+                        logger.warning("ActionRequest %s is gone: its outcome is not recorded", where)
+                        return None
+                    problem = fresh
+            except Exception as exc:  # no answer at all (connection refused or reset, timeout)
+                problem = exc
+            pause = next(pauses, None)
+            if pause is None:
+                logger.error("the outcome of ActionRequest %s could not be stored: %s", where, problem)
+                return None
+            logger.warning(
+                "the outcome of ActionRequest %s is not stored yet (%s); again in %ss",
+                where,
+                cap_excerpt(describe_exception(problem), 300),
+                pause,
+            )
+            await asyncio.sleep(pause)
+
+    async def _reread(self, obj: dict[str, Any]) -> dict[str, Any] | Exception | None:
+        """The stored object, None when it is gone, or the error reading it."""
+        meta = obj["metadata"]
+        path = f"/apis/{API_VERSION}/namespaces/{meta['namespace']}/{ACTION_REQUEST.plural}/{meta['name']}"
+        try:
+            found = await self.kube.get(path)
+        except Exception as exc:
+            return exc
+        return dict(found) if found is not None else None
+
+    async def _replace_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
         body = {
             "apiVersion": API_VERSION,
             "kind": ACTION_REQUEST.kind,
@@ -241,13 +333,7 @@ class ActionExecutor:
             "status": status,
         }
         path = f"/apis/{API_VERSION}/namespaces/{meta['namespace']}/{ACTION_REQUEST.plural}/{meta['name']}/status"
-        try:
-            stored = await self.kube.request("PUT", path, body)
-        except KubeError as exc:
-            if exc.status in (404, 409):
-                logger.info("ActionRequest %s/%s changed meanwhile: %s", meta["namespace"], meta["name"], exc)
-                return None
-            raise
+        stored = await self.kube.request("PUT", path, body)
         self.metrics.actions.labels(status["phase"]).inc()
         return dict(stored)
 
@@ -265,8 +351,11 @@ class ActionExecutor:
         event_type: str | None = None,
         reason: str | None = None,
         target: dict[str, Any] | None = None,
+        keep_trying: bool = False,
     ) -> None:
-        stored = await self._write(obj, status)
+        """Write the final ``status`` and post the Events; ``keep_trying`` for the outcome of a call that
+        was made (nothing else would know it), not for a write the next look at the request redoes."""
+        stored = await (self._write_outcome(obj, status) if keep_trying else self._write(obj, status))
         if stored is None:
             return
         succeeded = status["phase"] == ActionPhase.SUCCEEDED
