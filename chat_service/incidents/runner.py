@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain.agents import create_agent
-from langchain.agents.middleware import ModelCallLimitMiddleware
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelCallLimitMiddleware, hook_config
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
@@ -182,6 +182,19 @@ def status_of_diagnosis(diagnosis: Diagnosis) -> dict[str, Any]:
     }
 
 
+class PlainTextEnds(AgentMiddleware):
+    """A model answer without tool calls ends the run. create_agent ends on it when the agent has tools,
+    but with only the structured-output tool (no MCP or runbook tools) it sends the model back for a
+    structured answer every time, until the step limit: the text is the documented fallback instead."""
+
+    @hook_config(can_jump_to=["end"])
+    def after_model(self, state: AgentState, runtime: Any) -> dict[str, Any] | None:
+        last = state["messages"][-1] if state["messages"] else None
+        if isinstance(last, AIMessage) and not last.tool_calls:
+            return {"jump_to": "end"}
+        return None
+
+
 def failed(reason: str, **extra: Any) -> dict[str, Any]:
     return {"phase": InvestigationPhase.FAILED.value, "reason": cap_text(reason, 4096), **extra}
 
@@ -222,6 +235,7 @@ class InvestigationRunner:
             *chain.middleware,
             ModelCallLimitMiddleware(run_limit=self.max_steps, exit_behavior="error"),
             StrictToolArguments(),
+            PlainTextEnds(),
         ]
         graph = create_agent(
             model,
@@ -265,12 +279,13 @@ class InvestigationRunner:
         read = [d.name for d in attached]
         structured = state.get("structured_response")
         if structured is not None:
+            # The tool's schema is a JSON schema, which LangChain hands back unvalidated: validated here.
             try:
                 diagnosis = Diagnosis.model_validate(structured)
-                used = runbooks_used(diagnosis.runbooksUsed, read, messages)
-                return {**status_of_diagnosis(diagnosis), "runbooksUsed": used or None, **base}
-            except ValidationError:
-                pass
+            except ValidationError as exc:
+                return failed(f"the diagnosis was invalid: {validation_problems(exc)}", **base)
+            used = runbooks_used(diagnosis.runbooksUsed, read, messages)
+            return {**status_of_diagnosis(diagnosis), "runbooksUsed": used or None, **base}
         # No usable structured answer: the model's own words are still a readable summary.
         text = last_text(messages)
         if not text:
@@ -283,6 +298,13 @@ class InvestigationRunner:
             "runbooksUsed": runbooks_used([], read, messages) or None,
             **base,
         }
+
+
+def validation_problems(exc: ValidationError, limit: int = 5) -> str:
+    """Where and what, for each of the first problems (the model's own values are not repeated)."""
+    problems = [f"{'.'.join(map(str, e['loc'])) or 'diagnosis'}: {e['msg']}" for e in exc.errors()[:limit]]
+    more = exc.error_count() - limit
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
 
 
 def searched_runbooks(messages: list[Any]) -> list[str]:
