@@ -241,7 +241,9 @@ async def test_a_plain_text_answer_without_tools_is_the_summary_after_one_model_
     assert len(fresh_fake_llm.chat_requests) == 1
 
 
-async def test_an_invalid_diagnosis_fails_with_what_was_wrong(tmp_path: Path, fresh_fake_llm: FakeLLM) -> None:
+async def test_an_invalid_diagnosis_fails_with_what_was_wrong(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
     fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": "it broke", "confidence": "certain"}))
     app = app_for(tmp_path, fresh_fake_llm, investigation_lease_seconds=5)
     async with running(app) as chat, httpx.AsyncClient(base_url=chat.url) as client:
