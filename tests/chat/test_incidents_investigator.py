@@ -30,7 +30,6 @@ from chat_service.incidents.store import StoredInvestigation
 from chat_service.runbooks.documents import RunbookDocument
 from tests.chat.test_incidents_core import alert, notification
 from tests.harness.fake_llm import FakeLLM, Reply
-from tests.harness.mcp_servers import McpFixtureServers
 from tests.support.actions_support import WriterServer
 from tests.support.chat_support import (
     agent_config,
@@ -189,31 +188,52 @@ def test_investigation_tools_by_each_servers_choice_and_never_a_write_tool() -> 
     ]
 
 
-async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
-    tmp_path: Path, fresh_fake_llm: FakeLLM, mcp_fixture_servers: McpFixtureServers
+async def test_the_runner_offers_read_only_tools_and_proposals_unless_the_server_says_none(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
 ) -> None:
-    url = mcp_fixture_servers.healthy.url
+    # The toolbox makes every tool not annotated readOnlyHint: true a proposal (unannotated ones too), so
+    # what `all` adds over `readOnly` never reaches the investigator as a callable tool.
+    writer = WriterServer()
     seen: dict[str, list[str]] = {}
-    for mode in (InvestigationTools.READ_ONLY, InvestigationTools.ALL, InvestigationTools.NONE):
-        server = mcp_server("fixture", url).model_copy(update={"investigation_tools": mode})
-        path = tmp_path / mode.value / "agent.json"
-        path.parent.mkdir()
-        write_config(path, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)], [server]))
-        fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": f"done {mode}"}))
-        before = len(fresh_fake_llm.chat_requests)
-        app = create_app(settings_for(path, investigation_lease_seconds=5))
-        async with running(app) as chat, chat.client() as client:
-            name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
-            detail = await finished(client, name)
-        assert detail["phase"] == "Diagnosed", detail["status"]
-        (request,) = fresh_fake_llm.chat_requests[before:]
-        seen[mode.value] = offered(request)
-    fixture_tools = ["add", "echo", "fail", "get_pod_status", "slow"]
-    assert seen == {
-        "readOnly": ["diagnosis"],
-        "all": sorted(["diagnosis", *fixture_tools]),
-        "none": ["diagnosis"],
-    }, json.dumps(seen)
+    with ThreadedMcpServer(writer.mcp) as served:
+        for mode in (InvestigationTools.READ_ONLY, InvestigationTools.ALL, InvestigationTools.NONE):
+            server = mcp_server("writer", served.url).model_copy(update={"investigation_tools": mode})
+            path = tmp_path / mode.value / "agent.json"
+            path.parent.mkdir()
+            models = [model_entry("m", fresh_fake_llm.base_url, default=True)]
+            write_config(path, agent_config(models, [server]))
+            fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": f"done {mode}"}))
+            before = len(fresh_fake_llm.chat_requests)
+            settings = settings_for(path, investigation_lease_seconds=5, mcp_connect_timeout_seconds=30.0)
+            async with running(create_app(settings)) as chat, chat.client() as client:
+                name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+                detail = await finished(client, name)
+            assert detail["phase"] == "Diagnosed", detail["status"]
+            (request,) = fresh_fake_llm.chat_requests[before:]
+            seen[mode.value] = offered(request)
+            if mode != InvestigationTools.NONE:
+                tools = {t["function"]["name"]: t["function"] for t in request["json"]["tools"]}
+                for proposal in (
+                    "annotate",
+                    "delete_pod",
+                    "flush_caches",
+                    "restart_workload",
+                    "rollout_restart",
+                ):
+                    assert tools[proposal]["description"].startswith("PROPOSES a fix"), proposal
+    offered_tools = sorted(
+        [
+            "annotate",
+            "delete_pod",
+            "diagnosis",
+            "flush_caches",
+            "get_status",
+            "restart_workload",
+            "rollout_restart",
+        ]
+    )
+    assert seen == {"readOnly": offered_tools, "all": offered_tools, "none": ["diagnosis"]}, json.dumps(seen)
+    assert writer.calls == []
 
 
 def self_signed_ca() -> bytes:
