@@ -37,6 +37,7 @@ MAX_ANNOTATIONS = 32
 MAX_ANNOTATION_VALUE = 8192
 MAX_QUESTION = 4096
 MAX_RUNBOOKS = 16
+MAX_ACTIONS = 16
 MAX_EVIDENCE = 32
 MAX_EXCERPT = 4096
 MAX_RECOMMENDATIONS = 16
@@ -195,6 +196,11 @@ class InvestigationStatus(CommonStatus):
     )
     runbooks_used: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=MAX_RUNBOOKS, description="Runbooks the agent read."
+    )
+    actions: list[ObjectName] | None = Field(
+        default=None,
+        max_length=MAX_ACTIONS,
+        description="The ActionRequests the investigation proposed as its recommended fixes (the latest).",
     )
     thread_id: Annotated[str, Field(max_length=256)] | None = Field(
         default=None, description="The conversation of the investigation, to continue in the chat."

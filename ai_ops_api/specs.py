@@ -397,12 +397,11 @@ class MCPScope(enum.StrEnum):
 
 
 class InvestigationTools(enum.StrEnum):
-    """Which of a server's tools the investigator (alerts, /api/investigations) may call. Tools whose MCP
-    annotations say ``readOnlyHint: false`` or ``destructiveHint: true`` are never offered to it under any
-    value: changes go through ActionRequests only."""
+    """Which of a server's tools the investigator (alerts, /api/investigations) may call. A tool that is not
+    annotated ``readOnlyHint: true`` (unannotated ones too) is never callable by any agent: it is offered
+    as a proposal that creates an ActionRequest, so no value can let an investigation write."""
 
-    READ_ONLY = "readOnly"  # tools annotated readOnlyHint: true
-    ALL = "all"  # also tools without annotations (a server known to only read that does not annotate)
+    READ_ONLY = "readOnly"  # tools annotated readOnlyHint: true, and proposals for the others
     NONE = "none"  # the server is not offered to investigations
 
 
@@ -581,9 +580,8 @@ class MCPServerSpec(SpecModel):
         strict=False,
         default=InvestigationTools.READ_ONLY,
         description=(
-            "Which of its tools investigations may call: readOnly (annotated readOnlyHint true), all (also "
-            "tools without annotations) or none. Tools annotated readOnlyHint false or destructiveHint true "
-            "are never offered to investigations."
+            "Which of its tools investigations may use: readOnly (the tools annotated readOnlyHint true, "
+            "and the others only as proposals a person must approve) or none (nothing of this server)."
         ),
     )
     description: ShortText | None = Field(default=None, description="Free text for humans.")

@@ -17,7 +17,7 @@ from langchain_core.messages import ToolMessage
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
-from chat_service.actions.proposals import Proposer, record_proposal
+from chat_service.actions.proposals import Proposer, propose_action, proposed_artifact
 
 
 class ApprovalRequired(AgentMiddleware[Any, Any, Any]):
@@ -45,7 +45,7 @@ class ApprovalRequired(AgentMiddleware[Any, Any, Any]):
         if metadata.get("ai_ops_proposal") or not server or not self.matches(server, name):
             return await handler(request)  # already a proposal, a built-in tool, or not listed
         config = getattr(request.runtime, "config", None)
-        text = await record_proposal(
+        text, proposed = await propose_action(
             self.proposer(),
             server=server,
             tool=name,
@@ -53,4 +53,9 @@ class ApprovalRequired(AgentMiddleware[Any, Any, Any]):
             risk="low",
             config=config,
         )
-        return ToolMessage(content=text, tool_call_id=request.tool_call["id"] or "", name=name)
+        return ToolMessage(
+            content=text,
+            tool_call_id=request.tool_call["id"] or "",
+            name=name,
+            artifact=proposed_artifact(proposed),
+        )

@@ -27,6 +27,18 @@ PROPOSAL_DESCRIPTION = (
     "the result. Give the exact arguments and, in `reason`, why the change is needed."
 )
 
+# What an investigator reads instead: the proposal does not end its run, it goes on to its diagnosis.
+INVESTIGATION_PROPOSAL_DESCRIPTION = (
+    "PROPOSES a fix that a person must approve; calling it changes nothing now. It records the proposal "
+    "(an ActionRequest linked from this investigation) and answers with its name; then go on and call "
+    "`diagnosis`. Give the exact arguments and, in `reason`, why the change is needed."
+)
+# The key of a proposal's ToolMessage artifact naming the ActionRequest. An MCP tool's artifact is the
+# adapter's (``structured_content`` only), so a server's answer cannot pose as a proposal.
+PROPOSED_ARTIFACT = "ai_ops_action_request"
+# Run-config metadata naming the investigation a run belongs to (chat_service/incidents/runner.py).
+INVESTIGATION_METADATA = "ai_ops_investigation"
+
 _API_VERSIONS = {
     "Deployment": "apps/v1",
     "StatefulSet": "apps/v1",
@@ -56,6 +68,7 @@ class Proposer(Protocol):
         risk: str,
         caller: str,
         thread_id: str | None,
+        investigation: str | None = None,
     ) -> str: ...
 
 
@@ -135,7 +148,21 @@ def proposed_message(name: str) -> str:
 PROPOSED_PATTERN = re.compile(r"proposed as ActionRequest ([a-z0-9][-a-z0-9]{0,61}[a-z0-9]?)")
 
 
-async def record_proposal(
+def proposed_artifact(name: str | None) -> dict[str, str] | None:
+    return {PROPOSED_ARTIFACT: name} if name else None
+
+
+def proposed_name(artifact: Any) -> str | None:
+    """The ActionRequest a proposal's ToolMessage artifact names (None for any other tool's)."""
+    name = artifact.get(PROPOSED_ARTIFACT) if isinstance(artifact, dict) else None
+    return (
+        name
+        if isinstance(name, str) and PROPOSED_PATTERN.fullmatch(f"proposed as ActionRequest {name}")
+        else None
+    )
+
+
+async def propose_action(
     proposer: Proposer | None,
     *,
     server: str,
@@ -143,16 +170,19 @@ async def record_proposal(
     arguments: Mapping[str, Any],
     risk: str,
     config: RunnableConfig | None,
-) -> str:
-    """Create the ActionRequest; the text the model gets (an error text when nothing was recorded)."""
+) -> tuple[str, str | None]:
+    """Create the ActionRequest: the text the model gets (an error text when nothing was recorded) and
+    the request's name (None then). A run of an investigation (its metadata names it) proposes on the
+    investigation's behalf; any other run on its caller's, in its conversation."""
     if proposer is None:
-        return f"Tool {tool!r} changes something and actions are not enabled here: nothing was done."
+        return f"Tool {tool!r} changes something and actions are not enabled here: nothing was done.", None
     values = dict(arguments)
     reason = _text(values.pop(REASON_ARGUMENT, "")).strip()[:MAX_REASON]
     for name in EXECUTOR_ARGUMENTS:
         values.pop(name, None)
     if not reason:
-        return f"Tool {tool!r} needs a `reason` (why the change is needed); nothing was proposed."
+        return f"Tool {tool!r} needs a `reason` (why the change is needed); nothing was proposed.", None
+    investigation = _text(((config or {}).get("metadata") or {}).get(INVESTIGATION_METADATA)) or None
     caller, thread = caller_and_thread(config)
     try:
         name = await proposer.propose(
@@ -162,11 +192,13 @@ async def record_proposal(
             reason=reason,
             risk=risk,
             caller=caller,
-            thread_id=thread,
+            thread_id=None if investigation else thread,
+            investigation=investigation,
         )
     except Exception as exc:
-        return f"The proposal for {tool!r} could not be recorded ({type(exc).__name__}: {exc}); nothing was done."
-    return proposed_message(name)
+        text = f"The proposal for {tool!r} could not be recorded ({type(exc).__name__}: {exc}); nothing was done."
+        return text, None
+    return proposed_message(name), name
 
 
 def proposal_tool(server: str, tool: MCPTool, proposer: Callable[[], Proposer | None]) -> BaseTool:
@@ -174,10 +206,11 @@ def proposal_tool(server: str, tool: MCPTool, proposer: Callable[[], Proposer | 
     records an ActionRequest and ends the turn (``return_direct``), so the page shows the proposal and
     the model does not go on as if the change were made."""
 
-    async def propose(config: RunnableConfig, **arguments: Any) -> str:
-        return await record_proposal(
+    async def propose(config: RunnableConfig, **arguments: Any) -> tuple[str, dict[str, str] | None]:
+        text, name = await propose_action(
             proposer(), server=server, tool=tool.name, arguments=arguments, risk=risk_of(tool), config=config
         )
+        return text, proposed_artifact(name)
 
     description = f"{PROPOSAL_DESCRIPTION}\n\n{tool.description or ''}".strip()
     return StructuredTool(
@@ -186,5 +219,19 @@ def proposal_tool(server: str, tool: MCPTool, proposer: Callable[[], Proposer | 
         args_schema=proposal_schema(tool.inputSchema),
         coroutine=propose,
         return_direct=True,
+        response_format="content_and_artifact",  # the artifact names the ActionRequest
         metadata={"ai_ops_server": server, "ai_ops_proposal": True},
+    )
+
+
+def is_proposal(tool: BaseTool) -> bool:
+    return bool((tool.metadata or {}).get("ai_ops_proposal"))
+
+
+def investigation_proposal(tool: BaseTool) -> BaseTool:
+    """A proposal tool as an investigator gets it: its call does not end the run (the investigator still
+    owes its diagnosis), and its description says so."""
+    description = (tool.description or "").removeprefix(PROPOSAL_DESCRIPTION)
+    return tool.model_copy(
+        update={"return_direct": False, "description": f"{INVESTIGATION_PROPOSAL_DESCRIPTION}{description}"}
     )

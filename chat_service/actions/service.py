@@ -137,11 +137,15 @@ class ActionService:
         risk: str,
         caller: str,
         thread_id: str | None,
+        investigation: str | None = None,
     ) -> str:
         from chat_service.actions.proposals import derive_target
 
-        requested_by: dict[str, str] = {"caller": caller}
-        if thread_id:
+        # An investigation's fix is its own (no caller, no conversation to continue); else the caller's.
+        requested_by: dict[str, str] = (
+            {"investigation": investigation} if investigation else {"caller": caller}
+        )
+        if thread_id and not investigation:
             requested_by["threadId"] = thread_id
         spec = {
             "server": server,

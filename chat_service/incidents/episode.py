@@ -1,6 +1,9 @@
 """What a notification means for an alert's Investigation, as a pure decision.
 
-firing: create it (the create is the de-duplication; an existing one is left alone).
+firing: create it (the create is the de-duplication) with ``alertStatus: firing``; an existing one is
+left alone unless its alert had resolved: Alertmanager can send resolved (by endsAt) and then firing
+again for the same episode (same startsAt, so the same name). Then it is firing again, and a Resolved one
+is Diagnosed again when it has a diagnosis (the summary stands), else Pending so that it is investigated.
 resolved: mark ``alertStatus: resolved``; the phase becomes Resolved at once when no diagnosis is
 pending or running, and otherwise when the running diagnosis finishes (the worker reads alertStatus),
 so a diagnosis in progress is never thrown away.
@@ -86,6 +89,28 @@ def on_resolved(status: Mapping[str, Any] | None) -> ResolvedPatch | None:
         # Nobody started on it: the alert is gone, so is the reason to spend tokens on it.
         return ResolvedPatch(AlertStatus.RESOLVED, InvestigationPhase.RESOLVED)
     return ResolvedPatch(AlertStatus.RESOLVED, None)  # Running: Resolved once the diagnosis ends
+
+
+@dataclass(frozen=True)
+class FiringPatch:
+    """The status change a firing notification makes to an existing Investigation (None: leave as is)."""
+
+    alert_status: AlertStatus
+    phase: InvestigationPhase | None
+
+
+def on_firing(status: Mapping[str, Any] | None) -> FiringPatch | None:
+    """The change a firing notification makes to an Investigation of this status; None: nothing (the
+    repeat notifications of a firing alert, every group_interval, cost one read)."""
+    status = status or {}
+    if status.get("alertStatus") == AlertStatus.FIRING.value:
+        return None
+    if status.get("phase") == InvestigationPhase.RESOLVED.value:
+        again = InvestigationPhase.DIAGNOSED if status.get("summary") else InvestigationPhase.PENDING
+        return FiringPatch(AlertStatus.FIRING, again)
+    # Just created (the create drops the status), or resolved while a run was going or after it failed:
+    # the phase already says what the investigation is doing.
+    return FiringPatch(AlertStatus.FIRING, None)
 
 
 def phase_after_run(outcome: InvestigationPhase, alert_status: str | None) -> InvestigationPhase:

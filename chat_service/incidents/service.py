@@ -17,7 +17,14 @@ from chat_service.conversations import INVESTIGATION_THREAD_PREFIX
 from chat_service.engine import ChatEngine
 from chat_service.errors import StoreUnavailable, ThreadBusy, ThreadNotFound
 from chat_service.incidents.alertmanager import Notification
-from chat_service.incidents.episode import NamedRunbook, alert_spec, attached_runbooks, name_of, on_resolved
+from chat_service.incidents.episode import (
+    NamedRunbook,
+    alert_spec,
+    attached_runbooks,
+    name_of,
+    on_firing,
+    on_resolved,
+)
 from chat_service.incidents.naming import question_name
 from chat_service.incidents.runner import InvestigationRunner
 from chat_service.incidents.store import (
@@ -25,6 +32,7 @@ from chat_service.incidents.store import (
     InvestigationStore,
     KubernetesInvestigationStore,
     MemoryInvestigationStore,
+    NotFound,
     ObjectRef,
     StoredInvestigation,
     StoreError,
@@ -76,9 +84,10 @@ class Incidents:
         for alert in notification.alerts:
             name = name_of(alert)
             if alert.status == "firing":
-                _, created = await self.store.create(
+                item, created = await self.store.create(
                     name, alert_spec(alert, attached_runbooks(self.runbooks(), alert))
                 )
+                await self.fire(item)
                 if alert.dropped_labels or alert.dropped_annotations:
                     log.warning(
                         "alert %s: %d labels and %d annotations over the caps dropped",
@@ -89,6 +98,31 @@ class Incidents:
                 await self.resolve(name)
                 answers.append({"name": name, "created": False})
         return answers
+
+    async def fire(self, item: StoredInvestigation) -> None:
+        """``alertStatus: firing`` on a new one (its status starts empty), and on one whose alert had
+        resolved (episode.on_firing); with the resourceVersion read, so a resolved notification or a
+        worker's claim in between is read again, not overwritten."""
+        for _attempt in range(5):
+            change = on_firing(item.status)
+            if change is None:
+                return
+            patch: dict[str, Any] = {"alertStatus": change.alert_status.value}
+            if change.phase is not None:
+                patch["phase"] = change.phase.value
+            if change.phase == InvestigationPhase.PENDING:
+                patch["reason"] = None  # a failure of the last episode is not this one's
+            try:
+                await self.store.patch_status(item.name, patch, item.resource_version)
+                return
+            except NotFound:
+                return  # deleted meanwhile: the next notification creates it again
+            except Conflict:
+                pass
+            current = await self.store.get(item.name)
+            if current is None:
+                return
+            item = current
 
     async def resolve(self, name: str) -> None:
         for _attempt in range(5):

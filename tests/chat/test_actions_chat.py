@@ -136,7 +136,13 @@ async def test_proposal_tools_of_the_toolbox_risk_target_and_a_missing_reason(tm
         try:
             tools = {t.name: t for t in (await toolbox.toolset(config, config.checksum)).tools}
             proposals = {n for n, t in tools.items() if (t.metadata or {}).get("ai_ops_proposal")}
-            assert proposals == {"restart_workload", "delete_pod", "annotate", "flush_caches"}
+            assert proposals == {
+                "restart_workload",
+                "rollout_restart",
+                "delete_pod",
+                "annotate",
+                "flush_caches",
+            }
             run = {"metadata": {"ai_ops_caller": "carol"}, "configurable": {"thread_id": "carol:th-9"}}
             text = await tools["delete_pod"].ainvoke(
                 {"namespace": "shop", "name": "web-1", "reason": "wedged"},

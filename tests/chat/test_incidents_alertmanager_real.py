@@ -222,10 +222,15 @@ async def test_a_real_alert_is_investigated_once_diagnosed_and_resolved(
             offered = {t["function"]["name"] for t in requests[0]["json"]["tools"]}
             assert {"query", "get_resource", "diagnosis"} <= offered
 
-            # Events: on the Investigation (the store's namespace) and on the pod the labels name.
-            (on_itself,) = events_about(k8s_emulator, "default", "Investigation", name)
+            # Events: on the Investigation (the store's namespace) and on the pod the labels name, posted
+            # once the outcome is stored (so just after the phase is seen).
+            (on_itself,) = await eventually(
+                lambda: events_about(k8s_emulator, "default", "Investigation", name), "its Event", LIMIT, 0.1
+            )
             assert on_itself["reason"] == "InvestigationDiagnosed" and on_itself["message"] == SUMMARY
-            (on_pod,) = events_about(k8s_emulator, "shop", "Pod", "checkout-1")
+            (on_pod,) = await eventually(
+                lambda: events_about(k8s_emulator, "shop", "Pod", "checkout-1"), "the pod's Event", LIMIT, 0.1
+            )
             assert on_pod["reason"] == "Investigated" and SUMMARY in on_pod["message"]
 
             # Alertmanager repeats the notification (repeat_interval 3 s): the same name, nothing new.

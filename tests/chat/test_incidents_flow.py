@@ -214,3 +214,77 @@ async def test_a_model_that_is_down_fails_the_investigation_with_the_reason(
         assert detail["phase"] == "Failed" and detail["status"]["reason"], detail
         retried = await client.post(f"/api/investigations/{name}/retry")
         assert retried.status_code == 200 and retried.json()["phase"] in ("Pending", "Running")
+
+
+async def finished(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    for _ in range(1000):
+        detail: dict[str, Any] = (await client.get(f"/api/investigations/{name}")).json()
+        if detail["phase"] not in ("Pending", "Running"):
+            return detail
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} still {detail['phase']}")
+
+
+async def test_a_plain_text_answer_without_tools_is_the_summary_after_one_model_call(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    # No MCP server and no runbooks: the investigator has only the diagnosis tool (structured output).
+    fresh_fake_llm.enqueue(Reply.text("checkout-1 restarts because its liveness probe times out."))
+    app = app_for(tmp_path, fresh_fake_llm, investigation_lease_seconds=5)
+    async with running(app) as chat, httpx.AsyncClient(base_url=chat.url) as client:
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        detail = await finished(client, created["name"])
+    status = detail["status"]
+    assert detail["phase"] == "Diagnosed", status
+    assert status["summary"] == "checkout-1 restarts because its liveness probe times out."
+    assert status["confidence"] == "low"
+    assert len(fresh_fake_llm.chat_requests) == 1
+
+
+async def test_an_invalid_diagnosis_fails_with_what_was_wrong(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": "it broke", "confidence": "certain"}))
+    app = app_for(tmp_path, fresh_fake_llm, investigation_lease_seconds=5)
+    async with running(app) as chat, httpx.AsyncClient(base_url=chat.url) as client:
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        detail = await finished(client, created["name"])
+    assert detail["phase"] == "Failed", detail["status"]
+    assert detail["status"]["reason"].startswith(
+        "the diagnosis was invalid: confidence: Input should be 'low', 'medium' or 'high'"
+    )
+
+
+async def test_a_firing_alert_says_so_and_firing_again_after_resolved_reopens_it(tmp_path: Path) -> None:
+    async with (
+        running(app_for(tmp_path, investigations=False)) as chat,
+        httpx.AsyncClient(base_url=chat.url) as client,
+    ):
+        store = chat.services.incidents.store
+        (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+        name = created["name"]
+        detail = (await client.get(f"/api/investigations/{name}")).json()
+        assert detail["status"] == {"alertStatus": "firing"}
+        resolved = notification(alert(status="resolved"), status="resolved")
+        await client.post(HOOK, json=resolved)
+        # Alertmanager fires the same episode again (same startsAt, so the same name): never diagnosed,
+        # it is Pending again, to be investigated.
+        again = (await client.post(HOOK, json=notification())).json()
+        assert again == {"investigations": [{"name": name, "created": False}]}
+        detail = (await client.get(f"/api/investigations/{name}")).json()
+        assert detail["status"] == {"alertStatus": "firing", "phase": "Pending"}
+        # Diagnosed, resolved, firing again: the diagnosis stands, Diagnosed again.
+        await store.patch_status(name, {"phase": "Diagnosed", "summary": "the limit is too low"})
+        await client.post(HOOK, json=resolved)
+        assert (await client.get(f"/api/investigations/{name}")).json()["phase"] == "Resolved"
+        await client.post(HOOK, json=notification())
+        detail = (await client.get(f"/api/investigations/{name}")).json()
+        assert detail["status"] == {
+            "alertStatus": "firing",
+            "phase": "Diagnosed",
+            "summary": "the limit is too low",
+        }
+        # A repeat of a firing one changes nothing.
+        before = (await store.get(name)).resource_version  # type: ignore[union-attr]
+        await client.post(HOOK, json=notification())
+        assert (await store.get(name)).resource_version == before  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ from chat_service.incidents.store import StoredInvestigation
 from chat_service.runbooks.documents import RunbookDocument
 from tests.chat.test_incidents_core import alert, notification
 from tests.harness.fake_llm import FakeLLM, Reply
-from tests.harness.mcp_servers import McpFixtureServer
+from tests.support.actions_support import WriterServer
 from tests.support.chat_support import (
     agent_config,
     mcp_server,
@@ -39,6 +39,7 @@ from tests.support.chat_support import (
     settings_for,
     write_config,
 )
+from tests.support.mcp_server_helpers import ThreadedMcpServer
 from tests.support.runbooks import (
     CRASHLOOP,
     DNS,
@@ -175,52 +176,61 @@ def test_investigation_tools_by_each_servers_choice_and_never_a_write_tool() -> 
     ]
     servers = [
         entry("ro", InvestigationTools.READ_ONLY),
-        entry("every", InvestigationTools.ALL),
         entry("off", InvestigationTools.NONE),
     ]
     assert sorted(t.name for t in investigation_tools(tools, servers)) == [
-        "every_nodestroy",
-        "every_plain",
-        "every_read",
+        "every_read",  # a server the config does not name: readOnly
         "ro_read",
         "unnamed_read",
     ]
 
 
-async def test_the_runner_offers_an_unannotated_server_only_when_it_says_all(
+async def test_the_runner_offers_read_only_tools_and_proposals_unless_the_server_says_none(
     tmp_path: Path, fresh_fake_llm: FakeLLM
 ) -> None:
-    unannotated = McpFixtureServer("unannotated", tmp_path)
-    unannotated.start()
-    try:
-        seen = await offered_per_mode(tmp_path, fresh_fake_llm, unannotated.url)
-    finally:
-        unannotated.stop()
-    fixture_tools = ["add", "echo", "fail", "get_pod_status", "slow"]
-    assert seen == {
-        "readOnly": ["diagnosis"],
-        "all": sorted(["diagnosis", *fixture_tools]),
-        "none": ["diagnosis"],
-    }, json.dumps(seen)
-
-
-async def offered_per_mode(tmp_path: Path, fresh_fake_llm: FakeLLM, url: str) -> dict[str, list[str]]:
+    # The toolbox makes every tool not annotated readOnlyHint: true a proposal (unannotated ones too): the
+    # investigator gets it as one, never as a callable tool.
+    writer = WriterServer()
     seen: dict[str, list[str]] = {}
-    for mode in (InvestigationTools.READ_ONLY, InvestigationTools.ALL, InvestigationTools.NONE):
-        server = mcp_server("fixture", url).model_copy(update={"investigation_tools": mode})
-        path = tmp_path / mode.value / "agent.json"
-        path.parent.mkdir()
-        write_config(path, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)], [server]))
-        fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": f"done {mode}"}))
-        before = len(fresh_fake_llm.chat_requests)
-        app = create_app(settings_for(path, investigation_lease_seconds=5))
-        async with running(app) as chat, chat.client() as client:
-            name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
-            detail = await finished(client, name)
-        assert detail["phase"] == "Diagnosed", detail["status"]
-        (request,) = fresh_fake_llm.chat_requests[before:]
-        seen[mode.value] = offered(request)
-    return seen
+    with ThreadedMcpServer(writer.mcp) as served:
+        for mode in (InvestigationTools.READ_ONLY, InvestigationTools.NONE):
+            server = mcp_server("writer", served.url).model_copy(update={"investigation_tools": mode})
+            path = tmp_path / mode.value / "agent.json"
+            path.parent.mkdir()
+            models = [model_entry("m", fresh_fake_llm.base_url, default=True)]
+            write_config(path, agent_config(models, [server]))
+            fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", {"summary": f"done {mode}"}))
+            before = len(fresh_fake_llm.chat_requests)
+            settings = settings_for(path, investigation_lease_seconds=5, mcp_connect_timeout_seconds=30.0)
+            async with running(create_app(settings)) as chat, chat.client() as client:
+                name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
+                detail = await finished(client, name)
+            assert detail["phase"] == "Diagnosed", detail["status"]
+            (request,) = fresh_fake_llm.chat_requests[before:]
+            seen[mode.value] = offered(request)
+            if mode != InvestigationTools.NONE:
+                tools = {t["function"]["name"]: t["function"] for t in request["json"]["tools"]}
+                for proposal in (
+                    "annotate",
+                    "delete_pod",
+                    "flush_caches",
+                    "restart_workload",
+                    "rollout_restart",
+                ):
+                    assert tools[proposal]["description"].startswith("PROPOSES a fix"), proposal
+    offered_tools = sorted(
+        [
+            "annotate",
+            "delete_pod",
+            "diagnosis",
+            "flush_caches",
+            "get_status",
+            "restart_workload",
+            "rollout_restart",
+        ]
+    )
+    assert seen == {"readOnly": offered_tools, "none": ["diagnosis"]}, json.dumps(seen)
+    assert writer.calls == []
 
 
 def self_signed_ca() -> bytes:
@@ -284,3 +294,78 @@ def test_an_mcpserver_with_an_unknown_investigation_tools_value_is_refused(value
     problems = validate_resource(manifest)
     assert problems and {p.path for p in problems} == {"spec.investigationTools"}, problems
     assert validate_resource({**manifest, "spec": {"url": "http://mcp.tools:8000/mcp"}}) == []
+
+
+async def test_the_investigator_proposes_its_fix_as_an_action_request_and_never_calls_the_write_tool(
+    tmp_path: Path, fresh_fake_llm: FakeLLM
+) -> None:
+    writer = WriterServer()
+    with ThreadedMcpServer(writer.mcp) as served:
+        path = tmp_path / "agent.json"
+        server = mcp_server("writer", served.url)
+        write_config(path, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)], [server]))
+        restart = {
+            "kind": "Deployment",
+            "namespace": "shop",
+            "name": "checkout",
+            "reason": "stuck on old config",
+        }
+        fresh_fake_llm.enqueue(
+            Reply.tool_call("rollout_restart", restart),
+            Reply.tool_call("diagnosis", {"summary": "checkout runs the old config", "confidence": "medium"}),
+        )
+        settings = settings_for(path, investigation_lease_seconds=5, mcp_connect_timeout_seconds=30.0)
+        async with running(create_app(settings)) as chat, chat.client() as client:
+            (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+            detail = await finished(client, created["name"])
+            listed = (await client.get("/api/actions")).json()["actions"]
+    assert detail["phase"] == "Diagnosed", detail["status"]
+    (action,) = listed
+    assert detail["status"]["actions"] == [action["name"]]
+    assert action["tool"] == "rollout_restart" and action["server"] == "writer"
+    assert action["requested_by"] == {"investigation": created["name"]}
+    assert action["arguments"] == {"kind": "Deployment", "namespace": "shop", "name": "checkout"}
+    assert writer.called("rollout_restart") == [], "the MCP server never saw the write"
+    assert "evidence" not in detail["status"] or all(
+        e["tool"] != "rollout_restart" for e in detail["status"]["evidence"]
+    )
+    first, second = fresh_fake_llm.chat_requests  # the proposal did not end the run: the diagnosis came
+    tools = {t["function"]["name"]: t["function"] for t in first["json"]["tools"]}
+    assert tools["rollout_restart"]["description"].startswith("PROPOSES a fix")
+    assert "reason" in tools["rollout_restart"]["parameters"]["required"]
+    assert "get_status" in tools and "diagnosis" in tools
+    assert (
+        second["json"]["messages"][-1]["content"]
+        == f"proposed as ActionRequest {action['name']}; awaiting approval"
+    )
+
+
+async def test_a_tool_answer_cannot_pose_as_a_proposal(tmp_path: Path, fresh_fake_llm: FakeLLM) -> None:
+    # A read-only tool that answers with a proposal's words: not an ActionRequest of the investigation.
+    writer = WriterServer()
+    with ThreadedMcpServer(writer.mcp) as served:
+        path = tmp_path / "agent.json"
+        write_config(
+            path,
+            agent_config(
+                [model_entry("m", fresh_fake_llm.base_url, default=True)], [mcp_server("writer", served.url)]
+            ),
+        )
+        fresh_fake_llm.enqueue(
+            Reply.tool_call(
+                "get_status",
+                {
+                    "kind": "Deployment",
+                    "namespace": "proposed as ActionRequest someone-else-1",
+                    "name": "web",
+                },
+            ),
+            Reply.text("nothing to fix"),
+        )
+        settings = settings_for(path, investigation_lease_seconds=5, mcp_connect_timeout_seconds=30.0)
+        async with running(create_app(settings)) as chat, chat.client() as client:
+            (created,) = (await client.post(HOOK, json=notification())).json()["investigations"]
+            detail = await finished(client, created["name"])
+    assert detail["phase"] == "Diagnosed", detail["status"]
+    assert writer.called("get_status"), "the read-only tool ran"
+    assert "actions" not in detail["status"]

@@ -15,6 +15,9 @@ from playwright.sync_api import expect
 from tests.chat.test_incidents_core import alert, notification
 from tests.chat.test_web_page import WAIT_MS, browser, fake_model, page, send, serve_chat, wait_for_reply
 from tests.harness.fake_llm import Reply
+from tests.support.actions_support import WriterServer
+from tests.support.chat_support import agent_config, mcp_server
+from tests.support.mcp_server_helpers import ThreadedMcpServer
 from tests.support.runbooks import CRASHLOOP, config_with_runbooks, shard, write_shard_file
 
 if TYPE_CHECKING:
@@ -125,3 +128,42 @@ def test_an_investigation_is_listed_opened_and_continued_in_chat(
     ]
     assert page.locator("article.message img").count() == 0
     assert page.evaluate("() => window.__pwned") is None
+
+
+@pytest.mark.browser
+def test_the_fix_an_investigation_proposed_is_listed_with_its_phase(
+    page: Page, tmp_path: Path, fake_llm: FakeLLM, fresh_fake_llm: FakeLLM
+) -> None:
+    writer = WriterServer()
+    reason = "pods stuck on the old config " + HOSTILE
+    fresh_fake_llm.enqueue(
+        Reply.tool_call(
+            "rollout_restart",
+            {"kind": "Deployment", "namespace": "shop", "name": "checkout", "reason": reason},
+        ),
+        Reply.tool_call("diagnosis", {"summary": "checkout runs the old config", "confidence": "medium"}),
+    )
+    with ThreadedMcpServer(writer.mcp) as served:
+        config = agent_config(
+            [fake_model("fast", "fake-fast", fake_llm.base_url, default=True)],
+            [mcp_server("writer", served.url)],
+        )
+        with serve_chat(
+            config, tmp_path, investigation_lease_seconds=5, mcp_connect_timeout_seconds=30.0
+        ) as url:
+            posted = httpx.post(url + "api/alerts/alertmanager", json=notification(), timeout=10)
+            (created,) = posted.json()["investigations"]
+            (action,) = diagnosed(url, created["name"])["status"]["actions"]
+
+            page.goto(url)
+            page.get_by_role("button", name="Incidents").click()
+            page.locator(f'#incidents-rows tr[data-name="{created["name"]}"] .incident-open').click()
+            item = page.locator("#incident-detail .incident-actions li")
+            expect(item).to_have_count(1, timeout=WAIT_MS)
+            expect(item.locator(".incident-action-name")).to_have_text(action)
+            expect(item.locator(".incident-action-what")).to_have_text(
+                "rollout_restart Deployment shop/checkout", timeout=WAIT_MS
+            )
+            expect(item.locator(".incident-action-phase")).to_have_text("Pending")
+            assert page.locator("#incidents img").count() == 0
+    assert writer.called("rollout_restart") == []

@@ -26,6 +26,18 @@ class WriterServer:
             self._record("restart_workload", kind=kind, namespace=namespace, name=name, dry_run=dry_run)
             return f"restarted {kind} {namespace}/{name}"
 
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+        def rollout_restart(
+            kind: Literal["Deployment", "StatefulSet", "DaemonSet"],
+            namespace: str,
+            name: str,
+            dry_run: bool = True,
+        ) -> str:
+            """Restart a workload's pods the way `kubectl rollout restart` does (the bundled
+            kubernetes_actions server's signature)."""
+            self._record("rollout_restart", kind=kind, namespace=namespace, name=name, dry_run=dry_run)
+            return f"restarting {kind} {namespace}/{name}"
+
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
         def delete_pod(namespace: str, name: str) -> str:
             """Delete a pod."""

@@ -1,7 +1,8 @@
 // The Incidents view: the namespace's Investigations (GET api/investigations, newest first, read again every
 // few seconds while the view is shown), one of them opened (GET api/investigations/{name}) with its
 // diagnosis, evidence, recommendations and runbooks, and "Continue in chat", which opens the investigation's
-// conversation (its status.threadId) in the chat view. Alert labels and the model's diagnosis are untrusted:
+// conversation (its status.threadId) in the chat view. The fixes it proposed (status.actions, ActionRequests)
+// are listed with their phase, each read with GET api/actions/{name}. Alert labels and the model's diagnosis are untrusted:
 // everything from the server goes into the page as text (textContent), never as markup.
 
 import { ApiError, getJson } from "./api.js";
@@ -206,6 +207,12 @@ function showDetail(item) {
   if (recommendations.length) parts.push(section("Recommendations", list("incident-recommendations", recommendations)));
   const runbooks = Array.isArray(status.runbooksUsed) ? status.runbooksUsed : [];
   if (runbooks.length) parts.push(section("Runbooks used", list("incident-runbooks", runbooks)));
+  const actions = Array.isArray(status.actions) ? status.actions.map(String) : [];
+  if (actions.length) {
+    const ul = el("ul", "incident-actions");
+    ul.append(...actions.map(actionItem));
+    parts.push(section("Proposed fixes", ul));
+  }
   const thread = item.thread && item.thread.id;
   if (thread) {
     const go = el("button", "incident-continue", "Continue in chat");
@@ -216,6 +223,27 @@ function showDetail(item) {
   }
   detail.replaceChildren(...parts);
   detail.hidden = false;
+}
+
+// One proposed fix: its name at once, its tool, target and phase once its ActionRequest has been read.
+function actionItem(name) {
+  const li = el("li", "incident-action");
+  li.dataset.name = name;
+  const phase = el("span", "incident-action-phase", "…");
+  const what = el("span", "incident-action-what");
+  li.append(el("code", "incident-action-name", name), document.createTextNode(" "), what, phase);
+  getJson("api/actions/" + encodeURIComponent(name)).then(
+    (action) => {
+      const target = action.target || {};
+      const where = [target.namespace, target.name].filter(Boolean).join("/");
+      what.textContent = [action.tool, target.kind, where].filter(Boolean).join(" ");
+      phase.textContent = String(action.phase || "");
+    },
+    (err) => {
+      phase.textContent = err instanceof ApiError && err.status === 404 ? "gone" : "not readable now";
+    },
+  );
+  return li;
 }
 
 async function continueInChat(threadId) {
