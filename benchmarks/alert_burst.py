@@ -84,6 +84,19 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     store = KubernetesInvestigationStore(
         api_url, NAMESPACE, token=token or None, ca_path=Path(ca) if ca else None, poll_seconds=1.0
     )
+    # The store's API requests by kind and answer (e.g. "PATCH status 409": a claim another replica won).
+    requests: Counter[str] = Counter()
+    send = store._request
+
+    async def counted_request(method: str, path: str, **kwargs: Any) -> Any:
+        response = await send(method, path, **kwargs)
+        what = "status" if path.endswith("/status") else "event" if "/events" in path else "item"
+        if path.rstrip("/") == store._collection:
+            what = "collection"
+        requests[f"{method} {what} {response.status_code}"] += 1
+        return response
+
+    store._request = counted_request  # type: ignore[method-assign]
     # The chat builds the Kubernetes store from its pod's service account; here it is given the URL.
     services.incidents = build_incidents(settings, services.engine, store=store)
     worker = services.incidents.worker
@@ -120,6 +133,7 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
             "max_running": active["max"],
             "finished": finished["count"],
             "last_finished_at": finished["last"],
+            "requests": dict(requests),
         }
 
     @app.post("/bench/bare")
@@ -394,6 +408,8 @@ async def run(args: argparse.Namespace) -> int:
                 f"replica {n}: {sum(s['runs'].values())} runs, most Running at once {s['max_running']} "
                 f"(bound {args.concurrency})"
             )
+        for n, s in enumerate(stats):
+            print(f"replica {n} store requests: " + ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items())))
         print(f"resent after a dropped connection: {resent[0]}")
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")
         print(

@@ -35,6 +35,12 @@ from chat_service.incidents.store import (
 log = logging.getLogger("ai_ops.chat.incidents")
 
 MAX_REASON = 4096
+# Events of finished runs being posted at once; beyond this many waiting, a run's Events are dropped
+# (best effort, as a refused Event) rather than hold its slot or grow without bound.
+EVENT_POSTS = 4
+MAX_PENDING_RECORDS = 256
+# How long a stopping worker lets the Events of finished runs be posted before it cancels them.
+STOP_RECORD_SECONDS = 5.0
 # Tries to store a finished run's outcome (conflicts and API failures; about 20 s of pauses in all).
 FINISH_ATTEMPTS = 8
 
@@ -76,11 +82,14 @@ class InvestigationWorker:
         self.lease_seconds = lease_seconds
         self.finished = finished
         self.running: dict[str, asyncio.Task[None]] = {}
+        # This worker's last write of each running one: the next renewal or the outcome is patched with
+        # its resourceVersion without a GET first (a Conflict reads it again).
+        self._latest: dict[str, StoredInvestigation] = {}
         self._loop_task: asyncio.Task[None] | None = None
-        # Set when a run ends: its slot is free for the next Pending one now, not at the next poll (the
-        # Kubernetes store is woken by this replica's creates only).
+        # Set when a run ends: its slot is free for the next Pending one now, not at the next event.
         self._slot_freed = asyncio.Event()
-        self._candidates: list[StoredInvestigation] = []  # claimable at the last list, oldest first
+        self._recording: set[asyncio.Task[None]] = set()
+        self._event_posts = asyncio.Semaphore(EVENT_POSTS)
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -98,8 +107,13 @@ class InvestigationWorker:
                 await task
         self._loop_task = None
         self.running.clear()
+        self._latest.clear()
         for name in interrupted:
             await self._hand_back(name)
+        if self._recording:
+            _, late = await asyncio.wait(set(self._recording), timeout=STOP_RECORD_SECONDS)
+            for task in late:
+                task.cancel()
 
     async def _hand_back(self, name: str) -> None:
         """Pending again if still this worker's claim; best effort (else the lease expires as on a crash)."""
@@ -127,14 +141,13 @@ class InvestigationWorker:
                 raise
             except Exception as exc:  # the store is down: try again at the next wake-up
                 log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
-            if not await self._wait(max(self.lease_seconds / 4, 0.05)):
-                self._candidates = []  # the store changed or its poll is due: list it again
+            await self._wait(max(self.lease_seconds / 4, 0.05))
 
-    async def _wait(self, timeout: float) -> bool:
-        """Until the store changes (or its poll is due), or a run of this worker has ended (True)."""
+    async def _wait(self, timeout: float) -> None:
+        """Until the store changes (or its poll is due), or a run of this worker has ended."""
         if self._slot_freed.is_set():
             self._slot_freed.clear()
-            return True
+            return
         changed = asyncio.ensure_future(self.store.wait_for_change(timeout))
         freed = asyncio.ensure_future(self._slot_freed.wait())
         try:
@@ -143,30 +156,29 @@ class InvestigationWorker:
             for waiter in (changed, freed):
                 waiter.cancel()
             self._slot_freed.clear()
-        return freed.done() and not changed.done()
 
     async def claim_some(self) -> list[str]:
-        """Claim what this worker has room for; returns the names claimed.
+        """Claim what this worker has room for, oldest first; returns the names claimed.
 
-        A full worker lists nothing (a list of every Investigation per create would cost more than the
-        runs in a burst). The claimable ones of the last list are kept: a freed slot tries those first,
-        with the resourceVersion they were read with, so a stale one only costs a refused patch (another
-        replica took it); the store is listed again once they are used up.
+        The candidates come from the store's snapshot (the watched cache: no API call), with the
+        resourceVersion they were seen with, so a stale one only costs a refused patch (another replica
+        took it). A full worker looks at nothing.
         """
         claimed: list[str] = []
         if len(self.running) >= self.concurrency:
             return claimed
-        if not self._candidates:
-            moment = now()
-            items = sorted(await self.store.list(), key=lambda i: i.created_at)
-            self._candidates = [i for i in items if i.name not in self.running and claimable(i, moment)]
-        while self._candidates and len(self.running) < self.concurrency:
-            item = self._candidates.pop(0)
-            if item.name in self.running:
-                continue
+        moment = now()
+        candidates = sorted(
+            (i for i in await self.store.snapshot() if i.name not in self.running and claimable(i, moment)),
+            key=lambda i: i.created_at,
+        )
+        for item in candidates:
+            if len(self.running) >= self.concurrency:
+                break
             won = await self._claim(item)
             if won is not None:
                 claimed.append(won.name)
+                self._latest[won.name] = won
                 self.running[won.name] = asyncio.create_task(
                     self._run_one(won), name=f"investigation-{won.name}"
                 )
@@ -203,24 +215,48 @@ class InvestigationWorker:
                 await renewer
             stored = await self._finish(item.name, outcome)
             if stored is not None and self.finished is not None:
-                try:
-                    await self.finished(stored)
-                except Exception as exc:
-                    log.warning("investigation %s: recording events failed: %s", item.name, exc)
+                self._record_later(stored)
         finally:
             renewer.cancel()
             self.running.pop(item.name, None)
+            self._latest.pop(item.name, None)
             self._slot_freed.set()
 
-    async def _renew(self, name: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+    def _record_later(self, stored: StoredInvestigation) -> None:
+        """The Events of a stored outcome, off the run's slot: the next investigation need not wait for
+        two Event posts, and a slow Events API does not slow the investigations."""
+        if len(self._recording) >= MAX_PENDING_RECORDS:
+            log.warning("investigation %s: events dropped (%d waiting to be posted)", stored.name, len(self._recording))
+            return
+        task = asyncio.create_task(self._record(stored), name=f"investigation-events-{stored.name}")
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, stored: StoredInvestigation) -> None:
+        assert self.finished is not None
+        async with self._event_posts:
             try:
-                current = await self.store.get(name)
+                await self.finished(stored)
+            except Exception as exc:
+                log.warning("investigation %s: recording events failed: %s", stored.name, exc)
+
+    async def _current(self, name: str, *, read: bool) -> StoredInvestigation | None:
+        """This worker's last write of the investigation, or (``read``, after a Conflict) the API's copy."""
+        latest = None if read else self._latest.get(name)
+        return latest if latest is not None else await self.store.get(name)
+
+    async def _renew(self, name: str) -> None:
+        read = False  # the claim's resourceVersion first; a Conflict reads the object again
+        while True:
+            if not read:
+                await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                current = await self._current(name, read=read)
             except StoreError as exc:
                 # A blip of the API: try at the next tick (two more before the lease runs out), rather
                 # than stop renewing and have a healthy run taken over.
                 log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
+                read = False
                 continue
             if current is None or current.status.get("claimedBy") != self.identity:
                 log.warning("investigation %s: claim lost; stopping its run", name)
@@ -230,13 +266,18 @@ class InvestigationWorker:
                 return
             expires = now() + datetime.timedelta(seconds=self.lease_seconds)
             try:
-                await self.store.patch_status(
+                renewed = await self.store.patch_status(
                     name, {"leaseExpiresAt": rfc3339(expires)}, current.resource_version
                 )
-            except Conflict:  # changed meanwhile (e.g. resolved): renew next time
-                continue
+                self._latest[name] = renewed
+                read = False
+            except Conflict:
+                # Changed meanwhile (resolved, or taken over): read it, and renew now if still ours.
+                # A second Conflict in a row waits for the next tick.
+                read = not read
             except StoreError as exc:
                 log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
+                read = False
 
     async def _finish(self, name: str, outcome: Mapping[str, Any]) -> StoredInvestigation | None:
         """Store the outcome unless another replica took the investigation over meanwhile.
@@ -244,9 +285,11 @@ class InvestigationWorker:
         A store that fails (an API blip) is tried again after a growing pause: the outcome cost a whole
         agent run. Should the blip outlast the lease, another replica claims the investigation and this
         outcome is dropped as for any takeover."""
+        read = False  # this worker's last write first: no GET unless it is stale (Conflict)
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                current = await self.store.get(name)
+                current = await self._current(name, read=read)
+                read = True
                 if current is None or current.status.get("claimedBy") != self.identity:
                     log.warning("investigation %s: taken over by another replica; outcome dropped", name)
                     return None
