@@ -86,10 +86,13 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     )
     # The store's API requests by kind and answer (e.g. "PATCH status 409": a claim another replica won).
     requests: Counter[str] = Counter()
+    waited: Counter[str] = Counter()  # seconds spent waiting for the answers, per method
     send = store._request
 
     async def counted_request(method: str, path: str, **kwargs: Any) -> Any:
+        began = time.perf_counter()
         response = await send(method, path, **kwargs)
+        waited[method] += time.perf_counter() - began
         what = "status" if path.endswith("/status") else "event" if "/events" in path else "item"
         if path.rstrip("/") == store._collection:
             what = "collection"
@@ -106,14 +109,18 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     active = {"now": 0, "max": 0}
     finished = {"count": 0, "last": 0.0}
 
+    spans: list[tuple[str, float, float]] = []  # (name, run began, run ended): wall-clock times
+
     async def counted(item: StoredInvestigation) -> dict[str, Any]:
         runs[item.name] += 1
         active["now"] += 1
         active["max"] = max(active["max"], active["now"])
+        began = time.time()
         try:
             return await runner(item)
         finally:
             active["now"] -= 1
+            spans.append((item.name, began, time.time()))
 
     record = services.incidents.record
 
@@ -134,6 +141,8 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
             "finished": finished["count"],
             "last_finished_at": finished["last"],
             "requests": dict(requests),
+            "waited": dict(waited),
+            "spans": spans,
         }
 
     @app.post("/bench/bare")
@@ -207,6 +216,27 @@ def write_config(llm_url: str, path: Path) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def idle_slots(stats: list[dict[str, Any]], created_at: dict[str, float], concurrency: int, bare_turn: float) -> str:
+    """Where the burst's wall time goes besides the turns: how long slots stood free while an
+    Investigation was waiting unclaimed, how long it waited for a slot, and the turns' own length."""
+    spans = [span for s in stats for span in s["spans"]]
+    started = {name: began for name, began, _ in spans}
+    moments = sorted({*created_at.values(), *(b for _, b, _ in spans), *(e for _, _, e in spans)})
+    idle = 0.0
+    for t0, t1 in zip(moments, moments[1:], strict=False):
+        middle = (t0 + t1) / 2
+        waiting = sum(1 for n, c in created_at.items() if c <= middle < started.get(n, float("inf")))
+        running = sum(1 for _, b, e in spans if b <= middle < e)
+        idle += min(waiting, 2 * concurrency - running) * (t1 - t0)
+    waits = [started[n] - c for n, c in created_at.items() if n in started]
+    turns = [e - b for _, b, e in spans]
+    return (
+        f"slot-seconds free while an Investigation waited unclaimed: {idle:.1f}; created -> claimed "
+        f"p50 {statistics.median(waits):.2f} s, p95 {percentile(waits, 95):.2f} s; a turn in the burst "
+        f"p50 {statistics.median(turns) * 1000:.0f} ms (bare: {bare_turn * 1000:.0f} ms on average)"
+    )
 
 
 def start_api_server(kind: str) -> tuple[Any, str, str, str]:
@@ -333,6 +363,7 @@ async def run(args: argparse.Namespace) -> int:
         created_latency: list[float] = []
         all_latency: list[float] = []
         created: Counter[str] = Counter()
+        created_at: dict[str, float] = {}
         named: dict[int, str] = {}
         queue = iter(sends)
         resent = [0]
@@ -358,6 +389,7 @@ async def run(args: argparse.Namespace) -> int:
                 named[i] = entry["name"]
                 all_latency.append(elapsed)
                 if entry["created"]:
+                    created_at[entry["name"]] = time.time()  # an upper bound: the 202 follows the create
                     created[entry["name"]] += 1
                     created_latency.append(elapsed)
 
@@ -410,7 +442,12 @@ async def run(args: argparse.Namespace) -> int:
             )
         for n, s in enumerate(stats):
             print(f"replica {n} store requests: " + ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items())))
+            print(f"replica {n} mean answer time per method: " + ", ".join(
+                f"{m} {w / sum(v for k, v in s['requests'].items() if k.startswith(m + ' ')) * 1000:.0f} ms"
+                for m, w in sorted(s["waited"].items())
+            ))
         print(f"resent after a dropped connection: {resent[0]}")
+        print(idle_slots(stats, created_at, args.concurrency, bare_wall * 2 * args.concurrency / args.alerts))
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")
         print(
             f"alert -> Investigation created: p50 {statistics.median(created_latency) * 1000:.1f} ms, "
