@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ai_ops_api.investigations import InvestigationPhase
@@ -54,6 +55,33 @@ def replica_identity() -> str:
     return f"{os.environ.get('HOSTNAME', 'chat')}-{uuid.uuid4().hex[:6]}"
 
 
+# How much later than its creation another replica's share counts in this worker's order (below).
+PEER_SHARE_HANDICAP = datetime.timedelta(seconds=10)
+
+
+def share(name: str, replicas: Iterable[str]) -> str:
+    """The replica whose share the investigation is (rendezvous hashing): every replica computes the same
+    owner from the same set, so two of them do not race for the same one first."""
+    return max(replicas, key=lambda replica: hashlib.blake2b(f"{replica}/{name}".encode(), digest_size=8).digest())
+
+
+def claim_order(
+    items: Iterable[StoredInvestigation], identity: str, peers: Iterable[str]
+) -> list[StoredInvestigation]:
+    """Oldest first, another live replica's share as if created ``PEER_SHARE_HANDICAP`` later: each replica
+    starts on its own share, so in a burst they rarely collide (a collision costs a refused patch, in
+    series with the claims behind it), and takes over a busy peer's share once it waits that long."""
+    replicas = sorted({identity, *peers})
+    if len(replicas) == 1:
+        return sorted(items, key=lambda i: i.created_at)
+
+    def key(item: StoredInvestigation) -> datetime.datetime:
+        created = parse_time(item.created_at) or datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        return created if share(item.name, replicas) == identity else created + PEER_SHARE_HANDICAP
+
+    return sorted(items, key=key)
+
+
 def claimable(item: StoredInvestigation, moment: datetime.datetime) -> bool:
     """Pending, or Running under a lease that has expired (its replica died)."""
     if item.phase == InvestigationPhase.PENDING.value:
@@ -89,6 +117,8 @@ class InvestigationWorker:
         # Set when a run ends: its slot is free for the next Pending one now, not at the next event.
         self._slot_freed = asyncio.Event()
         self._recording: set[asyncio.Task[None]] = set()
+        # Other replicas seen holding a lease, and until when: the replicas the work is shared among.
+        self._peers: dict[str, datetime.datetime] = {}
         self._event_posts = asyncio.Semaphore(EVENT_POSTS)
 
     def start(self) -> None:
@@ -158,31 +188,47 @@ class InvestigationWorker:
             self._slot_freed.clear()
 
     async def claim_some(self) -> list[str]:
-        """Claim what this worker has room for, oldest first; returns the names claimed.
+        """Claim what this worker has room for (``claim_order``); returns the names claimed.
 
         The candidates come from the store's snapshot (the watched cache: no API call), with the
         resourceVersion they were seen with, so a stale one only costs a refused patch (another replica
-        took it). A full worker looks at nothing.
+        took it). The free slots are claimed at once (one patch each, in parallel), the next candidates
+        for the ones lost. A full worker looks at nothing.
         """
         claimed: list[str] = []
         if len(self.running) >= self.concurrency:
             return claimed
         moment = now()
-        candidates = sorted(
-            (i for i in await self.store.snapshot() if i.name not in self.running and claimable(i, moment)),
-            key=lambda i: i.created_at,
+        items = await self.store.snapshot()
+        self._note_peers(items, moment)
+        candidates = claim_order(
+            (i for i in items if i.name not in self.running and claimable(i, moment)),
+            self.identity,
+            self._peers,
         )
-        for item in candidates:
-            if len(self.running) >= self.concurrency:
-                break
-            won = await self._claim(item)
-            if won is not None:
-                claimed.append(won.name)
-                self._latest[won.name] = won
-                self.running[won.name] = asyncio.create_task(
-                    self._run_one(won), name=f"investigation-{won.name}"
-                )
+        while candidates and len(self.running) < self.concurrency:
+            batch = candidates[: self.concurrency - len(self.running)]
+            del candidates[: len(batch)]
+            for won in await asyncio.gather(*(self._claim(item) for item in batch)):
+                if won is not None:
+                    claimed.append(won.name)
+                    self._latest[won.name] = won
+                    self.running[won.name] = asyncio.create_task(
+                        self._run_one(won), name=f"investigation-{won.name}"
+                    )
         return claimed
+
+    def _note_peers(self, items: Iterable[StoredInvestigation], moment: datetime.datetime) -> None:
+        """Replicas holding a lease now, remembered until their latest lease ends (a dead one drops out)."""
+        for item in items:
+            holder = item.status.get("claimedBy")
+            expires = parse_time(item.status.get("leaseExpiresAt"))
+            if item.phase == InvestigationPhase.RUNNING.value and holder and holder != self.identity and expires:
+                if expires > self._peers.get(holder, moment):
+                    self._peers[holder] = expires
+        for peer, until in list(self._peers.items()):
+            if until <= moment:
+                del self._peers[peer]
 
     async def _claim(self, item: StoredInvestigation) -> StoredInvestigation | None:
         moment = now()
