@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import itertools
+
 from _common import LOG_DIR, PYTHON, Child, free_port
 
 NAMESPACE = "bench"
@@ -218,14 +220,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def idle_slots(stats: list[dict[str, Any]], created_at: dict[str, float], concurrency: int, bare_turn: float) -> str:
+def idle_slots(
+    stats: list[dict[str, Any]], created_at: dict[str, float], concurrency: int, bare_turn: float
+) -> str:
     """Where the burst's wall time goes besides the turns: how long slots stood free while an
     Investigation was waiting unclaimed, how long it waited for a slot, and the turns' own length."""
     spans = [span for s in stats for span in s["spans"]]
     started = {name: began for name, began, _ in spans}
     moments = sorted({*created_at.values(), *(b for _, b, _ in spans), *(e for _, _, e in spans)})
     idle = 0.0
-    for t0, t1 in zip(moments, moments[1:], strict=False):
+    for t0, t1 in itertools.pairwise(moments):
         middle = (t0 + t1) / 2
         waiting = sum(1 for n, c in created_at.items() if c <= middle < started.get(n, float("inf")))
         running = sum(1 for _, b, e in spans if b <= middle < e)
@@ -441,11 +445,17 @@ async def run(args: argparse.Namespace) -> int:
                 f"(bound {args.concurrency})"
             )
         for n, s in enumerate(stats):
-            print(f"replica {n} store requests: " + ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items())))
-            print(f"replica {n} mean answer time per method: " + ", ".join(
-                f"{m} {w / sum(v for k, v in s['requests'].items() if k.startswith(m + ' ')) * 1000:.0f} ms"
-                for m, w in sorted(s["waited"].items())
-            ))
+            print(
+                f"replica {n} store requests: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items()))
+            )
+            print(
+                f"replica {n} mean answer time per method: "
+                + ", ".join(
+                    f"{m} {w / sum(v for k, v in s['requests'].items() if k.startswith(m + ' ')) * 1000:.0f} ms"
+                    for m, w in sorted(s["waited"].items())
+                )
+            )
         print(f"resent after a dropped connection: {resent[0]}")
         print(idle_slots(stats, created_at, args.concurrency, bare_wall * 2 * args.concurrency / args.alerts))
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")

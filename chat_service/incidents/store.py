@@ -9,6 +9,7 @@ status patch made with a resourceVersion fails with ``Conflict`` when the object
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
 import datetime
@@ -113,7 +114,7 @@ class InvestigationStore(Protocol):
 
     async def list(self) -> list[StoredInvestigation]: ...
 
-    async def snapshot(self) -> list[StoredInvestigation]:
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
         """The investigations as this replica last saw them, for the workers' candidates: no API call
         while a watch keeps them current. A stale one only costs a refused claim (its resourceVersion)."""
 
@@ -194,7 +195,7 @@ class MemoryInvestigationStore:
     async def list(self) -> list[StoredInvestigation]:
         return [StoredInvestigation.of(obj) for obj in self.objects.values()]
 
-    async def snapshot(self) -> list[StoredInvestigation]:
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
         return await self.list()
 
     async def patch_status(
@@ -379,15 +380,17 @@ class KubernetesInvestigationStore:
             raise self._fail(response, "list investigations")
         return [StoredInvestigation.of(item) for item in response.json().get("items", [])]
 
-    async def snapshot(self) -> list[StoredInvestigation]:
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
         self._start_watch()
         if not self._synced:
             return await self.list()
-        return list(self._known.values())
+        return builtins.list(self._known.values())
 
     def _start_watch(self) -> None:
         if self._watch_task is None or self._watch_task.done():
-            self._watch_task = asyncio.create_task(self._watch(), name=f"investigations-watch-{self.namespace}")
+            self._watch_task = asyncio.create_task(
+                self._watch(), name=f"investigations-watch-{self.namespace}"
+            )
 
     async def _watch(self) -> None:
         """List, then watch from the list's resourceVersion; again after a failure or the watch's end."""
@@ -410,7 +413,9 @@ class KubernetesInvestigationStore:
                     "timeoutSeconds": str(self.watch_timeout_seconds),
                     "resourceVersion": str((listing.get("metadata") or {}).get("resourceVersion") or ""),
                 }
-                async with self._client.stream("GET", self._collection, params=params, timeout=timeout) as stream:
+                async with self._client.stream(
+                    "GET", self._collection, params=params, timeout=timeout
+                ) as stream:
                     if stream.status_code != 200:
                         await stream.aread()
                         raise self._fail(stream, "watch investigations")

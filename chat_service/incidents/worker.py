@@ -40,7 +40,8 @@ MAX_REASON = 4096
 # (best effort, as a refused Event) rather than hold its slot or grow without bound.
 EVENT_POSTS = 4
 MAX_PENDING_RECORDS = 256
-# How long a stopping worker lets the Events of finished runs be posted before it cancels them.
+# How long a stopping worker lets finished runs' outcomes be stored, then their Events be posted.
+STOP_FINISH_SECONDS = 10.0
 STOP_RECORD_SECONDS = 5.0
 # Tries to store a finished run's outcome (conflicts and API failures; about 20 s of pauses in all).
 FINISH_ATTEMPTS = 8
@@ -62,7 +63,9 @@ PEER_SHARE_HANDICAP = datetime.timedelta(seconds=10)
 def share(name: str, replicas: Iterable[str]) -> str:
     """The replica whose share the investigation is (rendezvous hashing): every replica computes the same
     owner from the same set, so two of them do not race for the same one first."""
-    return max(replicas, key=lambda replica: hashlib.blake2b(f"{replica}/{name}".encode(), digest_size=8).digest())
+    return max(
+        replicas, key=lambda replica: hashlib.blake2b(f"{replica}/{name}".encode(), digest_size=8).digest()
+    )
 
 
 def claim_order(
@@ -117,6 +120,7 @@ class InvestigationWorker:
         # Set when a run ends: its slot is free for the next Pending one now, not at the next event.
         self._slot_freed = asyncio.Event()
         self._recording: set[asyncio.Task[None]] = set()
+        self._finishing: dict[str, asyncio.Task[None]] = {}  # runs over, outcome being stored
         # Other replicas seen holding a lease, and until when: the replicas the work is shared among.
         self._peers: dict[str, datetime.datetime] = {}
         self._event_posts = asyncio.Semaphore(EVENT_POSTS)
@@ -137,9 +141,13 @@ class InvestigationWorker:
                 await task
         self._loop_task = None
         self.running.clear()
-        self._latest.clear()
         for name in interrupted:
             await self._hand_back(name)
+        if self._finishing:  # outcomes that cost a whole run: let them be stored (within a bound)
+            _, late = await asyncio.wait(set(self._finishing.values()), timeout=STOP_FINISH_SECONDS)
+            for task in late:
+                task.cancel()
+        self._latest.clear()
         if self._recording:
             _, late = await asyncio.wait(set(self._recording), timeout=STOP_RECORD_SECONDS)
             for task in late:
@@ -202,7 +210,11 @@ class InvestigationWorker:
         items = await self.store.snapshot()
         self._note_peers(items, moment)
         candidates = claim_order(
-            (i for i in items if i.name not in self.running and claimable(i, moment)),
+            (
+                i
+                for i in items
+                if i.name not in self.running and i.name not in self._finishing and claimable(i, moment)
+            ),
             self.identity,
             self._peers,
         )
@@ -223,9 +235,13 @@ class InvestigationWorker:
         for item in items:
             holder = item.status.get("claimedBy")
             expires = parse_time(item.status.get("leaseExpiresAt"))
-            if item.phase == InvestigationPhase.RUNNING.value and holder and holder != self.identity and expires:
-                if expires > self._peers.get(holder, moment):
-                    self._peers[holder] = expires
+            if (
+                item.phase == InvestigationPhase.RUNNING.value
+                and holder
+                and holder != self.identity
+                and expires
+            ) and expires > self._peers.get(holder, moment):
+                self._peers[holder] = expires
         for peer, until in list(self._peers.items()):
             if until <= moment:
                 del self._peers[peer]
@@ -259,12 +275,20 @@ class InvestigationWorker:
             renewer.cancel()
             with contextlib.suppress(BaseException):
                 await renewer
+            # The slot is the agent run, over now: the next one is claimed while this outcome is stored
+            # (two API round trips in series per run would otherwise leave the slot idle about as long as
+            # a short run). Until the outcome lands, the store shows this one Running a moment more.
+            task = self.running.pop(item.name, None)
+            if task is not None:
+                self._finishing[item.name] = task
+            self._slot_freed.set()
             stored = await self._finish(item.name, outcome)
             if stored is not None and self.finished is not None:
                 self._record_later(stored)
         finally:
             renewer.cancel()
             self.running.pop(item.name, None)
+            self._finishing.pop(item.name, None)
             self._latest.pop(item.name, None)
             self._slot_freed.set()
 
@@ -272,7 +296,11 @@ class InvestigationWorker:
         """The Events of a stored outcome, off the run's slot: the next investigation need not wait for
         two Event posts, and a slow Events API does not slow the investigations."""
         if len(self._recording) >= MAX_PENDING_RECORDS:
-            log.warning("investigation %s: events dropped (%d waiting to be posted)", stored.name, len(self._recording))
+            log.warning(
+                "investigation %s: events dropped (%d waiting to be posted)",
+                stored.name,
+                len(self._recording),
+            )
             return
         task = asyncio.create_task(self._record(stored), name=f"investigation-events-{stored.name}")
         self._recording.add(task)
