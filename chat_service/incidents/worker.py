@@ -121,6 +121,8 @@ class InvestigationWorker:
         self._slot_freed = asyncio.Event()
         self._recording: set[asyncio.Task[None]] = set()
         self._finishing: dict[str, asyncio.Task[None]] = {}  # runs over, outcome being stored
+        self._claiming: set[str] = set()  # claims in flight (each holds a slot until answered)
+        self._claims: set[asyncio.Task[None]] = set()
         # Other replicas seen holding a lease, and until when: the replicas the work is shared among.
         self._peers: dict[str, datetime.datetime] = {}
         self._event_posts = asyncio.Semaphore(EVENT_POSTS)
@@ -132,8 +134,16 @@ class InvestigationWorker:
     async def stop(self) -> None:
         """Stop the loop and the runs, and hand the interrupted investigations back (Pending), so that
         another replica starts on them at once rather than after the lease (a rolling update)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._loop_task
+        if self._claims:  # a claim in flight may win: let it land, so that its run is handed back too
+            _, late = await asyncio.wait(set(self._claims), timeout=STOP_FINISH_SECONDS)
+            for task in late:
+                task.cancel()
         interrupted = list(self.running)
-        tasks = [t for t in (self._loop_task, *self.running.values()) if t is not None]
+        tasks = list(self.running.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -172,14 +182,24 @@ class InvestigationWorker:
             log.warning("investigation %s: not handed back on stop (%s)", name, exc)
 
     async def _loop(self) -> None:
+        # Claims run beside the loop, not in it: a slot freed while other claims are in flight is
+        # claimed for at once, not after their round trips (which can take as long as a short run).
         while True:
-            try:
-                await self.claim_some()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is down: try again at the next wake-up
-                log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
+            if self._free_slots() > 0:
+                task = asyncio.create_task(self._claim_logged(), name=f"investigations-claim-{self.identity}")
+                self._claims.add(task)
+                task.add_done_callback(self._claims.discard)
             await self._wait(max(self.lease_seconds / 4, 0.05))
+
+    async def _claim_logged(self) -> None:
+        try:
+            await self.claim_some()
+        except Exception as exc:  # the store is down: try again at the next wake-up
+            log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
+
+    def _free_slots(self) -> int:
+        """Slots neither running nor being claimed for."""
+        return self.concurrency - len(self.running) - len(self._claiming)
 
     async def _wait(self, timeout: float) -> None:
         """Until the store changes (or its poll is due), or a run of this worker has ended."""
@@ -204,7 +224,7 @@ class InvestigationWorker:
         for the ones lost. A full worker looks at nothing.
         """
         claimed: list[str] = []
-        if len(self.running) >= self.concurrency:
+        if self._free_slots() <= 0:
             return claimed
         moment = now()
         items = await self.store.snapshot()
@@ -213,15 +233,24 @@ class InvestigationWorker:
             (
                 i
                 for i in items
-                if i.name not in self.running and i.name not in self._finishing and claimable(i, moment)
+                if i.name not in self.running
+                and i.name not in self._finishing
+                and i.name not in self._claiming
+                and claimable(i, moment)
             ),
             self.identity,
             self._peers,
         )
-        while candidates and len(self.running) < self.concurrency:
-            batch = candidates[: self.concurrency - len(self.running)]
-            del candidates[: len(batch)]
-            for won in await asyncio.gather(*(self._claim(item) for item in batch)):
+        while candidates and self._free_slots() > 0:
+            batch = [i for i in candidates[: self._free_slots()] if i.name not in self._claiming]
+            del candidates[: self._free_slots()]
+            names = {i.name for i in batch}
+            self._claiming |= names  # reserved: a claim beside this one counts them as taken
+            try:
+                results = await asyncio.gather(*(self._claim(item) for item in batch))
+            finally:
+                self._claiming -= names
+            for won in results:
                 if won is not None:
                     claimed.append(won.name)
                     self._latest[won.name] = won
