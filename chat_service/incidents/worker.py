@@ -69,20 +69,29 @@ def share(name: str, replicas: Iterable[str]) -> str:
 
 
 def claim_order(
-    items: Iterable[StoredInvestigation], identity: str, peers: Iterable[str]
+    items: Iterable[StoredInvestigation], identity: str, peers: Iterable[str], moment: datetime.datetime
 ) -> list[StoredInvestigation]:
-    """Oldest first, another live replica's share as if created ``PEER_SHARE_HANDICAP`` later: each replica
-    starts on its own share, so in a burst they rarely collide (a collision costs a refused patch, in
-    series with the claims behind it), and takes over a busy peer's share once it waits that long."""
+    """Oldest first of this replica's share, and of another live replica's share once it has waited
+    ``PEER_SHARE_HANDICAP``; then the rest of the peers' shares newest first. In a burst the replicas
+    rarely collide (a collision costs a refused patch): each starts on its own share, and one with room
+    helps a busy peer from the end the peer is not working on."""
     replicas = sorted({identity, *peers})
     if len(replicas) == 1:
         return sorted(items, key=lambda i: i.created_at)
-
-    def key(item: StoredInvestigation) -> datetime.datetime:
-        created = parse_time(item.created_at) or datetime.datetime.min.replace(tzinfo=datetime.UTC)
-        return created if share(item.name, replicas) == identity else created + PEER_SHARE_HANDICAP
-
-    return sorted(items, key=key)
+    oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    mine: list[tuple[datetime.datetime, StoredInvestigation]] = []
+    theirs: list[tuple[datetime.datetime, StoredInvestigation]] = []
+    for item in items:
+        created = parse_time(item.created_at) or oldest
+        if share(item.name, replicas) == identity:
+            mine.append((created, item))
+        elif created + PEER_SHARE_HANDICAP <= moment:
+            mine.append((created + PEER_SHARE_HANDICAP, item))
+        else:
+            theirs.append((created, item))
+    mine.sort(key=lambda pair: pair[0])
+    theirs.sort(key=lambda pair: pair[0], reverse=True)
+    return [item for _, item in mine + theirs]
 
 
 def claimable(item: StoredInvestigation, moment: datetime.datetime) -> bool:
@@ -240,6 +249,7 @@ class InvestigationWorker:
             ),
             self.identity,
             self._peers,
+            moment,
         )
         while candidates and self._free_slots() > 0:
             batch = [i for i in candidates[: self._free_slots()] if i.name not in self._claiming]
