@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import itertools
+
 from _common import LOG_DIR, PYTHON, Child, free_port
 
 NAMESPACE = "bench"
@@ -84,6 +86,22 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     store = KubernetesInvestigationStore(
         api_url, NAMESPACE, token=token or None, ca_path=Path(ca) if ca else None, poll_seconds=1.0
     )
+    # The store's API requests by kind and answer (e.g. "PATCH status 409": a claim another replica won).
+    requests: Counter[str] = Counter()
+    waited: Counter[str] = Counter()  # seconds spent waiting for the answers, per method
+    send = store._request
+
+    async def counted_request(method: str, path: str, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        response = await send(method, path, **kwargs)
+        waited[method] += time.perf_counter() - began
+        what = "status" if path.endswith("/status") else "event" if "/events" in path else "item"
+        if path.rstrip("/") == store._collection:
+            what = "collection"
+        requests[f"{method} {what} {response.status_code}"] += 1
+        return response
+
+    store._request = counted_request  # type: ignore[method-assign]
     # The chat builds the Kubernetes store from its pod's service account; here it is given the URL.
     services.incidents = build_incidents(settings, services.engine, store=store)
     worker = services.incidents.worker
@@ -93,14 +111,18 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
     active = {"now": 0, "max": 0}
     finished = {"count": 0, "last": 0.0}
 
+    spans: list[tuple[str, float, float]] = []  # (name, run began, run ended): wall-clock times
+
     async def counted(item: StoredInvestigation) -> dict[str, Any]:
         runs[item.name] += 1
         active["now"] += 1
         active["max"] = max(active["max"], active["now"])
+        began = time.time()
         try:
             return await runner(item)
         finally:
             active["now"] -= 1
+            spans.append((item.name, began, time.time()))
 
     record = services.incidents.record
 
@@ -120,6 +142,9 @@ def serve_replica(port: int, config: str, api_url: str, token: str, ca: str, con
             "max_running": active["max"],
             "finished": finished["count"],
             "last_finished_at": finished["last"],
+            "requests": dict(requests),
+            "waited": dict(waited),
+            "spans": spans,
         }
 
     @app.post("/bench/bare")
@@ -193,6 +218,29 @@ def write_config(llm_url: str, path: Path) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def idle_slots(
+    stats: list[dict[str, Any]], created_at: dict[str, float], concurrency: int, bare_turn: float
+) -> str:
+    """Where the burst's wall time goes besides the turns: how long slots stood free while an
+    Investigation was waiting unclaimed, how long it waited for a slot, and the turns' own length."""
+    spans = [span for s in stats for span in s["spans"]]
+    started = {name: began for name, began, _ in spans}
+    moments = sorted({*created_at.values(), *(b for _, b, _ in spans), *(e for _, _, e in spans)})
+    idle = 0.0
+    for t0, t1 in itertools.pairwise(moments):
+        middle = (t0 + t1) / 2
+        waiting = sum(1 for n, c in created_at.items() if c <= middle < started.get(n, float("inf")))
+        running = sum(1 for _, b, e in spans if b <= middle < e)
+        idle += min(waiting, 2 * concurrency - running) * (t1 - t0)
+    waits = [started[n] - c for n, c in created_at.items() if n in started]
+    turns = [e - b for _, b, e in spans]
+    return (
+        f"slot-seconds free while an Investigation waited unclaimed: {idle:.1f}; created -> claimed "
+        f"p50 {statistics.median(waits):.2f} s, p95 {percentile(waits, 95):.2f} s; a turn in the burst "
+        f"p50 {statistics.median(turns) * 1000:.0f} ms (bare: {bare_turn * 1000:.0f} ms on average)"
+    )
 
 
 def start_api_server(kind: str) -> tuple[Any, str, str, str]:
@@ -319,6 +367,7 @@ async def run(args: argparse.Namespace) -> int:
         created_latency: list[float] = []
         all_latency: list[float] = []
         created: Counter[str] = Counter()
+        created_at: dict[str, float] = {}
         named: dict[int, str] = {}
         queue = iter(sends)
         resent = [0]
@@ -344,6 +393,7 @@ async def run(args: argparse.Namespace) -> int:
                 named[i] = entry["name"]
                 all_latency.append(elapsed)
                 if entry["created"]:
+                    created_at[entry["name"]] = time.time()  # an upper bound: the 202 follows the create
                     created[entry["name"]] += 1
                     created_latency.append(elapsed)
 
@@ -394,7 +444,20 @@ async def run(args: argparse.Namespace) -> int:
                 f"replica {n}: {sum(s['runs'].values())} runs, most Running at once {s['max_running']} "
                 f"(bound {args.concurrency})"
             )
+        for n, s in enumerate(stats):
+            print(
+                f"replica {n} store requests: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items()))
+            )
+            print(
+                f"replica {n} mean answer time per method: "
+                + ", ".join(
+                    f"{m} {w / sum(v for k, v in s['requests'].items() if k.startswith(m + ' ')) * 1000:.0f} ms"
+                    for m, w in sorted(s["waited"].items())
+                )
+            )
         print(f"resent after a dropped connection: {resent[0]}")
+        print(idle_slots(stats, created_at, args.concurrency, bare_wall * 2 * args.concurrency / args.alerts))
         print(f"burst sent in {burst_wall:.2f} s ({2 * args.alerts / burst_wall:.0f} notifications/s)")
         print(
             f"alert -> Investigation created: p50 {statistics.median(created_latency) * 1000:.1f} ms, "

@@ -9,6 +9,7 @@ status patch made with a resourceVersion fails with ``Conflict`` when the object
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
 import datetime
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 import ssl
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,6 +114,10 @@ class InvestigationStore(Protocol):
 
     async def list(self) -> list[StoredInvestigation]: ...
 
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
+        """The investigations as this replica last saw them, for the workers' candidates: no API call
+        while a watch keeps them current. A stale one only costs a refused claim (its resourceVersion)."""
+
     async def patch_status(
         self, name: str, status: Mapping[str, Any], resource_version: str | None = None
     ) -> StoredInvestigation:
@@ -189,6 +195,9 @@ class MemoryInvestigationStore:
     async def list(self) -> list[StoredInvestigation]:
         return [StoredInvestigation.of(obj) for obj in self.objects.values()]
 
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
+        return await self.list()
+
     async def patch_status(
         self, name: str, status: Mapping[str, Any], resource_version: str | None = None
     ) -> StoredInvestigation:
@@ -250,8 +259,10 @@ class KubernetesInvestigationStore:
     """Investigations through the Kubernetes API, with the access chat_service/config/kubernetes.py uses
     (the pod's service-account token and CA; an explicit URL and token elsewhere).
 
-    New investigations are noticed by a short poll (a list every ``poll_seconds``): simpler than a watch
-    and cheap at the rate alerts arrive; a create from this replica wakes its own workers at once.
+    The workers see the Investigations through a watch (a list, then a watch from its resourceVersion),
+    kept as a cache: a burst of alerts would otherwise cost a list of every Investigation per wake-up, and
+    another replica's create would wait for a poll. ``poll_seconds`` bounds how long ``wait_for_change``
+    sleeps without an event (leases expire without one); while the watch is down ``snapshot`` lists.
     """
 
     def __init__(
@@ -264,6 +275,8 @@ class KubernetesInvestigationStore:
         ca_path: Path | None = None,
         poll_seconds: float = 5.0,
         timeout_seconds: float = 10.0,
+        watch_timeout_seconds: int = 300,
+        retry_seconds: float = 2.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.namespace = namespace
@@ -281,6 +294,11 @@ class KubernetesInvestigationStore:
             auth=self._auth,
         )
         self._changed = asyncio.Event()
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.retry_seconds = retry_seconds
+        self._known: dict[str, StoredInvestigation] = {}
+        self._synced = False  # _known is the API's view (listed, then watched), not a leftover
+        self._watch_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_service_account(
@@ -325,6 +343,11 @@ class KubernetesInvestigationStore:
         return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
 
     async def create(self, name: str, spec: Mapping[str, Any]) -> tuple[StoredInvestigation, bool]:
+        known = self._known.get(name) if self._synced else None
+        if known is not None:
+            # A repeat notification of one the watch has seen: the API would answer 409 (a third of a
+            # burst's requests, each queued behind the others); a deletion reaches the cache as fast.
+            return known, False
         body = {
             "apiVersion": API_VERSION,
             "kind": INVESTIGATION.kind,
@@ -339,7 +362,8 @@ class KubernetesInvestigationStore:
             return existing, False
         if response.status_code not in (200, 201):
             raise self._fail(response, f"create investigation {name}")
-        self._changed.set()
+        if not self._synced:  # the watch wakes the workers once it has the new one in its cache
+            self._changed.set()
         return StoredInvestigation.of(response.json()), True
 
     async def get(self, name: str) -> StoredInvestigation | None:
@@ -355,6 +379,73 @@ class KubernetesInvestigationStore:
         if response.status_code != 200:
             raise self._fail(response, "list investigations")
         return [StoredInvestigation.of(item) for item in response.json().get("items", [])]
+
+    async def snapshot(self) -> builtins.list[StoredInvestigation]:
+        self._start_watch()
+        if not self._synced:
+            return await self.list()
+        return builtins.list(self._known.values())
+
+    def _start_watch(self) -> None:
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.create_task(
+                self._watch(), name=f"investigations-watch-{self.namespace}"
+            )
+
+    async def _watch(self) -> None:
+        """List, then watch from the list's resourceVersion; again after a failure or the watch's end."""
+        timeout = httpx.Timeout(10.0, read=self.watch_timeout_seconds + 30.0)
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self._request("GET", self._collection)
+                if response.status_code != 200:
+                    raise self._fail(response, "list investigations")
+                listing = response.json()
+                self._known = {
+                    item.name: item for item in map(StoredInvestigation.of, listing.get("items", []))
+                }
+                self._synced = True
+                self._changed.set()
+                params = {
+                    "watch": "true",
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(self.watch_timeout_seconds),
+                    "resourceVersion": str((listing.get("metadata") or {}).get("resourceVersion") or ""),
+                }
+                async with self._client.stream(
+                    "GET", self._collection, params=params, timeout=timeout
+                ) as stream:
+                    if stream.status_code != 200:
+                        await stream.aread()
+                        raise self._fail(stream, "watch investigations")
+                    async for line in stream.aiter_lines():
+                        if line.strip() and not self._apply(json.loads(line)):
+                            break  # an ERROR (e.g. 410 Gone): list again
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("investigations watch failed (%s: %s); listing instead", type(exc).__name__, exc)
+            self._synced = False
+            self._changed.set()
+            # A watch that ends normally (timeoutSeconds) is listed again at once, unless it ended at once.
+            if time.monotonic() - started < 1.0:
+                await asyncio.sleep(self.retry_seconds)
+
+    def _apply(self, event: Mapping[str, Any]) -> bool:
+        """Apply one watch event to the cache; False on an ERROR event (the watch must start again)."""
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            log.info("investigations watch ended by the API server: %s", obj.get("message"))
+            return False
+        if kind in ("ADDED", "MODIFIED"):
+            item = StoredInvestigation.of(obj)
+            self._known[item.name] = item
+            self._changed.set()
+        elif kind == "DELETED":
+            self._known.pop(str((obj.get("metadata") or {}).get("name", "")), None)
+            self._changed.set()
+        return True
 
     async def patch_status(
         self, name: str, status: Mapping[str, Any], resource_version: str | None = None
@@ -399,9 +490,15 @@ class KubernetesInvestigationStore:
             )
 
     async def wait_for_change(self, timeout: float) -> None:
+        self._start_watch()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), min(timeout, self.poll_seconds))
         self._changed.clear()
 
     async def aclose(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
+            self._watch_task = None
         await self._client.aclose()

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ai_ops_api.investigations import InvestigationPhase
@@ -35,6 +36,13 @@ from chat_service.incidents.store import (
 log = logging.getLogger("ai_ops.chat.incidents")
 
 MAX_REASON = 4096
+# Events of finished runs being posted at once; beyond this many waiting, a run's Events are dropped
+# (best effort, as a refused Event) rather than hold its slot or grow without bound.
+EVENT_POSTS = 4
+MAX_PENDING_RECORDS = 256
+# How long a stopping worker lets finished runs' outcomes be stored, then their Events be posted.
+STOP_FINISH_SECONDS = 10.0
+STOP_RECORD_SECONDS = 5.0
 # Tries to store a finished run's outcome (conflicts and API failures; about 20 s of pauses in all).
 FINISH_ATTEMPTS = 8
 
@@ -46,6 +54,44 @@ Finished = Callable[[StoredInvestigation], Awaitable[None]]
 
 def replica_identity() -> str:
     return f"{os.environ.get('HOSTNAME', 'chat')}-{uuid.uuid4().hex[:6]}"
+
+
+# How much later than its creation another replica's share counts in this worker's order (below).
+PEER_SHARE_HANDICAP = datetime.timedelta(seconds=10)
+
+
+def share(name: str, replicas: Iterable[str]) -> str:
+    """The replica whose share the investigation is (rendezvous hashing): every replica computes the same
+    owner from the same set, so two of them do not race for the same one first."""
+    return max(
+        replicas, key=lambda replica: hashlib.blake2b(f"{replica}/{name}".encode(), digest_size=8).digest()
+    )
+
+
+def claim_order(
+    items: Iterable[StoredInvestigation], identity: str, peers: Iterable[str], moment: datetime.datetime
+) -> list[StoredInvestigation]:
+    """Oldest first of this replica's share, and of another live replica's share once it has waited
+    ``PEER_SHARE_HANDICAP``; then the rest of the peers' shares newest first. In a burst the replicas
+    rarely collide (a collision costs a refused patch): each starts on its own share, and one with room
+    helps a busy peer from the end the peer is not working on."""
+    replicas = sorted({identity, *peers})
+    if len(replicas) == 1:
+        return sorted(items, key=lambda i: i.created_at)
+    oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    mine: list[tuple[datetime.datetime, StoredInvestigation]] = []
+    theirs: list[tuple[datetime.datetime, StoredInvestigation]] = []
+    for item in items:
+        created = parse_time(item.created_at) or oldest
+        if share(item.name, replicas) == identity:
+            mine.append((created, item))
+        elif created + PEER_SHARE_HANDICAP <= moment:
+            mine.append((created + PEER_SHARE_HANDICAP, item))
+        else:
+            theirs.append((created, item))
+    mine.sort(key=lambda pair: pair[0])
+    theirs.sort(key=lambda pair: pair[0], reverse=True)
+    return [item for _, item in mine + theirs]
 
 
 def claimable(item: StoredInvestigation, moment: datetime.datetime) -> bool:
@@ -76,11 +122,19 @@ class InvestigationWorker:
         self.lease_seconds = lease_seconds
         self.finished = finished
         self.running: dict[str, asyncio.Task[None]] = {}
+        # This worker's last write of each running one: the next renewal or the outcome is patched with
+        # its resourceVersion without a GET first (a Conflict reads it again).
+        self._latest: dict[str, StoredInvestigation] = {}
         self._loop_task: asyncio.Task[None] | None = None
-        # Set when a run ends: its slot is free for the next Pending one now, not at the next poll (the
-        # Kubernetes store is woken by this replica's creates only).
+        # Set when a run ends: its slot is free for the next Pending one now, not at the next event.
         self._slot_freed = asyncio.Event()
-        self._candidates: list[StoredInvestigation] = []  # claimable at the last list, oldest first
+        self._recording: set[asyncio.Task[None]] = set()
+        self._finishing: dict[str, asyncio.Task[None]] = {}  # runs over, outcome being stored
+        self._claiming: set[str] = set()  # claims in flight (each holds a slot until answered)
+        self._claims: set[asyncio.Task[None]] = set()
+        # Other replicas seen holding a lease, and until when: the replicas the work is shared among.
+        self._peers: dict[str, datetime.datetime] = {}
+        self._event_posts = asyncio.Semaphore(EVENT_POSTS)
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -89,8 +143,16 @@ class InvestigationWorker:
     async def stop(self) -> None:
         """Stop the loop and the runs, and hand the interrupted investigations back (Pending), so that
         another replica starts on them at once rather than after the lease (a rolling update)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._loop_task
+        if self._claims:  # a claim in flight may win: let it land, so that its run is handed back too
+            _, late = await asyncio.wait(set(self._claims), timeout=STOP_FINISH_SECONDS)
+            for task in late:
+                task.cancel()
         interrupted = list(self.running)
-        tasks = [t for t in (self._loop_task, *self.running.values()) if t is not None]
+        tasks = list(self.running.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -100,6 +162,15 @@ class InvestigationWorker:
         self.running.clear()
         for name in interrupted:
             await self._hand_back(name)
+        if self._finishing:  # outcomes that cost a whole run: let them be stored (within a bound)
+            _, late = await asyncio.wait(set(self._finishing.values()), timeout=STOP_FINISH_SECONDS)
+            for task in late:
+                task.cancel()
+        self._latest.clear()
+        if self._recording:
+            _, late = await asyncio.wait(set(self._recording), timeout=STOP_RECORD_SECONDS)
+            for task in late:
+                task.cancel()
 
     async def _hand_back(self, name: str) -> None:
         """Pending again if still this worker's claim; best effort (else the lease expires as on a crash)."""
@@ -120,21 +191,30 @@ class InvestigationWorker:
             log.warning("investigation %s: not handed back on stop (%s)", name, exc)
 
     async def _loop(self) -> None:
+        # Claims run beside the loop, not in it: a slot freed while other claims are in flight is
+        # claimed for at once, not after their round trips (which can take as long as a short run).
         while True:
-            try:
-                await self.claim_some()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is down: try again at the next wake-up
-                log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
-            if not await self._wait(max(self.lease_seconds / 4, 0.05)):
-                self._candidates = []  # the store changed or its poll is due: list it again
+            if self._free_slots() > 0:
+                task = asyncio.create_task(self._claim_logged(), name=f"investigations-claim-{self.identity}")
+                self._claims.add(task)
+                task.add_done_callback(self._claims.discard)
+            await self._wait(max(self.lease_seconds / 4, 0.05))
 
-    async def _wait(self, timeout: float) -> bool:
-        """Until the store changes (or its poll is due), or a run of this worker has ended (True)."""
+    async def _claim_logged(self) -> None:
+        try:
+            await self.claim_some()
+        except Exception as exc:  # the store is down: try again at the next wake-up
+            log.warning("investigations: cannot list or claim (%s: %s)", type(exc).__name__, exc)
+
+    def _free_slots(self) -> int:
+        """Slots neither running nor being claimed for."""
+        return self.concurrency - len(self.running) - len(self._claiming)
+
+    async def _wait(self, timeout: float) -> None:
+        """Until the store changes (or its poll is due), or a run of this worker has ended."""
         if self._slot_freed.is_set():
             self._slot_freed.clear()
-            return True
+            return
         changed = asyncio.ensure_future(self.store.wait_for_change(timeout))
         freed = asyncio.ensure_future(self._slot_freed.wait())
         try:
@@ -143,34 +223,67 @@ class InvestigationWorker:
             for waiter in (changed, freed):
                 waiter.cancel()
             self._slot_freed.clear()
-        return freed.done() and not changed.done()
 
     async def claim_some(self) -> list[str]:
-        """Claim what this worker has room for; returns the names claimed.
+        """Claim what this worker has room for (``claim_order``); returns the names claimed.
 
-        A full worker lists nothing (a list of every Investigation per create would cost more than the
-        runs in a burst). The claimable ones of the last list are kept: a freed slot tries those first,
-        with the resourceVersion they were read with, so a stale one only costs a refused patch (another
-        replica took it); the store is listed again once they are used up.
+        The candidates come from the store's snapshot (the watched cache: no API call), with the
+        resourceVersion they were seen with, so a stale one only costs a refused patch (another replica
+        took it). The free slots are claimed at once (one patch each, in parallel), the next candidates
+        for the ones lost. A full worker looks at nothing.
         """
         claimed: list[str] = []
-        if len(self.running) >= self.concurrency:
+        if self._free_slots() <= 0:
             return claimed
-        if not self._candidates:
-            moment = now()
-            items = sorted(await self.store.list(), key=lambda i: i.created_at)
-            self._candidates = [i for i in items if i.name not in self.running and claimable(i, moment)]
-        while self._candidates and len(self.running) < self.concurrency:
-            item = self._candidates.pop(0)
-            if item.name in self.running:
-                continue
-            won = await self._claim(item)
-            if won is not None:
-                claimed.append(won.name)
-                self.running[won.name] = asyncio.create_task(
-                    self._run_one(won), name=f"investigation-{won.name}"
-                )
+        moment = now()
+        items = await self.store.snapshot()
+        self._note_peers(items, moment)
+        candidates = claim_order(
+            (
+                i
+                for i in items
+                if i.name not in self.running
+                and i.name not in self._finishing
+                and i.name not in self._claiming
+                and claimable(i, moment)
+            ),
+            self.identity,
+            self._peers,
+            moment,
+        )
+        while candidates and self._free_slots() > 0:
+            batch = [i for i in candidates[: self._free_slots()] if i.name not in self._claiming]
+            del candidates[: self._free_slots()]
+            names = {i.name for i in batch}
+            self._claiming |= names  # reserved: a claim beside this one counts them as taken
+            try:
+                results = await asyncio.gather(*(self._claim(item) for item in batch))
+            finally:
+                self._claiming -= names
+            for won in results:
+                if won is not None:
+                    claimed.append(won.name)
+                    self._latest[won.name] = won
+                    self.running[won.name] = asyncio.create_task(
+                        self._run_one(won), name=f"investigation-{won.name}"
+                    )
         return claimed
+
+    def _note_peers(self, items: Iterable[StoredInvestigation], moment: datetime.datetime) -> None:
+        """Replicas holding a lease now, remembered until their latest lease ends (a dead one drops out)."""
+        for item in items:
+            holder = item.status.get("claimedBy")
+            expires = parse_time(item.status.get("leaseExpiresAt"))
+            if (
+                item.phase == InvestigationPhase.RUNNING.value
+                and holder
+                and holder != self.identity
+                and expires
+            ) and expires > self._peers.get(holder, moment):
+                self._peers[holder] = expires
+        for peer, until in list(self._peers.items()):
+            if until <= moment:
+                del self._peers[peer]
 
     async def _claim(self, item: StoredInvestigation) -> StoredInvestigation | None:
         moment = now()
@@ -201,26 +314,62 @@ class InvestigationWorker:
             renewer.cancel()
             with contextlib.suppress(BaseException):
                 await renewer
+            # The slot is the agent run, over now: the next one is claimed while this outcome is stored
+            # (two API round trips in series per run would otherwise leave the slot idle about as long as
+            # a short run). Until the outcome lands, the store shows this one Running a moment more.
+            task = self.running.pop(item.name, None)
+            if task is not None:
+                self._finishing[item.name] = task
+            self._slot_freed.set()
             stored = await self._finish(item.name, outcome)
             if stored is not None and self.finished is not None:
-                try:
-                    await self.finished(stored)
-                except Exception as exc:
-                    log.warning("investigation %s: recording events failed: %s", item.name, exc)
+                self._record_later(stored)
         finally:
             renewer.cancel()
             self.running.pop(item.name, None)
+            self._finishing.pop(item.name, None)
+            self._latest.pop(item.name, None)
             self._slot_freed.set()
 
-    async def _renew(self, name: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+    def _record_later(self, stored: StoredInvestigation) -> None:
+        """The Events of a stored outcome, off the run's slot: the next investigation need not wait for
+        two Event posts, and a slow Events API does not slow the investigations."""
+        if len(self._recording) >= MAX_PENDING_RECORDS:
+            log.warning(
+                "investigation %s: events dropped (%d waiting to be posted)",
+                stored.name,
+                len(self._recording),
+            )
+            return
+        task = asyncio.create_task(self._record(stored), name=f"investigation-events-{stored.name}")
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, stored: StoredInvestigation) -> None:
+        assert self.finished is not None
+        async with self._event_posts:
             try:
-                current = await self.store.get(name)
+                await self.finished(stored)
+            except Exception as exc:
+                log.warning("investigation %s: recording events failed: %s", stored.name, exc)
+
+    async def _current(self, name: str, *, read: bool) -> StoredInvestigation | None:
+        """This worker's last write of the investigation, or (``read``, after a Conflict) the API's copy."""
+        latest = None if read else self._latest.get(name)
+        return latest if latest is not None else await self.store.get(name)
+
+    async def _renew(self, name: str) -> None:
+        read = False  # the claim's resourceVersion first; a Conflict reads the object again
+        while True:
+            if not read:
+                await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                current = await self._current(name, read=read)
             except StoreError as exc:
                 # A blip of the API: try at the next tick (two more before the lease runs out), rather
                 # than stop renewing and have a healthy run taken over.
                 log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
+                read = False
                 continue
             if current is None or current.status.get("claimedBy") != self.identity:
                 log.warning("investigation %s: claim lost; stopping its run", name)
@@ -230,13 +379,18 @@ class InvestigationWorker:
                 return
             expires = now() + datetime.timedelta(seconds=self.lease_seconds)
             try:
-                await self.store.patch_status(
+                renewed = await self.store.patch_status(
                     name, {"leaseExpiresAt": rfc3339(expires)}, current.resource_version
                 )
-            except Conflict:  # changed meanwhile (e.g. resolved): renew next time
-                continue
+                self._latest[name] = renewed
+                read = False
+            except Conflict:
+                # Changed meanwhile (resolved, or taken over): read it, and renew now if still ours.
+                # A second Conflict in a row waits for the next tick.
+                read = not read
             except StoreError as exc:
                 log.warning("investigation %s: lease not renewed this time (%s)", name, exc)
+                read = False
 
     async def _finish(self, name: str, outcome: Mapping[str, Any]) -> StoredInvestigation | None:
         """Store the outcome unless another replica took the investigation over meanwhile.
@@ -244,9 +398,11 @@ class InvestigationWorker:
         A store that fails (an API blip) is tried again after a growing pause: the outcome cost a whole
         agent run. Should the blip outlast the lease, another replica claims the investigation and this
         outcome is dropped as for any takeover."""
+        read = False  # this worker's last write first: no GET unless it is stale (Conflict)
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                current = await self.store.get(name)
+                current = await self._current(name, read=read)
+                read = True
                 if current is None or current.status.get("claimedBy") != self.identity:
                     log.warning("investigation %s: taken over by another replica; outcome dropped", name)
                     return None

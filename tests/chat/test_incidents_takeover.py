@@ -102,7 +102,7 @@ async def test_a_replica_that_dies_mid_investigation_is_taken_over_after_its_lea
 async def test_a_failed_lease_renewal_is_retried_not_the_end_of_renewing(
     tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any
 ) -> None:
-    """The API server answers a renewal's read with 500 twice (a blip): the worker renews at its next
+    """The API server answers a renewal's status patch with 500 twice (a blip): the worker renews at its next
     tick, so the lease stays alive and no other replica would take a healthy run over."""
     config = tmp_path / "agent.json"
     write_config(config, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)]))
@@ -121,8 +121,8 @@ async def test_a_failed_lease_renewal_is_retried_not_the_end_of_renewing(
     async with running(app_with_store(settings, store)) as chat, chat.client() as client:
         name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
         path = f"/apis/ai-ops.dev/v1alpha1/namespaces/default/investigations/{name}"
-        (
-            k8s_emulator.emulator[f"get {path}"][blip]
+        (  # the renewal's status patch (made with the claim's resourceVersion, no read first)
+            k8s_emulator.emulator[f"patch {path}/status"][blip]
             << 500
             << {"kind": "Status", "code": 500, "message": "blip"}
         )
@@ -133,7 +133,7 @@ async def test_a_failed_lease_renewal_is_retried_not_the_end_of_renewing(
 
         await eventually(lambda: fresh_fake_llm.chat_requests, "the model asked", LIMIT, 0.05)
         first_lease = stored()["leaseExpiresAt"]
-        blips["left"] = 2  # the next two reads of the investigation (the renewer's) fail
+        blips["left"] = 2  # the next two renewals fail
         await eventually(lambda: blips["left"] == 0, "both blips served", LIMIT, 0.05)
         await eventually(
             lambda: stored().get("leaseExpiresAt", first_lease) > first_lease,
@@ -149,7 +149,7 @@ async def test_a_failed_lease_renewal_is_retried_not_the_end_of_renewing(
 async def test_an_outcome_is_stored_through_a_blip_of_the_api(
     tmp_path: Path, fresh_fake_llm: FakeLLM, k8s_emulator: Any
 ) -> None:
-    """The API server fails the reads right as the run finishes: the worker stores its outcome once the
+    """The API server fails the status patches right as the run finishes: the worker stores its outcome once the
     API answers again, instead of losing it (and running the investigation a second time)."""
     config = tmp_path / "agent.json"
     write_config(config, agent_config([model_entry("m", fresh_fake_llm.base_url, default=True)]))
@@ -168,8 +168,8 @@ async def test_an_outcome_is_stored_through_a_blip_of_the_api(
     async with running(app_with_store(settings, store)) as chat, chat.client() as client:
         name = (await client.post("/api/investigations", json={"question": "why?"})).json()["name"]
         path = f"/apis/ai-ops.dev/v1alpha1/namespaces/default/investigations/{name}"
-        (
-            k8s_emulator.emulator[f"get {path}"][blip]
+        (  # the outcome's status patch (and the reads after a failed one)
+            k8s_emulator.emulator[f"patch {path}/status"][blip]
             << 503
             << {"kind": "Status", "code": 503, "message": "blip"}
         )
@@ -179,7 +179,7 @@ async def test_an_outcome_is_stored_through_a_blip_of_the_api(
             return dict((obj or {}).get("status") or {})
 
         await eventually(lambda: fresh_fake_llm.chat_requests, "the model asked", LIMIT, 0.05)
-        blips["left"] = 3  # the reads as the run ends (a renewal takes none: its next tick is 10 s away)
+        blips["left"] = 3  # the patches as the run ends (a renewal takes none: its next tick is 10 s away)
         released.set()
         await eventually(lambda: blips["left"] == 0, "the blips served", LIMIT, 0.05)
         await eventually(lambda: stored().get("phase") == "Diagnosed", "diagnosed", LIMIT, 0.1)
