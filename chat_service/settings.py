@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -80,6 +81,10 @@ class Settings(BaseModel):
     # Outside a cluster: keep Investigations in the API server this kubeconfig names (a bearer token and a
     # CA), not in memory. `make run` points it at the local control plane when one has been built.
     investigations_kubeconfig: Path | None = None
+    # A Slack-compatible incoming webhook told of each Diagnosed or Failed investigation (a secret: only
+    # its host is ever logged or shown); the public address of this chat's page, for the message's link.
+    investigation_notify_url: str | None = Field(default=None, repr=False)
+    public_url: str | None = None
     # Usage and cost accounting (docs/usage.md): off, no call is counted and no budget is checked.
     usage_accounting: bool = True
     usage_retention_days: int = Field(default=90, ge=1, le=3660)
@@ -127,6 +132,8 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "investigation_max_seconds": ("AI_OPS_INVESTIGATION_MAX_SECONDS", None),
     "investigation_max_tokens": ("AI_OPS_INVESTIGATION_MAX_TOKENS", None),
     "investigations_kubeconfig": ("AI_OPS_INVESTIGATIONS_KUBECONFIG", None),
+    "investigation_notify_url": ("AI_OPS_INVESTIGATION_NOTIFY_URL", None),
+    "public_url": ("AI_OPS_PUBLIC_URL", None),
     "usage_accounting": ("AI_OPS_USAGE_ACCOUNTING", None),
     "usage_retention_days": ("AI_OPS_USAGE_RETENTION_DAYS", None),
     "caller_daily_budget": ("AI_OPS_CALLER_DAILY_BUDGET", None),
@@ -160,6 +167,10 @@ def load_settings(
             "no agent config given: pass --config PATH or set AI_OPS_CONFIG "
             "(render one from manifests with `ai-ops render`)"
         )
+    for url_field in ("investigation_notify_url", "public_url"):  # checked here: errors never echo them
+        url = values.get(url_field)
+        if url is not None and not _is_http_url(url):
+            raise SettingsError(f"{_name(url_field)}: expected an http:// or https:// URL with a host")
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
@@ -179,6 +190,16 @@ def load_settings(
     except BudgetSettingError as exc:
         raise SettingsError(f"{_name('caller_daily_budget')}: {exc}") from None
     return settings.model_copy(update={"log_level": settings.log_level.upper()})
+
+
+def _is_http_url(url: Any) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _name(field: str) -> str:

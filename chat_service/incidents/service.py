@@ -26,6 +26,7 @@ from chat_service.incidents.episode import (
     on_resolved,
 )
 from chat_service.incidents.naming import question_name
+from chat_service.incidents.notify import InvestigationNotifier
 from chat_service.incidents.runner import InvestigationRunner
 from chat_service.incidents.store import (
     Conflict,
@@ -64,6 +65,8 @@ class Incidents:
     worker: InvestigationWorker | None = None
     # The runbooks whose `match` may attach them to an alert (set by the runbook index when there is one).
     runbooks: Callable[[], Sequence[NamedRunbook]] = field(default=lambda: ())
+    # The webhook told of each outcome this replica stored (AI_OPS_INVESTIGATION_NOTIFY_URL), if any.
+    notifier: InvestigationNotifier | None = None
 
     @property
     def store_kind(self) -> Literal["kubernetes", "memory"]:
@@ -71,12 +74,16 @@ class Incidents:
         return "kubernetes" if isinstance(self.store, KubernetesInvestigationStore) else "memory"
 
     def start(self) -> None:
+        if self.notifier is not None:
+            self.notifier.start()
         if self.worker is not None:
             self.worker.start()
 
     async def stop(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.store.aclose()
 
     async def receive(self, notification: Notification) -> list[dict[str, Any]]:
@@ -190,7 +197,10 @@ class Incidents:
             )
 
     async def record(self, item: StoredInvestigation) -> None:
-        """Events of a finished investigation: on itself, and on the object its alert names."""
+        """Events of a finished investigation: on itself, and on the object its alert names; and the
+        webhook's message (queued first, so that a failing Events API does not lose it)."""
+        if self.notifier is not None:
+            self.notifier.notify(item)
         phase = item.phase
         message = item.status.get("summary") or item.status.get("reason") or phase
         kind = "Warning" if phase == InvestigationPhase.FAILED.value else "Normal"
@@ -250,6 +260,12 @@ def build_incidents(
         else:
             store = MemoryInvestigationStore(namespace=settings.namespace or "default")
     incidents = Incidents(store)
+    if settings.investigation_notify_url:
+        incidents.notifier = InvestigationNotifier(
+            settings.investigation_notify_url,
+            public_url=settings.public_url,
+            allow_loopback=settings.allow_loopback,
+        )
     if engine.runbooks is not None:
         # The namespace's runbooks as the index holds them now: a runbook published after an alert fired
         # is attached to the next alert, not to the Investigations already created.
