@@ -15,7 +15,15 @@ import pytest
 from ai_ops_operator.core.validation import validate_resource
 from chat_service.auth import parse_tokens
 from tests.chart import test_chart as chart_checks
-from tests.support.chart_render import NAMESPACE, RELEASE, Rendered, env_value, load_chart, render
+from tests.support.chart_render import (
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    container_env,
+    env_value,
+    load_chart,
+    render,
+)
 
 PROMETHEUS = f"{RELEASE}-mcp-prometheus"
 COMPONENT = "mcp-prometheus"
@@ -96,6 +104,28 @@ def test_the_alertmanager_token_needs_the_charts_tokens_secret(
         render(chart, values)
 
 
+def test_the_notification_webhook_is_off_by_default_and_its_url_comes_from_the_secret(
+    chart: helm.Chart,
+) -> None:
+    names = {e["name"] for e in chat_env(render(chart, {}))}
+    assert not names & {"AI_OPS_INVESTIGATION_NOTIFY_URL", "AI_OPS_PUBLIC_URL"}
+    values = {"incidents": {"notify": {"secretName": "slack-webhook", "secretKey": "incoming",
+                                       "publicUrl": "https://ai-ops.example.test"}}}  # fmt: skip
+    rendered = render(chart, values)
+    env = {e["name"]: e for e in chat_env(rendered)}
+    assert env["AI_OPS_INVESTIGATION_NOTIFY_URL"] == {
+        "name": "AI_OPS_INVESTIGATION_NOTIFY_URL",
+        "valueFrom": {"secretKeyRef": {"name": "slack-webhook", "key": "incoming"}},
+    }
+    assert env["AI_OPS_PUBLIC_URL"]["value"] == "https://ai-ops.example.test"
+    for configmap in rendered.of_kind("ConfigMap"):
+        assert "slack-webhook" not in str(configmap) and "NOTIFY_URL" not in str(configmap)
+
+
+def chat_env(rendered: Rendered) -> list[dict[str, Any]]:
+    return container_env(chat_pod(rendered), "chat")
+
+
 def test_the_prometheus_server_is_off_without_a_url(chart: helm.Chart) -> None:
     rendered = render(chart, {"networkPolicy": {"enabled": True}})
     assert mine(rendered) == []
@@ -164,6 +194,9 @@ def test_the_prometheus_egress_when_given_is_all_it_may_reach(chart: helm.Chart)
         {"incidents": {"budget": {"maxTokens": 10}}},
         {"incidents": {"alertmanager": {"callerName": "has space"}}},
         {"incidents": {"surprise": True}},
+        {"incidents": {"notify": {"secretName": "Not_A_Name"}}},
+        {"incidents": {"notify": {"publicUrl": "ai-ops.example.test"}}},
+        {"incidents": {"notify": {"url": "https://hooks.example.test/x"}}},
     ],
 )
 def test_schema_refuses_bad_values(chart: helm.Chart, values: dict[str, Any]) -> None:
