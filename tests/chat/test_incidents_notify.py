@@ -19,6 +19,7 @@ from chat_service.incidents.notify import InvestigationNotifier
 from chat_service.incidents.service import Incidents
 from chat_service.incidents.store import MemoryInvestigationStore, StoredInvestigation
 from chat_service.incidents.worker import InvestigationWorker
+from chat_service.settings import SettingsError, load_settings
 from tests.chat.test_incidents_core import notification
 from tests.chat.test_incidents_flow import HOOK, app_for, finished
 from tests.harness.fake_llm import FakeLLM, Reply
@@ -225,3 +226,26 @@ async def test_the_url_never_shows_in_the_logs_or_the_status(
     assert "liveness probe times out" in receiver.bodies[-1]["text"]
     for seen in (caplog.text, status):
         assert SECRET_PATH not in seen and "T0SECRET" not in seen
+
+
+async def test_a_metadata_address_is_refused_by_the_address_policy(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    store = MemoryInvestigationStore()
+    url = f"http://169.254.169.254{SECRET_PATH}"
+    notifier = InvestigationNotifier(url, allow_loopback=True, retry_pause_seconds=0.01)
+    notifier.start()
+    try:
+        item, _ = await store.create("question-one", {"source": "api", "question": "why?"})
+        notifier.notify(await store.patch_status(item.name, {"phase": "Failed", "reason": "x"}))
+        await eventually(lambda: "not delivered" in caplog.text, "the warning", timeout=30)
+    finally:
+        await notifier.stop()
+    assert "address refused" in caplog.text and SECRET_PATH not in caplog.text
+
+
+@pytest.mark.parametrize("variable", ["AI_OPS_INVESTIGATION_NOTIFY_URL", "AI_OPS_PUBLIC_URL"])
+def test_a_bad_url_setting_is_refused_without_echoing_it(tmp_path: Path, variable: str) -> None:
+    environ = {"AI_OPS_CONFIG": str(tmp_path / "agent.json"), variable: "hooks.example.test/T0SECRET"}
+    with pytest.raises(SettingsError, match=variable) as refused:
+        load_settings(environ=environ)
+    assert "T0SECRET" not in str(refused.value)
