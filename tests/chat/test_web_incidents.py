@@ -107,6 +107,13 @@ def test_an_investigation_is_listed_opened_and_continued_in_chat(
     expect(detail.locator(".incident-runbooks li")).to_have_text(["pod-crashloop"])
     assert page.locator("#incidents img, #incidents b").count() == 0
     assert page.evaluate("() => window.__pwned") is None
+
+    # A notification's link opens the page on that investigation.
+    page.goto(chat_url + f"?investigation={name}")
+    expect(page.locator("#incidents")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#incident-detail .incident-summary-text")).to_have_text(
+        DIAGNOSIS["summary"], timeout=WAIT_MS
+    )
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # Continue in chat: the chat view opens the investigation's conversation, with its messages.

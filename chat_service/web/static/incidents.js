@@ -287,4 +287,10 @@ export function setUpIncidents() {
   view.button.addEventListener("click", () => (shown ? showChat() : showIncidents()));
   byId("new-conversation").addEventListener("click", () => shown && showChat());
   document.addEventListener(VIEW_EVENT, (event) => event.detail !== "incidents" && shown && showChat());
+  // A notification's link (?investigation=<name>) opens the view on that investigation.
+  const linked = new URLSearchParams(window.location.search).get("investigation");
+  if (linked) {
+    showIncidents();
+    loadDetail(linked);
+  }
 }
