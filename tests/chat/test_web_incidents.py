@@ -60,6 +60,17 @@ def chat_url(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Ite
         yield url
 
 
+def runbooks_loaded(chat_url: str, *names: str) -> None:
+    held: list[str] = []
+    for _ in range(600):
+        answer = httpx.get(chat_url + "api/runbooks", timeout=10)
+        held = [r["name"] for r in answer.json().get("runbooks", [])] if answer.status_code == 200 else []
+        if set(names) <= set(held):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"runbooks {names} not loaded: {held}")
+
+
 def diagnosed(chat_url: str, name: str) -> dict[str, Any]:
     for _ in range(600):
         detail: dict[str, Any] = httpx.get(chat_url + f"api/investigations/{name}", timeout=10).json()
@@ -74,6 +85,9 @@ def test_an_investigation_is_listed_opened_and_continued_in_chat(
     page: Page, chat_url: str, fresh_fake_llm: FakeLLM
 ) -> None:
     fresh_fake_llm.enqueue(Reply.tool_call("diagnosis", DIAGNOSIS, usage=(300, 40)))
+    runbooks_loaded(
+        chat_url, "pod-crashloop"
+    )  # an alert attaches the runbooks the index holds when it arrives
     labels = {**alert()["labels"], "team": HOSTILE}
     hostile = alert(labels=labels, annotations={"summary": HOSTILE})
     posted = httpx.post(chat_url + "api/alerts/alertmanager", json=notification(hostile), timeout=10)
