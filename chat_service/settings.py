@@ -183,6 +183,12 @@ def load_settings(
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError(f"{_name('redis_url')}: expected a redis://, rediss:// or unix:// URL")
+    if "anonymous" in settings.action_approvers:
+        # Without a tokens file every caller is "anonymous": naming it would let anyone approve a write.
+        raise SettingsError(
+            f"{_name('action_approvers')}: 'anonymous' is every caller when auth is off; approvers must be "
+            "callers named in the tokens file"
+        )
     from chat_service.usage.budgets import BudgetSettingError, parse_caller_budgets
 
     try:

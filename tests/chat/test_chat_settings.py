@@ -134,3 +134,12 @@ def test_chat_command_refuses_a_bad_config_with_a_clear_message(
     good.write_text(tampered)
     assert cli.run(_args(config=good)) == 1
     assert "checksum" in capsys.readouterr().err
+
+
+def test_anonymous_cannot_be_an_action_approver() -> None:
+    environ = {"AI_OPS_CONFIG": "/c.json", "AI_OPS_ACTION_APPROVERS": "alice, anonymous"}
+    with pytest.raises(SettingsError, match="AI_OPS_ACTION_APPROVERS: 'anonymous' is every caller"):
+        load_settings({}, environ=environ)
+    assert load_settings({}, environ={**environ, "AI_OPS_ACTION_APPROVERS": "alice"}).action_approvers == {
+        "alice"
+    }
