@@ -14,7 +14,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -29,12 +28,12 @@ from ai_ops_api.specs import API_VERSION, GROUP, VERSION
 from chat_service.incidents.store import (
     Conflict,
     NotFound,
+    ServiceAccountClient,
     StoreError,
     merge_patch,
     now,
     rfc3339,
 )
-from chat_service.settings import SERVICE_ACCOUNT_DIR
 
 __all__ = [
     "KIND",
@@ -197,7 +196,7 @@ class MemoryActionStore:
 # --- Kubernetes ---------------------------------------------------------------------------------
 
 
-class KubernetesActionStore:
+class KubernetesActionStore(ServiceAccountClient):
     """ActionRequests through the Kubernetes API with the pod's service account (the chart's Role grants
     create/get/list/watch on actionrequests and patch on actionrequests/status; its admission policy lets
     this identity write only ``decision``, with ``by: chat:<caller>``).
@@ -236,45 +235,9 @@ class KubernetesActionStore:
         )
         self._changed = asyncio.Event()
 
-    @classmethod
-    def from_service_account(cls, namespace: str | None = None, **kwargs: Any) -> KubernetesActionStore:
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if ":" in host:  # IPv6
-            host = f"[{host}]"
-        ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-        return cls(
-            f"https://{host}:{port}",
-            ns,
-            token_path=SERVICE_ACCOUNT_DIR / "token",
-            ca_path=SERVICE_ACCOUNT_DIR / "ca.crt",
-            **kwargs,
-        )
-
-    def _auth(self, request: httpx.Request) -> httpx.Request:
-        # Re-read per request: kubelet rotates projected service-account tokens.
-        token = self.token_path.read_text().strip() if self.token_path is not None else self.token
-        if token:
-            request.headers["Authorization"] = f"Bearer {token}"
-        return request
-
     @property
     def _collection(self) -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise StoreError(f"Kubernetes API unreachable ({type(exc).__name__}: {exc})") from None
-
-    @staticmethod
-    def _fail(response: httpx.Response, what: str) -> StoreError:
-        try:
-            message = response.json().get("message", "")
-        except ValueError:
-            message = response.text[:300]
-        return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
 
     async def create(self, name: str, spec: Mapping[str, Any]) -> StoredAction:
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": dict(spec)}

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import httpx
 
@@ -255,7 +255,54 @@ def event_body(regarding: ObjectRef, reason: str, message: str, type_: str) -> d
 # --- Kubernetes ---------------------------------------------------------------------------------
 
 
-class KubernetesInvestigationStore:
+class ServiceAccountClient:
+    """What both Kubernetes stores (Investigations, ActionRequests) need of the API server: a client from
+    the pod's service account, the token re-read per request, and errors as StoreError."""
+
+    namespace: str
+    token: str | None
+    token_path: Path | None
+    _client: httpx.AsyncClient
+
+    @classmethod
+    def from_service_account(cls, namespace: str | None = None, **kwargs: Any) -> Self:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if ":" in host:  # IPv6
+            host = f"[{host}]"
+        ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        # Each store's __init__ takes (api_url, namespace, *, token_path, ca_path, ...); this base has none.
+        return cls(  # type: ignore[call-arg]
+            f"https://{host}:{port}",
+            ns,
+            token_path=SERVICE_ACCOUNT_DIR / "token",
+            ca_path=SERVICE_ACCOUNT_DIR / "ca.crt",
+            **kwargs,
+        )
+
+    def _auth(self, request: httpx.Request) -> httpx.Request:
+        # Re-read per request: kubelet rotates projected service-account tokens.
+        token = self.token_path.read_text().strip() if self.token_path is not None else self.token
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"Kubernetes API unreachable ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _fail(response: httpx.Response, what: str) -> StoreError:
+        try:
+            message = response.json().get("message", "")
+        except ValueError:
+            message = response.text[:300]
+        return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
+
+
+class KubernetesInvestigationStore(ServiceAccountClient):
     """Investigations through the Kubernetes API, with the access chat_service/config/kubernetes.py uses
     (the pod's service-account token and CA; an explicit URL and token elsewhere).
 
@@ -300,47 +347,9 @@ class KubernetesInvestigationStore:
         self._synced = False  # _known is the API's view (listed, then watched), not a leftover
         self._watch_task: asyncio.Task[None] | None = None
 
-    @classmethod
-    def from_service_account(
-        cls, namespace: str | None = None, **kwargs: Any
-    ) -> KubernetesInvestigationStore:
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if ":" in host:  # IPv6
-            host = f"[{host}]"
-        ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-        return cls(
-            f"https://{host}:{port}",
-            ns,
-            token_path=SERVICE_ACCOUNT_DIR / "token",
-            ca_path=SERVICE_ACCOUNT_DIR / "ca.crt",
-            **kwargs,
-        )
-
-    def _auth(self, request: httpx.Request) -> httpx.Request:
-        # Re-read per request: kubelet rotates projected service-account tokens.
-        token = self.token_path.read_text().strip() if self.token_path is not None else self.token
-        if token:
-            request.headers["Authorization"] = f"Bearer {token}"
-        return request
-
     @property
     def _collection(self) -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{INVESTIGATION.plural}"
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise StoreError(f"Kubernetes API unreachable ({type(exc).__name__}: {exc})") from None
-
-    @staticmethod
-    def _fail(response: httpx.Response, what: str) -> StoreError:
-        try:
-            message = response.json().get("message", "")
-        except ValueError:
-            message = response.text[:300]
-        return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
 
     async def create(self, name: str, spec: Mapping[str, Any]) -> tuple[StoredInvestigation, bool]:
         known = self._known.get(name) if self._synced else None
