@@ -161,4 +161,6 @@ class ChatServices:
         await self.runbooks.stop()
         await self.engine.close()
         await self.toolbox.aclose()
+        if self.usage is not None:  # its last ledger write, before the Redis client closes
+            await self.usage.aclose()
         await self.conversations.aclose()

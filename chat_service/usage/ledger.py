@@ -7,8 +7,10 @@ A field is ``<what>|<caller>|<name parts...>|<counter>``:
 - ``t|<caller>|<server>|<tool>|calls`` / ``errors`` / ``ms``: tool calls.
 
 Every field carries the caller, so one caller's own view and every grouping are sums over fields. Names
-are escaped so an untrusted tool name cannot forge a field. In Redis the writes are HINCRBY in one
-pipeline with EXPIRE (``AI_OPS_USAGE_RETENTION_DAYS``); without Redis the same hashes live in memory.
+are escaped so an untrusted tool name cannot forge a field. The recorder writes a batch of deltas (every
+namespace and day it has pending) with ``add_many``: in Redis one MULTI/EXEC of HINCRBY per field and
+EXPIREAT per hash (``AI_OPS_USAGE_RETENTION_DAYS``), so a batch lands whole or not at all; without Redis
+the same hashes live in memory.
 """
 
 from __future__ import annotations
@@ -45,10 +47,14 @@ def day_key(namespace: str, day: dt.date) -> str:
     return f"{KEY_PREFIX}:{namespace}:{day.isoformat()}"
 
 
+Batch = Mapping[tuple[str, dt.date], Mapping[str, int]]  # (namespace, day) -> field -> delta
+
+
 class Ledger(Protocol):
     backend: str
+    retention_days: int
 
-    async def add(self, namespace: str, day: dt.date, deltas: Mapping[str, int]) -> None: ...
+    async def add_many(self, batch: Batch) -> None: ...
 
     async def days(self, namespace: str, days: Iterable[dt.date]) -> dict[dt.date, dict[str, int]]: ...
 
@@ -63,9 +69,13 @@ class MemoryLedger:
         self._hashes: dict[str, defaultdict[str, int]] = {}
 
     async def add(self, namespace: str, day: dt.date, deltas: Mapping[str, int]) -> None:
-        values = self._hashes.setdefault(day_key(namespace, day), defaultdict(int))
-        for name, delta in deltas.items():
-            values[name] += delta
+        await self.add_many({(namespace, day): deltas})
+
+    async def add_many(self, batch: Batch) -> None:
+        for (namespace, day), deltas in batch.items():
+            values = self._hashes.setdefault(day_key(namespace, day), defaultdict(int))
+            for name, delta in deltas.items():
+                values[name] += delta
         oldest = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=self.retention_days)).isoformat()
         for key in [k for k in self._hashes if k.rsplit(":", 1)[-1] < oldest]:
             del self._hashes[key]
@@ -84,13 +94,19 @@ class RedisLedger:
         self.retention_days = retention_days
 
     async def add(self, namespace: str, day: dt.date, deltas: Mapping[str, int]) -> None:
-        key = day_key(namespace, day)
-        expires = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=self.retention_days + 1)
-        pipe = self.client.pipeline(transaction=False)
-        for name, delta in deltas.items():
-            if delta:
-                pipe.hincrby(key, name, delta)
-        pipe.expireat(key, int(expires.timestamp()))
+        await self.add_many({(namespace, day): deltas})
+
+    async def add_many(self, batch: Batch) -> None:
+        """One round trip for the whole batch; a transaction, so a failed write adds nothing and the
+        recorder can retry the same deltas (a lost reply to a committed write would count it twice)."""
+        pipe = self.client.pipeline(transaction=True)
+        for (namespace, day), deltas in batch.items():
+            key = day_key(namespace, day)
+            expires = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=self.retention_days + 1)
+            for name, delta in deltas.items():
+                if delta:
+                    pipe.hincrby(key, name, delta)
+            pipe.expireat(key, int(expires.timestamp()))
         await pipe.execute()
 
     async def days(self, namespace: str, days: Iterable[dt.date]) -> dict[dt.date, dict[str, int]]:

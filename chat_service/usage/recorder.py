@@ -8,8 +8,12 @@ model's callback runs for every call of that model whoever makes it, with the ru
 investigation, graph node) merged in, and the final ``LLMResult`` carries the provider's usage for
 streamed and plain calls alike (LangChain sums the stream's usage chunk into it).
 
-The handler runs inline (no thread hop) and does no I/O: metrics are counted at once and the ledger write
-is a background task; a budget check first waits for this replica's pending writes.
+The handler runs inline (no thread hop) and does no I/O: metrics are counted at once and the call's ledger
+counters are added to this replica's *pending* deltas, a dict per (namespace, day) in memory. A background
+flusher writes every pending delta in one Redis round trip at most every ``flush_interval`` seconds (0.5 by
+default) and once more on shutdown, so a turn's model and tool calls cost no round trip of their own.
+A budget check and ``GET /api/usage`` add this replica's pending deltas to what they read, so they are exact
+for this replica without waiting for a flush; another replica sees them after its next flush.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def estimated_usage(prompt_chars: int, response: LLMResult) -> TokenCounts:
 @dataclass
 class _ModelStart:
     metadata: dict[str, Any]
-    prompt_chars: int
+    messages: list[list[Any]]  # measured only when the provider sends no usage (estimated_usage)
 
 
 @dataclass
@@ -106,14 +110,15 @@ class UsageCallback(BaseCallbackHandler):
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[Any]], *, run_id: UUID, **kwargs: Any
     ) -> None:
-        chars = sum(len(message_text(m)) for batch in messages for m in batch)
-        self._models[run_id] = _ModelStart(dict(kwargs.get("metadata") or {}), chars)
+        self._models[run_id] = _ModelStart(kwargs.get("metadata") or {}, messages)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         start = self._models.pop(run_id, None)
         if start is None:
             return
-        tokens = usage_of(response) or estimated_usage(start.prompt_chars, response)
+        tokens = usage_of(response) or estimated_usage(
+            sum(len(message_text(m)) for batch in start.messages for m in batch), response
+        )
         try:
             self.recorder.model_call(start.metadata, tokens)
         except Exception:  # accounting must never fail a turn
@@ -144,6 +149,9 @@ class UsageCallback(BaseCallbackHandler):
         self._tool_done(run_id, False)
 
 
+Pending = dict[tuple[str, dt.date], dict[str, int]]  # (namespace, day) -> field -> delta
+
+
 @dataclass
 class UsageRecorder:
     metrics: ChatMetrics
@@ -152,10 +160,25 @@ class UsageRecorder:
     known_callers: Callable[[], Iterable[str]]  # the tokens file's names: per-caller metric labels
     caller_budgets: dict[str, Budget] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    _pending: set[asyncio.Task[None]] = field(default_factory=set)
+    flush_interval: float = 0.5  # seconds between ledger writes at most: one round trip per interval
 
     def __post_init__(self) -> None:
         self.handler = UsageCallback(self)
+        # Counters not yet in the ledger. A failed flush merges its batch back in (they are counters), so
+        # an outage neither loses them nor grows memory beyond one integer per distinct field and day.
+        self._pending: Pending = {}
+        self._dirty = asyncio.Event()  # set when there are pending deltas for the flusher
+        self._flush_lock = asyncio.Lock()  # one flush at a time: the flusher, settled(), aclose()
+        self._no_flush = asyncio.Event()  # clear while a batch is on its way to the ledger
+        self._no_flush.set()
+        self._flushes = 0  # batches taken so far: a read that saw one start reads again
+        self._flusher: asyncio.Task[None] | None = None
+        self._failing = False
+        self._closed = False
+        # prometheus children per label tuple: .labels() takes a lock and builds a key on every call.
+        self._model_children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._cost_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._tool_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     # -- hook -----------------------------------------------------------------------------------------
 
@@ -175,7 +198,30 @@ class UsageRecorder:
         return (config.namespace if config is not None and config.namespace else "default"), config
 
     def _caller_label(self, caller: str) -> str:
-        return caller if caller in set(self.known_callers()) else OTHER_CALLER
+        return caller if caller in self.known_callers() else OTHER_CALLER
+
+    def _model_metrics(self, namespace: str, model: str, label: str) -> tuple[Any, ...]:
+        key = (namespace, model, label)
+        children = self._model_children.get(key)
+        if children is None:
+            m = self.metrics
+            children = self._model_children[key] = (
+                *(m.llm_tokens.labels(namespace=namespace, model=model, kind=k) for k in TOKEN_KINDS),
+                *(m.llm_caller_tokens.labels(namespace=namespace, caller=label, kind=k) for k in TOKEN_KINDS),
+                m.llm_estimated_calls.labels(namespace=namespace, model=model),
+            )
+        return children
+
+    def _cost_metrics(self, namespace: str, model: str, label: str, currency: str) -> tuple[Any, Any]:
+        key = (namespace, model, label, currency)
+        children = self._cost_children.get(key)
+        if children is None:
+            m = self.metrics
+            children = self._cost_children[key] = (
+                m.llm_cost.labels(namespace=namespace, model=model, currency=currency),
+                m.llm_caller_cost.labels(namespace=namespace, caller=label, currency=currency),
+            )
+        return children
 
     def model_call(self, metadata: dict[str, Any], tokens: TokenCounts) -> None:
         namespace, config = self._namespace()
@@ -184,13 +230,18 @@ class UsageRecorder:
         entry = config.model_by_name(model) if config is not None else None
         pricing = entry.pricing if entry is not None else None
         nanos = cost_nanos(pricing, tokens)
-        m = self.metrics
         label = self._caller_label(caller)
-        for kind, value in (("input", tokens.input), ("output", tokens.output), ("cached", tokens.cached)):
-            m.llm_tokens.labels(namespace=namespace, model=model, kind=kind).inc(value)
-            m.llm_caller_tokens.labels(namespace=namespace, caller=label, kind=kind).inc(value)
+        in_, out, cached, caller_in, caller_out, caller_cached, estimated = self._model_metrics(
+            namespace, model, label
+        )
+        in_.inc(tokens.input)
+        out.inc(tokens.output)
+        cached.inc(tokens.cached)
+        caller_in.inc(tokens.input)
+        caller_out.inc(tokens.output)
+        caller_cached.inc(tokens.cached)
         if tokens.estimated:
-            m.llm_estimated_calls.labels(namespace=namespace, model=model).inc()
+            estimated.inc()
         prefix = ("m", caller, model, call_kind(metadata))
         deltas = {
             ledger_field(*prefix, "in"): tokens.input,
@@ -201,22 +252,29 @@ class UsageRecorder:
         }
         if nanos is not None and pricing is not None:
             amount = nanos / NANOS_PER_UNIT
-            m.llm_cost.labels(namespace=namespace, model=model, currency=pricing.currency).inc(amount)
-            m.llm_caller_cost.labels(namespace=namespace, caller=label, currency=pricing.currency).inc(amount)
+            for child in self._cost_metrics(namespace, model, label, pricing.currency):
+                child.inc(amount)
             deltas[ledger_field(*prefix, f"cost:{pricing.currency}")] = nanos
-        self._write(namespace, deltas)
+        self._add(namespace, deltas)
 
     def tool_call(self, metadata: dict[str, Any], tool: str, ok: bool, seconds: float) -> None:
         namespace, _config = self._namespace()
         server = str(metadata.get("ai_ops_server") or BUILTIN_SERVER)
         caller = str(metadata.get("ai_ops_caller") or UNKNOWN_CALLER)
         outcome = "ok" if ok else "error"
-        self.metrics.tool_calls_total.labels(
-            namespace=namespace, server=server, tool=tool, outcome=outcome
-        ).inc()
-        self.metrics.tool_duration.labels(namespace=namespace, server=server, tool=tool).observe(seconds)
+        key = (namespace, server, tool, outcome)
+        children = self._tool_children.get(key)
+        if children is None:
+            children = self._tool_children[key] = (
+                self.metrics.tool_calls_total.labels(
+                    namespace=namespace, server=server, tool=tool, outcome=outcome
+                ),
+                self.metrics.tool_duration.labels(namespace=namespace, server=server, tool=tool),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         prefix = ("t", caller, server, tool)
-        self._write(
+        self._add(
             namespace,
             {
                 ledger_field(*prefix, "calls"): 1,
@@ -225,22 +283,87 @@ class UsageRecorder:
             },
         )
 
-    def _write(self, namespace: str, deltas: dict[str, int]) -> None:
-        day = self.clock().astimezone(dt.UTC).date()
-        task = asyncio.get_running_loop().create_task(self._add(namespace, day, deltas))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    # -- the ledger: pending deltas and the flusher ---------------------------------------------------
 
-    async def _add(self, namespace: str, day: dt.date, deltas: dict[str, int]) -> None:
+    def _add(self, namespace: str, deltas: dict[str, int]) -> None:
+        """Add a call's counters to the pending deltas (no I/O) and make sure the flusher runs."""
+        _merge(self._pending, {(namespace, self.clock().astimezone(dt.UTC).date()): deltas})
+        self._dirty.set()
+        flusher = self._flusher
+        if (flusher is not None and not flusher.done()) or self._closed:
+            return
         try:
-            await self.ledger.add(namespace, day, deltas)
-        except Exception as exc:  # Redis down: the metrics still have it; the ledger misses this call
-            log.warning("usage ledger write failed: %s: %s", type(exc).__name__, exc)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a call outside the event loop: the next call on it starts the flusher
+            return
+        self._flusher = loop.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self.flush_interval)  # gather the interval's calls into one write
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write every pending delta to the ledger in one round trip; False (deltas kept) when it fails."""
+        async with self._flush_lock:
+            self._dirty.clear()
+            if not self._pending:
+                return True
+            batch, self._pending = self._pending, {}
+            self._flushes += 1
+            self._no_flush.clear()
+            try:
+                await self.ledger.add_many(batch)
+            except Exception as exc:
+                _merge(self._pending, batch, oldest=self._oldest_kept())
+                self._dirty.set()  # retried after the next interval
+                if not self._failing:
+                    log.warning(
+                        "usage ledger write failed, kept for the next attempt: %s: %s",
+                        type(exc).__name__,
+                        exc,
+                    )
+                self._failing = True
+                return False
+            finally:
+                self._no_flush.set()
+            if self._failing:
+                log.info("usage ledger written again after failed attempts")
+                self._failing = False
+            return True
+
+    def _oldest_kept(self) -> dt.date:
+        return self.clock().astimezone(dt.UTC).date() - dt.timedelta(days=self.ledger.retention_days)
 
     async def settled(self) -> None:
-        """Wait for this replica's pending ledger writes (so a read sees every call made so far)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Write this replica's pending deltas now (so a direct ledger read sees every call so far)."""
+        await self.flush()
+
+    async def read_days(self, namespace: str, days: list[dt.date]) -> dict[dt.date, dict[str, int]]:
+        """The ledger's counters plus this replica's pending deltas: every call of this replica so far,
+        whether flushed or not, and nothing twice."""
+        while True:
+            await self._no_flush.wait()  # a batch on its way may or may not be in what we would read
+            taken = self._flushes
+            values = await self.ledger.days(namespace, days)
+            if taken == self._flushes:  # no batch left pending for the ledger while we read
+                break
+        for day in days:
+            for name, delta in self._pending.get((namespace, day), {}).items():
+                values[day][name] = values[day].get(name, 0) + delta
+        return values
+
+    async def aclose(self) -> None:
+        """On shutdown: stop the flusher and write what is pending (a crash loses one interval at most)."""
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        if not await self.flush():
+            fields = sum(len(v) for v in self._pending.values())
+            log.error("usage ledger unreachable at shutdown: %d pending counters not written", fields)
 
     # -- budgets --------------------------------------------------------------------------------------
 
@@ -248,12 +371,11 @@ class UsageRecorder:
         """Raise BudgetExceeded when today's usage has reached the caller's or the model's budget."""
         if not self.caller_budgets and model.budget is None:
             return  # nothing to check: no ledger read on the turn path
-        await self.settled()
         namespace, _config = self._namespace()
         now = self.clock()
         today = now.astimezone(dt.UTC).date()
         try:
-            values = (await self.ledger.days(namespace, [today]))[today]
+            values = (await self.read_days(namespace, [today]))[today]
         except Exception as exc:  # the ledger is unreachable: turns go on (readiness reports Redis)
             log.warning(
                 "budget not checked, the usage ledger is unreachable: %s: %s", type(exc).__name__, exc
@@ -262,3 +384,19 @@ class UsageRecorder:
         error = exceeded(values, caller, model, self.caller_budgets, now)
         if error is not None:
             raise error
+
+
+TOKEN_KINDS = ("input", "output", "cached")
+
+
+def _merge(into: Pending, deltas: Pending, oldest: dt.date | None = None) -> None:
+    """Add counters into ``into``; days before ``oldest`` (past retention) are dropped."""
+    for key, values in deltas.items():
+        if oldest is not None and key[1] < oldest:
+            continue
+        bucket = into.get(key)
+        if bucket is None:
+            bucket = into[key] = {}
+        for name, delta in values.items():
+            if delta:
+                bucket[name] = bucket.get(name, 0) + delta

@@ -127,10 +127,9 @@ async def usage(
     rows: list[UsageRow] = []
     total = Totals()
     if recorder is not None:
-        await recorder.settled()
         namespace, _config = recorder._namespace()
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-        values = await recorder.ledger.days(namespace, days)
+        values = await recorder.read_days(namespace, days)  # this replica's unflushed calls included
         groups = grouped(values, grouping.value, None if sees_all else identity)
         rows = [row(key, totals) for key, totals in sorted(groups.items())]
         for totals in grouped(values, "day", None if sees_all else identity).values():
