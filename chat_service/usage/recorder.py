@@ -336,6 +336,11 @@ class UsageRecorder:
     def _oldest_kept(self) -> dt.date:
         return self.clock().astimezone(dt.UTC).date() - dt.timedelta(days=self.ledger.retention_days)
 
+    @property
+    def pending_counters(self) -> int:
+        """How many counters wait for the ledger (bounded by the distinct fields, however many calls)."""
+        return sum(len(values) for values in self._pending.values())
+
     async def settled(self) -> None:
         """Write this replica's pending deltas now (so a direct ledger read sees every call so far)."""
         await self.flush()
@@ -362,8 +367,9 @@ class UsageRecorder:
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
         if not await self.flush():
-            fields = sum(len(v) for v in self._pending.values())
-            log.error("usage ledger unreachable at shutdown: %d pending counters not written", fields)
+            log.error(
+                "usage ledger unreachable at shutdown: %d pending counters not written", self.pending_counters
+            )
 
     # -- budgets --------------------------------------------------------------------------------------
 
