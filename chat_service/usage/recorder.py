@@ -179,6 +179,7 @@ class UsageRecorder:
         self._model_children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._cost_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._tool_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._fields: dict[tuple[str, str, str, str | None], tuple[str, ...]] = {}
 
     # -- hook -----------------------------------------------------------------------------------------
 
@@ -234,28 +235,46 @@ class UsageRecorder:
         in_, out, cached, caller_in, caller_out, caller_cached, estimated = self._model_metrics(
             namespace, model, label
         )
-        in_.inc(tokens.input)
-        out.inc(tokens.output)
-        cached.inc(tokens.cached)
-        caller_in.inc(tokens.input)
-        caller_out.inc(tokens.output)
-        caller_cached.inc(tokens.cached)
+        if tokens.input:  # the children exist (labels() made them): a zero adds nothing to export
+            in_.inc(tokens.input)
+            caller_in.inc(tokens.input)
+        if tokens.output:
+            out.inc(tokens.output)
+            caller_out.inc(tokens.output)
+        if tokens.cached:
+            cached.inc(tokens.cached)
+            caller_cached.inc(tokens.cached)
         if tokens.estimated:
             estimated.inc()
-        prefix = ("m", caller, model, call_kind(metadata))
+        currency = pricing.currency if nanos is not None and pricing is not None else None
+        names = self._model_fields(caller, model, call_kind(metadata), currency)
         deltas = {
-            ledger_field(*prefix, "in"): tokens.input,
-            ledger_field(*prefix, "out"): tokens.output,
-            ledger_field(*prefix, "cached"): tokens.cached,
-            ledger_field(*prefix, "calls"): 1,
-            ledger_field(*prefix, "est"): int(tokens.estimated),
+            names[0]: tokens.input,
+            names[1]: tokens.output,
+            names[2]: tokens.cached,
+            names[3]: 1,
+            names[4]: int(tokens.estimated),
         }
-        if nanos is not None and pricing is not None:
+        if currency is not None and nanos is not None:
             amount = nanos / NANOS_PER_UNIT
-            for child in self._cost_metrics(namespace, model, label, pricing.currency):
+            for child in self._cost_metrics(namespace, model, label, currency):
                 child.inc(amount)
-            deltas[ledger_field(*prefix, f"cost:{pricing.currency}")] = nanos
+            deltas[names[5]] = nanos
         self._add(namespace, deltas)
+
+    def _model_fields(self, caller: str, model: str, kind: str, currency: str | None) -> tuple[str, ...]:
+        """The ledger field names of a model call (escaping and joining them cost more than the rest)."""
+        key = (caller, model, kind, currency)
+        names = self._fields.get(key)
+        if names is None:
+            if len(self._fields) >= CACHE_LIMIT:
+                self._fields.clear()
+            prefix = ("m", caller, model, kind)
+            counters = ["in", "out", "cached", "calls", "est"]
+            if currency is not None:
+                counters.append(f"cost:{currency}")
+            names = self._fields[key] = tuple(ledger_field(*prefix, c) for c in counters)
+        return names
 
     def tool_call(self, metadata: dict[str, Any], tool: str, ok: bool, seconds: float) -> None:
         namespace, _config = self._namespace()
@@ -315,9 +334,11 @@ class UsageRecorder:
             self._no_flush.clear()
             try:
                 await self.ledger.add_many(batch)
-            except Exception as exc:
+            except BaseException as exc:  # cancelled too: the batch is kept either way
                 _merge(self._pending, batch, oldest=self._oldest_kept())
                 self._dirty.set()  # retried after the next interval
+                if not isinstance(exc, Exception):
+                    raise
                 if not self._failing:
                     log.warning(
                         "usage ledger write failed, kept for the next attempt: %s: %s",
@@ -362,10 +383,11 @@ class UsageRecorder:
     async def aclose(self) -> None:
         """On shutdown: stop the flusher and write what is pending (a crash loses one interval at most)."""
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
+        async with self._flush_lock:  # not in the middle of a write: a cancelled one might count twice
+            if self._flusher is not None:
+                self._flusher.cancel()
+                await asyncio.gather(self._flusher, return_exceptions=True)
+                self._flusher = None
         if not await self.flush():
             log.error(
                 "usage ledger unreachable at shutdown: %d pending counters not written", self.pending_counters
@@ -393,6 +415,7 @@ class UsageRecorder:
 
 
 TOKEN_KINDS = ("input", "output", "cached")
+CACHE_LIMIT = 4096  # entries per lookup cache (callers x models x kinds): started over when reached
 
 
 def _merge(into: Pending, deltas: Pending, oldest: dt.date | None = None) -> None:
