@@ -209,7 +209,6 @@ class UsageRecorder:
             children = self._model_children[key] = (
                 *(m.llm_tokens.labels(namespace=namespace, model=model, kind=k) for k in TOKEN_KINDS),
                 *(m.llm_caller_tokens.labels(namespace=namespace, caller=label, kind=k) for k in TOKEN_KINDS),
-                m.llm_estimated_calls.labels(namespace=namespace, model=model),
             )
         return children
 
@@ -232,9 +231,7 @@ class UsageRecorder:
         pricing = entry.pricing if entry is not None else None
         nanos = cost_nanos(pricing, tokens)
         label = self._caller_label(caller)
-        in_, out, cached, caller_in, caller_out, caller_cached, estimated = self._model_metrics(
-            namespace, model, label
-        )
+        in_, out, cached, caller_in, caller_out, caller_cached = self._model_metrics(namespace, model, label)
         if tokens.input:  # the children exist (labels() made them): a zero adds nothing to export
             in_.inc(tokens.input)
             caller_in.inc(tokens.input)
@@ -244,8 +241,8 @@ class UsageRecorder:
         if tokens.cached:
             cached.inc(tokens.cached)
             caller_cached.inc(tokens.cached)
-        if tokens.estimated:
-            estimated.inc()
+        if tokens.estimated:  # rare: no cached child, so the series exists only once there was one
+            self.metrics.llm_estimated_calls.labels(namespace=namespace, model=model).inc()
         currency = pricing.currency if nanos is not None and pricing is not None else None
         names = self._model_fields(caller, model, call_kind(metadata), currency)
         deltas = {
