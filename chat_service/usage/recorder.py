@@ -19,6 +19,7 @@ for this replica without waiting for a flush; another replica sees them after it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import time
@@ -312,7 +313,8 @@ class UsageRecorder:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a call outside the event loop: the next call on it starts the flusher
             return
-        self._flusher = loop.create_task(self._flush_loop())
+        # A fresh context: the flusher outlives the turn whose call started it (its run config, tracing).
+        self._flusher = loop.create_task(self._flush_loop(), context=contextvars.Context())
 
     async def _flush_loop(self) -> None:
         while True:
