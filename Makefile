@@ -8,8 +8,12 @@ TEST_STAMP := $(VENV)/.installed-test
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (0: one process). Most tests wait on real servers rather than compute,
+# so two workers overlap well even on two cores; `--dist loadfile` keeps each file on one worker, so a
+# file's module fixtures (a control plane, an operator, a helm release) start once and its steps run in order.
+PYTEST_WORKERS ?= 2
 
-.PHONY: install install-test test lint crds check-crds run chart kind-up deploy e2e clean system-deps
+.PHONY: install install-test test test-binaries lint crds check-crds run chart kind-up deploy e2e clean system-deps
 
 # `make install` is what `make run` needs; the test toolchain (Helm SDK, Playwright, linters) comes with
 # `make test` and `make lint` only.
@@ -43,9 +47,16 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install-test system-deps
+# The Go-built binaries of tests/cluster, built (or found in the cache) once before any pytest worker starts,
+# so that the workers never race for them nor sit on the build lock. Exit status 2 is "no Go here": the
+# suites that need them skip then, saying why.
+test-binaries:
+	@bash scripts/control-plane.sh >/dev/null || [ $$? = 2 ]
+	@bash scripts/helm.sh >/dev/null || [ $$? = 2 ]
+
+test: install-test system-deps test-binaries
 	$(BIN)/ai-ops crds --check crds
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .

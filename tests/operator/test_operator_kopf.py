@@ -362,16 +362,16 @@ async def test_happy_path_conditions_configmap_and_deployment_wiring(
         }
 
         # The Deployment: one projected volume with every referenced key, mounted in every container,
-        # everything else kept.
+        # everything else kept. A pass that saw only some resources may have wired it first: wait for the
+        # wiring of the pass that wrote the ConfigMap above.
         def wired() -> Any:
             template = k8s_emulator.get("apps/v1", "deployments", NS, "ai-ops-chat")["spec"]["template"]
-            return (
-                template
-                if "ai-ops.dev/secret-refs-checksum" in template["metadata"].get("annotations", {})
-                else None
-            )
+            volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+            sources = volumes.get("ai-ops-secrets", {}).get("projected", {}).get("sources", [])
+            return template if len(sources) == 2 else None
 
-        template = await eventually(wired, "Deployment wired")
+        template = await eventually(wired, "Deployment wired with both Secrets")
+        assert "ai-ops.dev/secret-refs-checksum" in template["metadata"]["annotations"]
         assert template["metadata"]["annotations"]["keep"] == "me"
         assert template["metadata"]["labels"] == {"app": "chat"}
         volumes = {v["name"]: v for v in template["spec"]["volumes"]}
