@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from tests.harness.redis_server import RedisServer
 
 
+# The control plane's timings from the pytest-xdist workers (tests/cluster/conftest.py prints its own when
+# the run has no workers): the first worker's figures stand for the run.
+_control_plane_timings: dict[str, float] = {}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without it
+def pytest_testnodedown(node: object, error: object) -> None:
+    timings = getattr(node, "workeroutput", {}).get("control_plane_timings")
+    if timings and not _control_plane_timings:
+        _control_plane_timings.update(timings)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _control_plane_timings:
+        terminalreporter.write_line(
+            f"control plane: binaries ready in {_control_plane_timings['binaries']:.1f} s, "
+            f"etcd and kube-apiserver ready in {_control_plane_timings['start']:.1f} s (first worker)"
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server (no persistence) for the whole session; killed by PID at the end."""

@@ -41,6 +41,13 @@ def control_plane() -> Iterator[ControlPlane]:
         plane.stop()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its timings to the controller (tests/conftest.py prints them)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and "start" in _timings:
+        workeroutput["control_plane_timings"] = dict(_timings)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line saying what the control plane cost this run: the figure to watch as the suite grows."""
     if "start" in _timings:
