@@ -14,7 +14,14 @@ import time
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_checkpoint_plainredis import AsyncRedisSaver
 
@@ -23,6 +30,22 @@ log = logging.getLogger(__name__)
 REDIS_KEY_PREFIX = "ai-ops:lg"
 # The readiness ping's bound: /readyz must answer well within the chart's 3 s readiness timeout.
 PING_TIMEOUT_SECONDS = 1.0
+
+
+# Set in a turn's run config when the server has just generated the thread's id: no checkpoint can exist for
+# it, so the saver answers the graph's opening read without asking Redis. The "__" keeps the flag out of the
+# checkpoint's metadata (LangGraph copies the other configurable keys into it).
+NEW_THREAD_KEY = "__ai_ops_new_thread"
+
+
+def is_new_thread_read(config: RunnableConfig) -> bool:
+    """The graph's opening read of a thread the server has just created (its root namespace, no id)."""
+    configurable = config.get("configurable") or {}
+    return (
+        bool(configurable.get(NEW_THREAD_KEY))
+        and not configurable.get("checkpoint_ns")
+        and get_checkpoint_id(config) is None
+    )
 
 
 # The checkpoint's place in its thread's index: the saver's sequence number and the index entry in one step,
@@ -42,7 +65,15 @@ class SlidingTTLRedisSaver(AsyncRedisSaver):
     it), in one round trip instead of two or three: the base saver takes the sequence number with an
     ``INCR`` of its own before its transaction, and the refreshed TTLs would be a third. A turn's one
     checkpoint write is a round trip on every turn (EVAL is core Redis, no module).
+
+    The opening read of a thread the server has just created (``NEW_THREAD_KEY``) costs no round trip:
+    there is nothing to find. A thread id a client sent is always read.
     """
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if is_new_thread_read(config):
+            return None
+        return await super().aget_tuple(config)
 
     async def aput(
         self,
