@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_checkpoint_plainredis import AsyncRedisSaver
+from langgraph_checkpoint_plainredis.saver import _MISSING
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,21 @@ def is_new_thread_read(config: RunnableConfig) -> bool:
     )
 
 
+# A thread's checkpoint (the latest, or ARGV[1]) and its pending writes in one step, where the base saver
+# takes three round trips (the index, the checkpoint, the writes); the channel blobs, named in the checkpoint,
+# are a second. ARGV[2] and ARGV[3] are the saver's checkpoint and writes keys without the checkpoint id.
+_LOAD_CHECKPOINT = """
+local cid = ARGV[1]
+if cid == '' then
+  local latest = redis.call('ZREVRANGE', KEYS[1], 0, 0)
+  if #latest == 0 then return false end
+  cid = latest[1]
+end
+local payload = redis.call('GET', ARGV[2] .. cid)
+if not payload then return false end
+return {cid, payload, redis.call('HGETALL', ARGV[3] .. cid)}
+"""
+
 # The checkpoint's place in its thread's index: the saver's sequence number and the index entry in one step,
 # so the number needs no round trip of its own before the write.
 _INDEX_CHECKPOINT = (
@@ -66,14 +82,41 @@ class SlidingTTLRedisSaver(AsyncRedisSaver):
     ``INCR`` of its own before its transaction, and the refreshed TTLs would be a third. A turn's one
     checkpoint write is a round trip on every turn (EVAL is core Redis, no module).
 
-    The opening read of a thread the server has just created (``NEW_THREAD_KEY``) costs no round trip:
-    there is nothing to find. A thread id a client sent is always read.
+    A read is two round trips instead of four (``_LOAD_CHECKPOINT``), and the opening read of a thread the
+    server has just created (``NEW_THREAD_KEY``) none: there is nothing to find. A thread id a client sent
+    is always read.
     """
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         if is_new_thread_read(config):
             return None
-        return await super().aget_tuple(config)
+        thread_id: str = config["configurable"]["thread_id"]
+        ns: str = config["configurable"].get("checkpoint_ns", "")
+        found = await self.client.eval(
+            _LOAD_CHECKPOINT,
+            1,
+            self._key_index(thread_id, ns),
+            get_checkpoint_id(config) or "",
+            self._key_checkpoint(thread_id, ns, ""),
+            self._key_writes(thread_id, ns, ""),
+        )
+        if not found:
+            return None
+        raw_cid, raw, flat_writes = found
+        cid = raw_cid.decode() if isinstance(raw_cid, bytes) else raw_cid
+        stored, metadata, parent_id, versions = self._parse_checkpoint_payload(raw)
+        channel_values: dict[str, Any] = {}
+        if versions:
+            blobs = cast(list[bytes | None], await self.client.mget(self._blob_keys(thread_id, ns, versions)))
+            for channel, blob in zip(versions, blobs, strict=True):
+                value = self._decode_blob(blob)
+                if value is not _MISSING:
+                    channel_values[channel] = value
+        raw_writes = dict(zip(flat_writes[::2], flat_writes[1::2], strict=True))
+        pending_writes = self._parse_pending_writes(thread_id, ns, cid, raw_writes)
+        return self._build_tuple(
+            thread_id, ns, cid, stored, metadata, parent_id, channel_values, pending_writes
+        )
 
     async def aput(
         self,

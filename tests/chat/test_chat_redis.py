@@ -246,3 +246,33 @@ async def test_a_new_conversation_is_not_read_from_redis_but_a_thread_id_a_clien
         view = (await client.get(f"/api/threads/{unknown}")).json()
         assert [m["content"] for m in view["messages"]] == ["hello", "echo: hello"]
     await redis.aclose()
+
+
+async def test_reading_a_conversation_is_two_round_trips(redis_server: Any) -> None:
+    """The checkpoint with its pending writes is one script, the channel blobs it names one MGET: not the
+    index, the checkpoint, the blobs and the writes one after another."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"read-{uuid.uuid4().hex[:6]}", ttl=60)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
+    checkpoint["channel_versions"] = {"messages": "1", "settings": "1"}
+    saved = await saver.aput(config, checkpoint, {"step": 1}, {"messages": "1", "settings": "1"})
+    await saver.aput_writes(saved, [("messages", "c")], task_id="task-1")
+
+    sent: list[str] = []
+    execute = saver.client.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await execute(*args, **options)
+
+    saver.client.execute_command = counted
+    latest = await saver.aget_tuple(config)
+    assert sent == ["EVAL", "MGET"], sent
+    assert latest is not None and latest.checkpoint["id"] == checkpoint["id"]
+    assert latest.checkpoint["channel_values"] == {"messages": ["a", "b"], "settings": {"x": 1}}
+    assert latest.pending_writes == [("task-1", "messages", "c")]
+    assert latest.metadata["step"] == 1
+    await saver.aclose()
