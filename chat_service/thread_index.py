@@ -8,8 +8,9 @@ never listed and is dropped on the next write. The index is a convenience: when 
 turn still stands (logged), and the conversation stays reachable by its id.
 
 A turn lists its thread while it runs (``begin``, concurrently with the model call, so the write costs the
-turn no round trip of its own) and then either confirms the entry or withdraws it: a failed or cancelled
-turn leaves the list as it was, unless another turn of the same thread has listed it since.
+turn no round trip of its own) and withdraws the entry if it fails: a failed or cancelled turn leaves the
+list as it was, unless another turn of the same thread has listed it since. So that a withdrawn entry gives
+back the place it took, a list keeps one thread more than it shows (``MAX_THREADS_PER_CALLER``).
 """
 
 from __future__ import annotations
@@ -43,18 +44,12 @@ def title_of(message: str) -> str:
 
 
 class PendingEntry(Protocol):
-    async def confirm(self) -> None:
-        """The turn completed: the entry stays (and the list is cut to its newest threads)."""
-
     async def withdraw(self) -> None:
         """The turn failed: the list is as before the turn, unless another turn has listed the thread since."""
 
 
 class _Unlisted:
-    """The entry of a turn whose thread could not be listed (logged): nothing to confirm or take back."""
-
-    async def confirm(self) -> None:
-        return None
+    """The entry of a turn whose thread could not be listed (logged): nothing to take back."""
 
     async def withdraw(self) -> None:
         return None
@@ -64,10 +59,11 @@ class ThreadIndex(Protocol):
     backend: str
 
     async def begin(self, identity: str, thread_id: str, message: str) -> PendingEntry:
-        """A turn of ``thread_id`` started; ``message`` is its user message (the title if it is the first)."""
+        """A turn of ``thread_id`` started; ``message`` is its user message (the title if it is the first).
+        The thread is listed when this returns; the turn withdraws the entry if it fails."""
 
     async def record(self, identity: str, thread_id: str, message: str) -> None:
-        """A turn of ``thread_id`` completed (``begin`` and ``confirm`` in one)."""
+        """A turn of ``thread_id`` completed."""
 
     async def threads(self, identity: str) -> list[ThreadEntry]:
         """The caller's live threads, the most recently used first."""
@@ -99,18 +95,16 @@ class MemoryThreadIndex:
         known = entries.pop(thread_id, None)  # re-inserted last: dicts keep insertion order
         title = known.title if known else title_of(message)
         listed = entries[thread_id] = ThreadEntry(thread_id, title, self._clock())
+        while len(entries) > MAX_THREADS_PER_CALLER + 1:
+            del entries[next(iter(entries))]
         return _MemoryPendingEntry(self, identity, listed, known)
 
     async def record(self, identity: str, thread_id: str, message: str) -> None:
-        await (await self.begin(identity, thread_id, message)).confirm()
-
-    def _trim(self, identity: str) -> None:
-        entries = self._threads.get(identity, {})
-        while len(entries) > MAX_THREADS_PER_CALLER:
-            del entries[next(iter(entries))]
+        await self.begin(identity, thread_id, message)
 
     async def threads(self, identity: str) -> list[ThreadEntry]:
-        return sorted(self._live(identity).values(), key=lambda e: e.updated_at, reverse=True)
+        newest = sorted(self._live(identity).values(), key=lambda e: e.updated_at, reverse=True)
+        return newest[:MAX_THREADS_PER_CALLER]
 
     async def forget(self, identity: str, thread_id: str) -> None:
         self._threads.get(identity, {}).pop(thread_id, None)
@@ -122,9 +116,6 @@ class _MemoryPendingEntry:
     identity: str
     listed: ThreadEntry
     previous: ThreadEntry | None
-
-    async def confirm(self) -> None:
-        self.index._trim(self.identity)
 
     async def withdraw(self) -> None:
         entries = self.index._threads.get(self.identity, {})
@@ -138,7 +129,8 @@ class _MemoryPendingEntry:
 
 
 # A turn's entry, one round trip: the thread's previous score (to take the entry back if the turn fails),
-# the entry and its title, the TTLs, expired entries dropped with their titles, and the list's length.
+# the entry and its title, the TTLs; expired entries and those beyond the newest ARGV[6] leave the list with
+# their titles.
 _BEGIN = """
 local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
@@ -146,11 +138,14 @@ local titled = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5])
-for _, member in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[2], member)
+local surplus = redis.call('ZRANGE', KEYS[1], 0, -(tonumber(ARGV[6]) + 1))
+for _, dropped in ipairs({expired, surplus}) do
+  for _, member in ipairs(dropped) do
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('HDEL', KEYS[2], member)
+  end
 end
-return {previous or false, titled, redis.call('ZCARD', KEYS[1])}
+return {previous or false, titled}
 """
 
 # A failed turn's entry taken back: its previous score restored (or the entry removed, with the title the
@@ -161,16 +156,6 @@ if not current or tonumber(current) ~= tonumber(ARGV[2]) then return 0 end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
 if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], ARGV[1]) end
 return 1
-"""
-
-# The threads beyond the newest ``ARGV[1]`` leave the list and their titles.
-_TRIM = """
-local surplus = redis.call('ZRANGE', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
-for _, member in ipairs(surplus) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[2], member)
-end
-return #surplus
 """
 
 
@@ -195,7 +180,7 @@ class RedisThreadIndex:
         order, titles = self._keys(identity)
         now = self._clock()
         try:
-            previous, titled, count = await self.client.eval(
+            previous, titled = await self.client.eval(
                 _BEGIN,
                 2,
                 order,
@@ -205,21 +190,24 @@ class RedisThreadIndex:
                 title_of(message),
                 self.ttl_seconds,
                 repr(now - self.ttl_seconds),
+                MAX_THREADS_PER_CALLER + 1,
             )
         except Exception as exc:
             _unlisted(identity, exc)
             return _Unlisted()
         return _RedisPendingEntry(
-            self, identity, thread_id, now, _text(previous) if previous else "", bool(titled), int(count)
+            self, identity, thread_id, now, _text(previous) if previous else "", bool(titled)
         )
 
     async def record(self, identity: str, thread_id: str, message: str) -> None:
-        await (await self.begin(identity, thread_id, message)).confirm()
+        await self.begin(identity, thread_id, message)
 
     async def threads(self, identity: str) -> list[ThreadEntry]:
         order, titles = self._keys(identity)
         cutoff = self._clock() - self.ttl_seconds
-        found = await self.client.zrevrangebyscore(order, "+inf", f"({cutoff}", withscores=True)
+        found = await self.client.zrevrangebyscore(
+            order, "+inf", f"({cutoff}", start=0, num=MAX_THREADS_PER_CALLER, withscores=True
+        )
         if not found:
             return []
         names = [member for member, _ in found]
@@ -251,15 +239,6 @@ class _RedisPendingEntry:
     score: float
     previous_score: str  # "" when the thread was not listed
     titled: bool  # the turn set the title
-    count: int  # the list's length with this entry
-
-    async def confirm(self) -> None:
-        if self.count <= MAX_THREADS_PER_CALLER:
-            return
-        try:
-            await self.index.client.eval(_TRIM, 2, *self.index._keys(self.identity), MAX_THREADS_PER_CALLER)
-        except Exception as exc:
-            _unlisted(self.identity, exc)
 
     async def withdraw(self) -> None:
         try:

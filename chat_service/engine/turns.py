@@ -273,7 +273,7 @@ class ChatEngine:
         queue: asyncio.Queue[TurnEvent | BaseException | None] = asyncio.Queue()
         result = TurnResult(thread_id=prepared.thread_id, model=model_name)
         producer = asyncio.create_task(self._produce(prepared, input_messages, tokens, result, queue))
-        # Listed while the model answers (a Redis round trip off the turn's path), confirmed at the end.
+        # Listed while the model answers (a Redis round trip off the turn's path), withdrawn if the turn fails.
         listing: asyncio.Task[PendingEntry] | None = None
         if list_in is not None and prepared.scoped_thread:
             listing = asyncio.create_task(list_in.begin(prepared.identity, prepared.thread_id, message))
@@ -312,7 +312,7 @@ class ChatEngine:
                 yield item
             if listing is not None:
                 pending, listing = listing, None
-                await (await pending).confirm()
+                await pending
             yield TurnEvent("done", {"reply": result.reply, "usage": result.usage.public()}, result)
         except ChatError as error:
             outcome = error.code

@@ -300,11 +300,27 @@ async def test_a_failed_turn_takes_back_only_its_own_entry(index_and_clock: tupl
     clock.now += 1
     first = await index.begin("erin", "busy", "busy question")
     clock.now += 1
-    second = await index.begin("erin", "busy", "busy again")
+    await index.begin("erin", "busy", "busy again")
     await first.withdraw()
-    await second.confirm()
     newest = (await index.threads("erin"))[0]
     assert (newest.thread_id, newest.title, newest.updated_at) == ("busy", "busy question", clock.now)
     if client is not None:
         _, titles = index._keys("erin")
         assert await client.hget(titles, "new") is None
+
+
+async def test_a_failed_turn_on_a_full_list_gives_back_the_place_it_took(
+    index_and_clock: tuple[Any, Clock, Any],
+) -> None:
+    index, clock, _ = index_and_clock
+    for number in range(MAX_THREADS_PER_CALLER):
+        clock.now += 0.01
+        await index.record("fay", f"t{number}", f"question {number}")
+    before = await index.threads("fay")
+    clock.now += 0.01
+    pending = await index.begin("fay", "new", "new question")
+    during = await index.threads("fay")
+    assert len(during) == MAX_THREADS_PER_CALLER and during[0].thread_id == "new"
+    assert during[-1].thread_id == "t1"  # the oldest makes room while the turn runs
+    await pending.withdraw()
+    assert await index.threads("fay") == before
