@@ -11,12 +11,20 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_checkpoint_plainredis import AsyncRedisSaver
+from langgraph_checkpoint_plainredis.saver import _MISSING
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +32,37 @@ REDIS_KEY_PREFIX = "ai-ops:lg"
 # The readiness ping's bound: /readyz must answer well within the chart's 3 s readiness timeout.
 PING_TIMEOUT_SECONDS = 1.0
 
+
+# Set in a turn's run config when the server has just generated the thread's id: no checkpoint can exist for
+# it, so the saver answers the graph's opening read without asking Redis. The "__" keeps the flag out of the
+# checkpoint's metadata (LangGraph copies the other configurable keys into it).
+NEW_THREAD_KEY = "__ai_ops_new_thread"
+
+
+def is_new_thread_read(config: RunnableConfig) -> bool:
+    """The graph's opening read of a thread the server has just created (its root namespace, no id)."""
+    configurable = config.get("configurable") or {}
+    return (
+        bool(configurable.get(NEW_THREAD_KEY))
+        and not configurable.get("checkpoint_ns")
+        and get_checkpoint_id(config) is None
+    )
+
+
+# A thread's checkpoint (the latest, or ARGV[1]) and its pending writes in one step, where the base saver
+# takes three round trips (the index, the checkpoint, the writes); the channel blobs, named in the checkpoint,
+# are a second. ARGV[2] and ARGV[3] are the saver's checkpoint and writes keys without the checkpoint id.
+_LOAD_CHECKPOINT = """
+local cid = ARGV[1]
+if cid == '' then
+  local latest = redis.call('ZREVRANGE', KEYS[1], 0, 0)
+  if #latest == 0 then return false end
+  cid = latest[1]
+end
+local payload = redis.call('GET', ARGV[2] .. cid)
+if not payload then return false end
+return {cid, payload, redis.call('HGETALL', ARGV[3] .. cid)}
+"""
 
 # The checkpoint's place in its thread's index: the saver's sequence number and the index entry in one step,
 # so the number needs no round trip of its own before the write.
@@ -42,7 +81,42 @@ class SlidingTTLRedisSaver(AsyncRedisSaver):
     it), in one round trip instead of two or three: the base saver takes the sequence number with an
     ``INCR`` of its own before its transaction, and the refreshed TTLs would be a third. A turn's one
     checkpoint write is a round trip on every turn (EVAL is core Redis, no module).
+
+    A read is two round trips instead of four (``_LOAD_CHECKPOINT``), and the opening read of a thread the
+    server has just created (``NEW_THREAD_KEY``) none: there is nothing to find. A thread id a client sent
+    is always read.
     """
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if is_new_thread_read(config):
+            return None
+        thread_id: str = config["configurable"]["thread_id"]
+        ns: str = config["configurable"].get("checkpoint_ns", "")
+        found = await self.client.eval(
+            _LOAD_CHECKPOINT,
+            1,
+            self._key_index(thread_id, ns),
+            get_checkpoint_id(config) or "",
+            self._key_checkpoint(thread_id, ns, ""),
+            self._key_writes(thread_id, ns, ""),
+        )
+        if not found:
+            return None
+        raw_cid, raw, flat_writes = found
+        cid = raw_cid.decode() if isinstance(raw_cid, bytes) else raw_cid
+        stored, metadata, parent_id, versions = self._parse_checkpoint_payload(raw)
+        channel_values: dict[str, Any] = {}
+        if versions:
+            blobs = cast(list[bytes | None], await self.client.mget(self._blob_keys(thread_id, ns, versions)))
+            for channel, blob in zip(versions, blobs, strict=True):
+                value = self._decode_blob(blob)
+                if value is not _MISSING:
+                    channel_values[channel] = value
+        raw_writes = dict(zip(flat_writes[::2], flat_writes[1::2], strict=True))
+        pending_writes = self._parse_pending_writes(thread_id, ns, cid, raw_writes)
+        return self._build_tuple(
+            thread_id, ns, cid, stored, metadata, parent_id, channel_values, pending_writes
+        )
 
     async def aput(
         self,

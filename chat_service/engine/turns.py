@@ -26,7 +26,12 @@ from langchain_core.runnables import RunnableConfig
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.config.store import ConfigSnapshot, ConfigStore
-from chat_service.conversations import ConversationStore, is_investigation_thread, scoped_thread_id
+from chat_service.conversations import (
+    NEW_THREAD_KEY,
+    ConversationStore,
+    is_investigation_thread,
+    scoped_thread_id,
+)
 from chat_service.engine.agents import AgentCache, CompiledAgent, StructuredOutput
 from chat_service.engine.errors import describe_model, map_exception
 from chat_service.engine.events import TurnCollector, TurnEvent, TurnResult, public_messages
@@ -47,6 +52,7 @@ from chat_service.metrics import ChatMetrics
 from chat_service.runbooks.service import RunbookService
 from chat_service.secrets import SecretResolver
 from chat_service.settings import Settings
+from chat_service.thread_index import PendingEntry, ThreadIndex
 from chat_service.tools.toolbox import MCPToolbox
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ class PreparedTurn:
     scoped_thread: str | None
     secret_values: list[str]
     output: StructuredOutput | None = None
+    identity: str = ""
 
 
 class ChatEngine:
@@ -173,18 +180,31 @@ class ChatEngine:
                 "response_format answer would bypass; ask without response_format",
                 param="response_format",
             )
+        configurable: dict[str, Any] = {"thread_id": scoped or f"{identity}:stateless:{thread}"}
+        if thread_id is None and scoped is not None:
+            configurable[NEW_THREAD_KEY] = True  # an id of ours, just made: nothing to read
         run_config: RunnableConfig = {
-            "configurable": {"thread_id": scoped or f"{identity}:stateless:{thread}"},
+            "configurable": configurable,
             "recursion_limit": self.settings.recursion_limit,
             "metadata": {"ai_ops_caller": identity, "ai_ops_model": entry.name},
         }
-        return PreparedTurn(agent, entry, snapshot, run_config, thread, scoped, secret_values, output)
+        return PreparedTurn(
+            agent, entry, snapshot, run_config, thread, scoped, secret_values, output, identity=identity
+        )
 
     async def run_turn(
-        self, identity: str, message: str, thread_id: str | None = None, model: str | None = None
+        self,
+        identity: str,
+        message: str,
+        thread_id: str | None = None,
+        model: str | None = None,
+        *,
+        list_in: ThreadIndex | None = None,
     ) -> TurnResult:
         result: TurnResult | None = None
-        async for event in self.stream_turn(identity, message, thread_id, model, tokens=False):
+        async for event in self.stream_turn(
+            identity, message, thread_id, model, tokens=False, list_in=list_in
+        ):
             if event.kind == "done":
                 result = event.result
         assert result is not None
@@ -198,10 +218,13 @@ class ChatEngine:
         model: str | None = None,
         *,
         tokens: bool = True,
+        list_in: ThreadIndex | None = None,
     ) -> AsyncGenerator[TurnEvent]:
-        """Events of one turn; raises ChatError (before ``start`` or in place of a later event)."""
+        """Events of one turn; raises ChatError (before ``start`` or in place of a later event). With
+        ``list_in`` the thread is in that index (the caller's conversation list) by the time ``done`` is
+        sent, and only if the turn succeeds."""
         prepared = await self._prepare(identity, model, thread_id)
-        async for event in self._execute(prepared, [HumanMessage(message)], tokens):
+        async for event in self._execute(prepared, [HumanMessage(message)], tokens, list_in, message):
             yield event
 
     async def run_messages(
@@ -235,7 +258,12 @@ class ChatEngine:
             yield event
 
     async def _execute(
-        self, prepared: PreparedTurn, input_messages: list[AnyMessage], tokens: bool
+        self,
+        prepared: PreparedTurn,
+        input_messages: list[AnyMessage],
+        tokens: bool,
+        list_in: ThreadIndex | None = None,
+        message: str = "",
     ) -> AsyncGenerator[TurnEvent]:
         model_name = prepared.model.name
         if prepared.scoped_thread:
@@ -245,6 +273,10 @@ class ChatEngine:
         queue: asyncio.Queue[TurnEvent | BaseException | None] = asyncio.Queue()
         result = TurnResult(thread_id=prepared.thread_id, model=model_name)
         producer = asyncio.create_task(self._produce(prepared, input_messages, tokens, result, queue))
+        # Listed while the model answers (a Redis round trip off the turn's path), withdrawn if the turn fails.
+        listing: asyncio.Task[PendingEntry] | None = None
+        if list_in is not None and prepared.scoped_thread:
+            listing = asyncio.create_task(list_in.begin(prepared.identity, prepared.thread_id, message))
         deadline = time.monotonic() + self.settings.request_timeout_seconds
         self.metrics.turns_in_progress.inc()
         outcome = "ok"
@@ -278,10 +310,16 @@ class ChatEngine:
                         error.message = f"{describe_model(prepared.model)}: {error.message}"
                     raise error from None
                 yield item
+            if listing is not None:
+                pending, listing = listing, None
+                await pending
             yield TurnEvent("done", {"reply": result.reply, "usage": result.usage.public()}, result)
         except ChatError as error:
             outcome = error.code
             self._log_failed_turn(prepared, error)
+            if listing is not None:  # off the list before the client hears of the failure
+                pending, listing = listing, None
+                await self._withdraw(pending)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
@@ -295,6 +333,12 @@ class ChatEngine:
                     await producer
             if prepared.scoped_thread:
                 self._last_activity[prepared.scoped_thread] = time.monotonic()
+            if listing is not None:  # cancelled (the client went away): nobody waits for the list
+                self._spawn(self._withdraw(listing))
+
+    @staticmethod
+    async def _withdraw(listing: asyncio.Task[PendingEntry]) -> None:
+        await (await listing).withdraw()
 
     async def _produce(
         self,

@@ -98,8 +98,7 @@ async def chat(
 ) -> dict[str, Any]:
     """Run one turn of a conversation and answer with the reply, the tool calls and token usage."""
     await check_budget(services.usage, engine, identity, body.model)
-    result = await engine.run_turn(identity, body.message, body.thread_id, body.model)
-    await threads.record(identity, result.thread_id, body.message)
+    result = await engine.run_turn(identity, body.message, body.thread_id, body.model, list_in=threads)
     return result.public()
 
 
@@ -120,7 +119,8 @@ async def chat_stream(
 ) -> Response:
     """The same turn as ``/api/chat``, streamed as server-sent events."""
     await check_budget(services.usage, engine, identity, body.model)  # a 429 before the stream starts
-    events = engine.stream_turn(identity, body.message, body.thread_id, body.model)
+    # The thread is listed by the time the client hears ``done``.
+    events = engine.stream_turn(identity, body.message, body.thread_id, body.model, list_in=threads)
     try:
         first, rest = await first_then_rest(events)
     except ChatError as error:
@@ -130,8 +130,6 @@ async def chat_stream(
         try:
             yield sse(first.kind, first.data)
             async for event in rest:
-                if event.kind == "done" and event.result is not None:  # listed by the time the client hears
-                    await threads.record(identity, event.result.thread_id, body.message)
                 yield sse(event.kind, event.data)
         except ChatError as error:
             yield sse("error", error.body()["error"])

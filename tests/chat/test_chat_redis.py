@@ -202,3 +202,77 @@ async def test_a_checkpoint_write_is_one_transaction_and_nothing_else(redis_serv
     assert latest is not None and latest.checkpoint["id"] == second["id"]
     assert [t.checkpoint["id"] async for t in saver.alist(config)] == [second["id"], first["id"]]
     await saver.aclose()
+
+
+async def _command_calls(redis: Any) -> dict[str, int]:
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def test_a_new_conversation_is_not_read_from_redis_but_a_thread_id_a_client_sends_is(
+    tmp_path: Path, redis_server: Any, fresh_fake_llm: FakeLLM
+) -> None:
+    """A thread id the server has just made cannot have a checkpoint: the turn does not look for one
+    (the read of a thread's latest checkpoint starts with a ZREVRANGE of its index). A client's id is
+    read, whether it exists or not, and the server's id is read once the client sends it back."""
+    path = _config_file(tmp_path, fresh_fake_llm)
+    redis = aioredis.from_url(redis_server.url)
+    async with (
+        running(create_app(settings_for(path, redis_url=redis_server.url))) as app,
+        app.client() as client,
+    ):
+
+        async def reads_of(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            before = await _command_calls(redis)
+            response = await client.post("/api/chat", json=body)
+            assert response.status_code == 200, response.text
+            return (await _command_calls(redis)).get("zrevrange", 0) - before.get(
+                "zrevrange", 0
+            ), response.json()
+
+        reads, new = await reads_of({"message": "remember 7"})
+        assert reads == 0
+        reads, _ = await reads_of({"message": "what number?", "thread_id": new["thread_id"]})
+        assert reads == 1
+        assert _user_texts(fresh_fake_llm.chat_requests[-1]) == [
+            "remember 7",
+            "echo: remember 7",
+            "what number?",
+        ]
+
+        unknown = f"client-{uuid.uuid4().hex[:8]}"
+        reads, _ = await reads_of({"message": "hello", "thread_id": unknown})
+        assert reads == 1
+        view = (await client.get(f"/api/threads/{unknown}")).json()
+        assert [m["content"] for m in view["messages"]] == ["hello", "echo: hello"]
+    await redis.aclose()
+
+
+async def test_reading_a_conversation_is_two_round_trips(redis_server: Any) -> None:
+    """The checkpoint with its pending writes is one script, the channel blobs it names one MGET: not the
+    index, the checkpoint, the blobs and the writes one after another."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"read-{uuid.uuid4().hex[:6]}", ttl=60)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
+    checkpoint["channel_versions"] = {"messages": "1", "settings": "1"}
+    saved = await saver.aput(config, checkpoint, {"step": 1}, {"messages": "1", "settings": "1"})
+    await saver.aput_writes(saved, [("messages", "c")], task_id="task-1")
+
+    sent: list[str] = []
+    execute = saver.client.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await execute(*args, **options)
+
+    saver.client.execute_command = counted
+    latest = await saver.aget_tuple(config)
+    assert sent == ["EVAL", "MGET"], sent
+    assert latest is not None and latest.checkpoint["id"] == checkpoint["id"]
+    assert latest.checkpoint["channel_values"] == {"messages": ["a", "b"], "settings": {"x": 1}}
+    assert latest.pending_writes == [("task-1", "messages", "c")]
+    assert latest.metadata["step"] == 1
+    await saver.aclose()

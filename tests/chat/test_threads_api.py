@@ -8,7 +8,9 @@ Caller names are unique per test, since the session's Redis is shared by every t
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from chat_service.thread_index import (
     RedisThreadIndex,
 )
 from tests.harness.fake_llm import FakeLLM, Reply
+from tests.harness.waiting import eventually
 from tests.support.chat_support import (
     RunningApp,
     agent_config,
@@ -130,6 +133,71 @@ async def test_streamed_turns_are_listed_and_failed_ones_are_not(
     assert [t["title"] for t in await listed(callers.alice)] == ["streamed one"]
 
 
+async def test_a_thread_is_listed_while_the_model_answers_and_stays_once_the_turn_is_done(
+    callers: Callers, fresh_fake_llm: FakeLLM
+) -> None:
+    """The list is written while the model works, not after it: by the time the reply is back there is
+    nothing left to wait for."""
+    gate = threading.Event()
+    fresh_fake_llm.enqueue(Reply.held(gate))
+    turn = asyncio.create_task(
+        callers.alice.post("/api/chat", json={"message": "slow one", "thread_id": "s1"})
+    )
+    try:
+        await eventually(
+            lambda: _listed_ids(callers.alice), "the thread listed while its model call is in flight", 30
+        )
+        assert not turn.done()
+    finally:
+        gate.set()
+    answered = await turn
+    assert answered.status_code == 200, answered.text
+    assert [(t["id"], t["title"]) for t in await listed(callers.alice)] == [("s1", "slow one")]
+
+
+async def _listed_ids(client: httpx.AsyncClient) -> list[str]:
+    return [t["id"] for t in await listed(client)]
+
+
+async def test_a_failed_turn_leaves_the_list_as_it_was(callers: Callers, fresh_fake_llm: FakeLLM) -> None:
+    first = await say(callers.alice, "first question")
+    await say(callers.alice, "second question")
+    before = await listed(callers.alice)
+
+    fresh_fake_llm.enqueue(Reply.error(400, "the model refuses"))
+    failed = await callers.alice.post("/api/chat", json={"message": "fails", "thread_id": first})
+    assert failed.status_code == 502
+    fresh_fake_llm.enqueue(Reply.error(400, "the model refuses"))
+    new = await callers.alice.post("/api/chat", json={"message": "fails too", "thread_id": "never-listed"})
+    assert new.status_code == 502
+    # The first thread is not moved to the top, nor its time changed; the new one is not there.
+    assert await listed(callers.alice) == before
+
+
+async def test_a_turn_cut_off_by_the_client_leaves_the_list_as_it_was(
+    callers: Callers, fresh_fake_llm: FakeLLM
+) -> None:
+    gate = threading.Event()
+    fresh_fake_llm.enqueue(Reply.held(gate))
+    try:
+        async with callers.alice.stream(
+            "POST", "/api/chat/stream", json={"message": "cut off", "thread_id": "cut"}
+        ) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("event: start"):
+                    break
+            await eventually(lambda: _listed_ids(callers.alice), "listed while the model answers", 30)
+        # The client has gone: the turn is cancelled and its entry taken back.
+        await eventually(lambda: _not_listed(callers.alice), "the entry of the cancelled turn withdrawn", 30)
+    finally:
+        gate.set()
+
+
+async def _not_listed(client: httpx.AsyncClient) -> bool:
+    return await _listed_ids(client) == []
+
+
 async def test_titles_are_the_first_message_on_one_line_truncated(callers: Callers) -> None:
     message = "Why does\n\nthe deployment   web " + "x" * 200
     await say(callers.alice, message)
@@ -204,3 +272,55 @@ async def test_a_caller_keeps_only_the_newest_threads(index_and_clock: tuple[Any
     entries = await index.threads("dave")
     assert len(entries) == MAX_THREADS_PER_CALLER
     assert entries[0].thread_id == f"t{MAX_THREADS_PER_CALLER + 2}" and entries[-1].thread_id == "t3"
+
+
+async def test_a_failed_turn_takes_back_only_its_own_entry(index_and_clock: tuple[Any, Clock, Any]) -> None:
+    index, clock, client = index_and_clock
+    await index.record("erin", "older", "older question")
+    clock.now += 1
+    await index.record("erin", "kept", "kept question")
+    clock.now += 1
+
+    # A failed turn of a new thread: neither the entry nor its title stays.
+    failed_new = await index.begin("erin", "new", "new question")
+    assert (await index.threads("erin"))[0].thread_id == "new"
+    await failed_new.withdraw()
+    assert [(e.thread_id, e.updated_at) for e in await index.threads("erin")] == [
+        ("kept", clock.now - 1),
+        ("older", clock.now - 2),
+    ]
+    # A failed turn of a listed thread: back to its old time and place.
+    failed_old = await index.begin("erin", "older", "ignored")
+    await failed_old.withdraw()
+    assert [(e.thread_id, e.updated_at) for e in await index.threads("erin")] == [
+        ("kept", clock.now - 1),
+        ("older", clock.now - 2),
+    ]
+    # Two turns of one thread, the first fails after the second has started: the second's entry stays.
+    clock.now += 1
+    first = await index.begin("erin", "busy", "busy question")
+    clock.now += 1
+    await index.begin("erin", "busy", "busy again")
+    await first.withdraw()
+    newest = (await index.threads("erin"))[0]
+    assert (newest.thread_id, newest.title, newest.updated_at) == ("busy", "busy question", clock.now)
+    if client is not None:
+        _, titles = index._keys("erin")
+        assert await client.hget(titles, "new") is None
+
+
+async def test_a_failed_turn_on_a_full_list_gives_back_the_place_it_took(
+    index_and_clock: tuple[Any, Clock, Any],
+) -> None:
+    index, clock, _ = index_and_clock
+    for number in range(MAX_THREADS_PER_CALLER):
+        clock.now += 0.01
+        await index.record("fay", f"t{number}", f"question {number}")
+    before = await index.threads("fay")
+    clock.now += 0.01
+    pending = await index.begin("fay", "new", "new question")
+    during = await index.threads("fay")
+    assert len(during) == MAX_THREADS_PER_CALLER and during[0].thread_id == "new"
+    assert during[-1].thread_id == "t1"  # the oldest makes room while the turn runs
+    await pending.withdraw()
+    assert await index.threads("fay") == before
