@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -105,7 +106,7 @@ def our_config(llm_url: str, path: Path, chain: str) -> None:
     path.write_text(AgentConfig(namespace="bench", models=(model,)).finalize().to_json())
 
 
-async def run(requests: int, levels: list[int], only: list[str] | None = None) -> None:
+async def run(requests: int, levels: list[int], only: list[str] | None = None, rounds: int = 2) -> None:
     import httpx
     from langchain_openai import ChatOpenAI
 
@@ -166,7 +167,9 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
         minimal_redis.wait_ready()
 
         model = ChatOpenAI(model="fake", base_url=llm_url, api_key="x", max_retries=0)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        # Idle connections are dropped before the servers' 5 s keep-alive timeout closes them: a row's client
+        # idles while the other rows run, and reusing a connection the server is closing is a ReadError.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2.0)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         clients = {
             label: httpx.AsyncClient(
@@ -203,14 +206,14 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
 
         print(
             f"chat overhead: {requests} requests per row, fake LLM without delay, a new conversation per "
-            f"request; best of 2 interleaved runs; logs in {LOG_DIR}"
+            f"request; best of {rounds} interleaved runs; logs in {LOG_DIR}"
         )
         b_label = "(b) FastAPI + create_agent + InMemorySaver"
         br_label = "(b-redis) FastAPI + create_agent + AsyncRedisSaver"
         for level in levels:
             a_stats = await measure("(a) bare ChatOpenAI call", bare, requests, level)
             runs: dict[str, list[Stats]] = {b_label: [], br_label: [], **{label: [] for label in services}}
-            for _ in range(2):
+            for _ in range(rounds):
                 runs[b_label].append(await measure(b_label, baseline, requests, level, server=minimal))
                 runs[br_label].append(
                     await measure(br_label, baseline_redis, requests, level, server=minimal_redis)
@@ -240,6 +243,23 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None) -
                     f"throughput {on.throughput / off.throughput:.3f}x, "
                     f"server CPU per request {ratio(on.cpu_per_request, off.cpu_per_request)}"
                 )
+                # Each round measures on and off back to back: the median of those paired ratios is
+                # steadier than the ratio of the two bests when the machine's load drifts between rounds.
+                on_runs = next(runs[k] for k in services if k.startswith("(c) "))
+                off_runs = next(runs[k] for k in services if k.startswith("(u-off)"))
+                pairs = list(zip(on_runs, off_runs, strict=True))
+                cpu = [
+                    x.cpu_per_request / y.cpu_per_request
+                    for x, y in pairs
+                    if x.cpu_per_request and y.cpu_per_request
+                ]
+                cpu_text = f", server CPU per request {statistics.median(cpu):.3f}x" if cpu else ""
+                print(
+                    f"  c={level} usage accounting on/off, median of {len(pairs)} paired rounds: "
+                    f"p50 {statistics.median(x.p50 / y.p50 for x, y in pairs):.3f}x, "
+                    f"throughput {statistics.median(x.throughput / y.throughput for x, y in pairs):.3f}x"
+                    f"{cpu_text}"
+                )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
     finally:
@@ -260,13 +280,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--only", nargs="+", metavar="ROW", help="only these of our rows, e.g. c u-off")
     parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved runs of every row per concurrency (best kept)"
+    )
+    parser.add_argument(
         "--serve-minimal", nargs="+", metavar="PORT LLM_URL [REDIS_URL]", help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.serve_minimal:
         serve_minimal(int(args.serve_minimal[0]), *args.serve_minimal[1:])
         return
-    asyncio.run(run(args.requests, args.concurrency, args.only))
+    asyncio.run(run(args.requests, args.concurrency, args.only, args.rounds))
 
 
 if __name__ == "__main__":
