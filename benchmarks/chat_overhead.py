@@ -233,32 +233,17 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                     print(
                         f"  c={level} {label.split(' ')[0]}/{base}: p50 {c_stats.p50 / b_stats.p50:.2f}x, "
                         f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
-                        f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}"
+                        f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}; "
+                        f"{paired(runs[label], runs[base_label])}"
                     )
-            on = next((best[k] for k in services if k.startswith("(c) ")), None)
-            off = next((best[k] for k in services if k.startswith("(u-off)")), None)
+            on = next((k for k in services if k.startswith("(c) ")), None)
+            off = next((k for k in services if k.startswith("(u-off)")), None)
             if on is not None and off is not None:
                 print(
-                    f"  c={level} usage accounting on/off: p50 {on.p50 / off.p50:.3f}x, "
-                    f"throughput {on.throughput / off.throughput:.3f}x, "
-                    f"server CPU per request {ratio(on.cpu_per_request, off.cpu_per_request)}"
-                )
-                # Each round measures on and off back to back: the median of those paired ratios is
-                # steadier than the ratio of the two bests when the machine's load drifts between rounds.
-                on_runs = next(runs[k] for k in services if k.startswith("(c) "))
-                off_runs = next(runs[k] for k in services if k.startswith("(u-off)"))
-                pairs = list(zip(on_runs, off_runs, strict=True))
-                cpu = [
-                    x.cpu_per_request / y.cpu_per_request
-                    for x, y in pairs
-                    if x.cpu_per_request and y.cpu_per_request
-                ]
-                cpu_text = f", server CPU per request {statistics.median(cpu):.3f}x" if cpu else ""
-                print(
-                    f"  c={level} usage accounting on/off, median of {len(pairs)} paired rounds: "
-                    f"p50 {statistics.median(x.p50 / y.p50 for x, y in pairs):.3f}x, "
-                    f"throughput {statistics.median(x.throughput / y.throughput for x, y in pairs):.3f}x"
-                    f"{cpu_text}"
+                    f"  c={level} usage accounting on/off: p50 {best[on].p50 / best[off].p50:.3f}x, "
+                    f"throughput {best[on].throughput / best[off].throughput:.3f}x, "
+                    f"server CPU per request {ratio(best[on].cpu_per_request, best[off].cpu_per_request)}; "
+                    f"{paired(runs[on], runs[off], digits=3)}"
                 )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
@@ -266,6 +251,18 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
         for child in reversed(children):
             child.stop()
         redis.stop()
+
+
+def paired(xs: list[Stats], ys: list[Stats], digits: int = 2) -> str:
+    """The median over the rounds of the ratio within each round (both rows measured one after the other):
+    steadier than the ratio of the two bests when the machine's load drifts between rounds."""
+    pairs = list(zip(xs, ys, strict=True))
+    cpu = [x.cpu_per_request / y.cpu_per_request for x, y in pairs if x.cpu_per_request and y.cpu_per_request]
+    text = (
+        f"median of {len(pairs)} paired rounds: p50 {statistics.median(x.p50 / y.p50 for x, y in pairs):.{digits}f}x, "
+        f"throughput {statistics.median(x.throughput / y.throughput for x, y in pairs):.{digits}f}x"
+    )
+    return text + (f", server CPU per request {statistics.median(cpu):.{digits}f}x" if cpu else "")
 
 
 def ratio(x: float | None, y: float | None) -> str:
