@@ -213,15 +213,16 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
         for level in levels:
             a_stats = await measure("(a) bare ChatOpenAI call", bare, requests, level)
             runs: dict[str, list[Stats]] = {b_label: [], br_label: [], **{label: [] for label in services}}
-            for _ in range(rounds):
-                runs[b_label].append(await measure(b_label, baseline, requests, level, server=minimal))
-                runs[br_label].append(
-                    await measure(br_label, baseline_redis, requests, level, server=minimal_redis)
-                )
-                for label, (_port, child) in services.items():
-                    runs[label].append(
-                        await measure(label, ours(clients[label]), requests, level, server=child)
-                    )
+            # Every row once per round; odd rounds in the reverse order, so that no row always runs right
+            # after the same other one (the fake LLM and Redis are shared and carry some state over).
+            order: list[tuple[str, Callable[[int], Awaitable[None]], Child]] = [
+                (b_label, baseline, minimal),
+                (br_label, baseline_redis, minimal_redis),
+                *((label, ours(clients[label]), child) for label, (_port, child) in services.items()),
+            ]
+            for round_ in range(rounds):
+                for label, call, server in order if round_ % 2 == 0 else reversed(order):
+                    runs[label].append(await measure(label, call, requests, level, server=server))
             best = {label: max(stats, key=lambda s: s.throughput) for label, stats in runs.items()}
             for row in (a_stats, *best.values()):
                 print("  " + row.row())
