@@ -171,9 +171,9 @@ async def test_ttl_of_channels_unchanged_since_an_earlier_turn_is_refreshed(redi
     await saver.aclose()
 
 
-async def test_a_checkpoint_write_is_one_transaction_and_nothing_else(redis_server: Any) -> None:
-    """Each turn writes one checkpoint: its sequence number, blobs, index and refreshed TTLs are one
-    MULTI/EXEC (one round trip), not an INCR before it and a TTL pipeline after it."""
+async def test_a_checkpoint_write_is_one_redis_command(redis_server: Any) -> None:
+    """Each turn writes one checkpoint: its blobs, sequence number, index, registry entry and refreshed TTLs
+    are one script (EVALSHA), not an INCR and a MULTI/EXEC pipeline of a dozen commands."""
     from langgraph.checkpoint.base import empty_checkpoint
 
     saver = SlidingTTLRedisSaver(url=redis_server.url, prefix=f"one-{uuid.uuid4().hex[:6]}", ttl=60)
@@ -186,22 +186,88 @@ async def test_a_checkpoint_write_is_one_transaction_and_nothing_else(redis_serv
     second["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
     second["channel_versions"] = {"messages": "2", "settings": "1"}
 
-    async def calls() -> dict[str, int]:
-        stats = await saver.client.info("commandstats")
-        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    # What the client sends (a pipeline is one send however many commands it holds) ...
+    sent: list[str] = []
+    execute, pipeline = saver.client.execute_command, saver.client.pipeline
 
-    before = await calls()
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await execute(*args, **options)
+
+    def counted_pipeline(*args: Any, **options: Any) -> Any:
+        sent.append("PIPELINE")
+        return pipeline(*args, **options)
+
+    saver.client.execute_command = counted
+    saver.client.pipeline = counted_pipeline
+    before = await _command_calls(saver.client)
     await saver.aput(saved, second, {}, {"messages": "2"})
-    after = await calls()
-    sent = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
-    sent.pop("info", None)  # our own probe
-    assert sent.get("multi") == 1 and sent.get("exec") == 1, sent
-    assert "incrby" not in sent, f"no command outside the transaction: {sent}"
+    after = await _command_calls(saver.client)
+    # ... and what Redis ran (commandstats also counts the commands a script calls).
+    ran = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+    assert sent == ["INFO", "EVALSHA", "INFO"], sent
+    assert ran.get("evalsha") == 1 and "multi" not in ran and "exec" not in ran, ran
     # Same order as the base saver: the second checkpoint is the latest, the first its parent.
     latest = await saver.aget_tuple(config)
     assert latest is not None and latest.checkpoint["id"] == second["id"]
     assert [t.checkpoint["id"] async for t in saver.alist(config)] == [second["id"], first["id"]]
+    # A Redis that lost its scripts (a restart, a failover) is sent the script again.
+    await saver.client.script_flush()
+    third = empty_checkpoint()
+    third["channel_versions"] = {"messages": "3", "settings": "1"}
+    third["channel_values"] = {"messages": ["a", "b", "c"], "settings": {"x": 1}}
+    await saver.aput(latest.config, third, {}, {"messages": "3"})
+    assert (await saver.aget_tuple(config)).checkpoint["id"] == third["id"]  # type: ignore[union-attr]
     await saver.aclose()
+
+
+async def _stored(redis: Any, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` (named without it): its value and whether it expires."""
+    found: dict[str, Any] = {}
+    async for raw in redis.scan_iter(match=f"{prefix}:*"):
+        key = raw.decode()
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            value: Any = await redis.get(key)
+        elif kind == "zset":
+            value = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            value = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+        found[key.removeprefix(prefix)] = (
+            kind,
+            str(value).replace(prefix, "<prefix>"),
+            await redis.ttl(key) > 0,
+        )
+    return found
+
+
+@pytest.mark.parametrize("ttl", [60, None])
+async def test_a_checkpoint_write_stores_what_the_base_saver_stores(
+    redis_server: Any, ttl: int | None
+) -> None:
+    """Same keys, values and expiries as langgraph-checkpoint-plainredis's own ``aput`` (for a first write,
+    where the sliding TTL has no unchanged blob to refresh), with and without a TTL."""
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph_checkpoint_plainredis import AsyncRedisSaver
+
+    ours_prefix, base_prefix = f"ours-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"
+    ours = SlidingTTLRedisSaver(url=redis_server.url, prefix=ours_prefix, ttl=ttl)
+    base = AsyncRedisSaver(url=redis_server.url, prefix=base_prefix, ttl=ttl)
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": ["a", "b"], "settings": {"x": 1}}
+    checkpoint["channel_versions"] = {"messages": "1", "settings": "1", "cleared": "1"}
+    config: Any = {"configurable": {"thread_id": "user:t", "checkpoint_ns": ""}}
+    for saver in (ours, base):
+        saved = await saver.aput(config, checkpoint, {"step": 1}, dict(checkpoint["channel_versions"]))
+        assert saved["configurable"]["checkpoint_id"] == checkpoint["id"]
+    stored_ours, stored_base = (
+        await _stored(ours.client, ours_prefix),
+        await _stored(base.client, base_prefix),
+    )
+    assert stored_ours == stored_base
+    assert len(stored_ours) == 7  # checkpoint, three blobs, index, registry, sequence
+    await ours.aclose()
+    await base.aclose()
 
 
 async def _command_calls(redis: Any) -> dict[str, int]:
@@ -261,6 +327,7 @@ async def test_reading_a_conversation_is_two_round_trips(redis_server: Any) -> N
     saved = await saver.aput(config, checkpoint, {"step": 1}, {"messages": "1", "settings": "1"})
     await saver.aput_writes(saved, [("messages", "c")], task_id="task-1")
 
+    await saver.aget_tuple(config)  # the first read on a Redis that has not seen the script loads it
     sent: list[str] = []
     execute = saver.client.execute_command
 
@@ -270,7 +337,7 @@ async def test_reading_a_conversation_is_two_round_trips(redis_server: Any) -> N
 
     saver.client.execute_command = counted
     latest = await saver.aget_tuple(config)
-    assert sent == ["EVAL", "MGET"], sent
+    assert sent == ["EVALSHA", "MGET"], sent
     assert latest is not None and latest.checkpoint["id"] == checkpoint["id"]
     assert latest.checkpoint["channel_values"] == {"messages": ["a", "b"], "settings": {"x": 1}}
     assert latest.pending_writes == [("task-1", "messages", "c")]
