@@ -104,7 +104,7 @@ class SlidingTTLRedisSaver(AsyncRedisSaver):
     sets the checkpoint and its new blobs with their TTL, takes the sequence number and adds the index
     entry, registers the thread and refreshes the TTLs of the index and the unchanged blobs, atomically like
     the base saver's MULTI/EXEC, where the base saver sends an ``INCR`` of its own before its transaction.
-    A turn writes its checkpoint on every turn, and a pipeline's client CPU grows with each command in it.
+    Every turn writes a checkpoint, and redis-py's client CPU for a pipeline grows with each command in it.
 
     Both scripts go as EVALSHA (redis-py's ``register_script``: the script's digest, the script itself
     only after a NOSCRIPT from a Redis that has not seen it yet). EVAL and scripts are core Redis, no module.
@@ -114,8 +114,8 @@ class SlidingTTLRedisSaver(AsyncRedisSaver):
     is always read.
     """
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         # EVALSHA with the script's digest, loading the script on NOSCRIPT (a restarted Redis, a failover).
         self._load_checkpoint = self.client.register_script(_LOAD_CHECKPOINT)
         self._write_checkpoint = self.client.register_script(_WRITE_CHECKPOINT)
