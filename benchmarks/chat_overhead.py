@@ -15,6 +15,12 @@ loaded machine.
 
 ``--only`` keeps the named ai-ops variants (the tag in parentheses) beside (a) and (b); ``--only c u-off`` is
 the usage-accounting pair: (c) with accounting on, as shipped, against (u-off), the same with it off.
+
+Each of ``--rounds`` rounds measures every row once (odd rounds in reverse order); every ratio is printed as
+the ratio of the best runs and as the median of the ratios within each round. Two processes of the *same*
+service differ here by up to about 5% (``--only c c2``: the A/A control), which is more than the 2% the
+accounting target asks about, so ``--only c u-off c2 u-off2 --rounds 6`` starts two processes of each and
+prints on/off averaged over the four pairings.
 """
 
 from __future__ import annotations
@@ -144,11 +150,26 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                 "log+retry+tool_retry",
                 {**full_env, "AI_OPS_USAGE_ACCOUNTING": "false"},
             ),
+            # (c) again in a process of its own (only with --only ... c2): the A/A control. Two processes of
+            # the same service differ by a few percent on this kind of machine, which bounds what an on/off
+            # comparison between two processes can show.
+            "(c2) ai-ops: as (c), a second process (A/A control)": ("log+retry+tool_retry", full_env),
+            "(u-off2) ai-ops: as (u-off), a second process": (
+                "log+retry+tool_retry",
+                {**full_env, "AI_OPS_USAGE_ACCOUNTING": "false"},
+            ),
             # (c) with in-memory conversations: what Redis costs within (c).
             "(c-mem) ai-ops: memory, auth, metrics, log+retry+tool_retry": (
                 "log+retry+tool_retry",
                 {"AI_OPS_AUTH_TOKENS_FILE": str(tokens)},
             ),
+        }
+        second = ("(c2)", "(u-off2)")  # second processes: only when asked for by name
+        asked = {tag.strip("()") for tag in only or []}
+        variants = {
+            label: v
+            for label, v in variants.items()
+            if not label.startswith(second) or label.split(" ")[0].strip("()") in asked
         }
         if only:  # e.g. --only c u-off: just those of our rows, beside the baselines
             wanted = {tag.strip("()") for tag in only}
@@ -246,6 +267,21 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                     f"server CPU per request {ratio(best[on].cpu_per_request, best[off].cpu_per_request)}; "
                     f"{paired(runs[on], runs[off], digits=3)}"
                 )
+                control = next((k for k in services if k.startswith("(c2)")), None)
+                if control is not None:
+                    print(
+                        f"  c={level} A/A control, (c)/(c2), both on: {paired(runs[on], runs[control], digits=3)}"
+                    )
+                    print(
+                        f"  c={level} usage accounting on/off as (c2)/(u-off): "
+                        f"{paired(runs[control], runs[off], digits=3)}"
+                    )
+                off2 = next((k for k in services if k.startswith("(u-off2)")), None)
+                if control is not None and off2 is not None:
+                    print(
+                        f"  c={level} usage accounting on/off over two processes each: "
+                        f"{crossed([runs[on], runs[control]], [runs[off], runs[off2]])}"
+                    )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
     finally:
@@ -264,6 +300,27 @@ def paired(xs: list[Stats], ys: list[Stats], digits: int = 2) -> str:
         f"throughput {statistics.median(x.throughput / y.throughput for x, y in pairs):.{digits}f}x"
     )
     return text + (f", server CPU per request {statistics.median(cpu):.{digits}f}x" if cpu else "")
+
+
+def crossed(ons: list[list[Stats]], offs: list[list[Stats]]) -> str:
+    """On/off over several processes of each: per round the geometric mean of every on/off pairing of
+    processes, then the median over the rounds. A process of its own costs or saves a few percent here
+    (the A/A control shows it), which the pairings average out."""
+
+    def per_round(value: Callable[[Stats], float | None]) -> float | None:
+        ratios: list[float] = []
+        for round_ in range(len(ons[0])):
+            pairs = [(value(a[round_]), value(b[round_])) for a in ons for b in offs]
+            if any(not x or not y for x, y in pairs):
+                return None
+            ratios.append(statistics.geometric_mean(x / y for x, y in pairs if x and y))
+        return statistics.median(ratios)
+
+    p50 = per_round(lambda s: s.p50)
+    throughput = per_round(lambda s: s.throughput)
+    cpu = per_round(lambda s: s.cpu_per_request)
+    text = f"median of {len(ons[0])} rounds of {len(ons) * len(offs)} pairings: p50 {p50:.3f}x, throughput {throughput:.3f}x"
+    return text + (f", server CPU per request {cpu:.3f}x" if cpu else "")
 
 
 def ratio(x: float | None, y: float | None) -> str:
