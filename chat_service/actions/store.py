@@ -14,14 +14,10 @@ import contextlib
 import copy
 import json
 import logging
-import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
-
-import httpx
 
 from ai_ops_api.actions import ACTION_REQUEST, FINAL_PHASES, current_phase, is_expired
 from ai_ops_api.specs import API_VERSION, GROUP, VERSION
@@ -206,34 +202,7 @@ class KubernetesActionStore(ServiceAccountClient):
     """
 
     executes = True
-
-    def __init__(
-        self,
-        api_url: str,
-        namespace: str,
-        *,
-        token_path: Path | None = None,
-        token: str | None = None,
-        ca_path: Path | None = None,
-        poll_seconds: float = 2.0,
-        timeout_seconds: float = 10.0,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.namespace = namespace
-        self.token_path = token_path
-        self.token = token
-        self.poll_seconds = poll_seconds
-        verify: ssl.SSLContext | bool = True
-        if ca_path is not None:
-            verify = ssl.create_default_context(cafile=str(ca_path))
-        self._client = httpx.AsyncClient(
-            base_url=self.api_url,
-            verify=verify,
-            timeout=timeout_seconds,
-            headers={"Accept": "application/json"},
-            auth=self._auth,
-        )
-        self._changed = asyncio.Event()
+    default_poll_seconds = 2.0
 
     @property
     def _collection(self) -> str:

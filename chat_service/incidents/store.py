@@ -259,10 +259,35 @@ class ServiceAccountClient:
     """What both Kubernetes stores (Investigations, ActionRequests) need of the API server: a client from
     the pod's service account, the token re-read per request, and errors as StoreError."""
 
-    namespace: str
-    token: str | None
-    token_path: Path | None
-    _client: httpx.AsyncClient
+    default_poll_seconds = 5.0  # how long a store waits for a change without an event, by default
+
+    def __init__(
+        self,
+        api_url: str,
+        namespace: str,
+        *,
+        token_path: Path | None = None,
+        token: str | None = None,
+        ca_path: Path | None = None,
+        poll_seconds: float | None = None,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.token_path = token_path
+        self.token = token
+        self.poll_seconds = poll_seconds if poll_seconds is not None else self.default_poll_seconds
+        verify: ssl.SSLContext | bool = True
+        if ca_path is not None:
+            verify = ssl.create_default_context(cafile=str(ca_path))
+        self._client = httpx.AsyncClient(
+            base_url=self.api_url,
+            verify=verify,
+            timeout=timeout_seconds,
+            headers={"Accept": "application/json"},
+            auth=self._auth,
+        )
+        self._changed = asyncio.Event()
 
     @classmethod
     def from_service_account(cls, namespace: str | None = None, **kwargs: Any) -> Self:
@@ -271,8 +296,7 @@ class ServiceAccountClient:
         if ":" in host:  # IPv6
             host = f"[{host}]"
         ns = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-        # Each store's __init__ takes (api_url, namespace, *, token_path, ca_path, ...); this base has none.
-        return cls(  # type: ignore[call-arg]
+        return cls(
             f"https://{host}:{port}",
             ns,
             token_path=SERVICE_ACCOUNT_DIR / "token",
@@ -320,27 +344,20 @@ class KubernetesInvestigationStore(ServiceAccountClient):
         token_path: Path | None = None,
         token: str | None = None,
         ca_path: Path | None = None,
-        poll_seconds: float = 5.0,
+        poll_seconds: float | None = None,
         timeout_seconds: float = 10.0,
         watch_timeout_seconds: int = 300,
         retry_seconds: float = 2.0,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.namespace = namespace
-        self.token_path = token_path
-        self.token = token
-        self.poll_seconds = poll_seconds
-        verify: ssl.SSLContext | bool = True
-        if ca_path is not None:
-            verify = ssl.create_default_context(cafile=str(ca_path))
-        self._client = httpx.AsyncClient(
-            base_url=self.api_url,
-            verify=verify,
-            timeout=timeout_seconds,
-            headers={"Accept": "application/json"},
-            auth=self._auth,
+        super().__init__(
+            api_url,
+            namespace,
+            token_path=token_path,
+            token=token,
+            ca_path=ca_path,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
         )
-        self._changed = asyncio.Event()
         self.watch_timeout_seconds = watch_timeout_seconds
         self.retry_seconds = retry_seconds
         self._known: dict[str, StoredInvestigation] = {}
