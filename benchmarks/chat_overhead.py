@@ -256,7 +256,7 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                         f"  c={level} {label.split(' ')[0]}/{base}: p50 {c_stats.p50 / b_stats.p50:.2f}x, "
                         f"p99 {c_stats.p99 / b_stats.p99:.2f}x, throughput {c_stats.throughput / b_stats.throughput:.2f}x, "
                         f"server CPU per request {ratio(c_stats.cpu_per_request, b_stats.cpu_per_request)}; "
-                        f"{paired(runs[label], runs[base_label])}"
+                        f"{paired([runs[label]], [runs[base_label]])}"
                     )
             on = next((k for k in services if k.startswith("(c) ")), None)
             off = next((k for k in services if k.startswith("(u-off)")), None)
@@ -265,22 +265,22 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                     f"  c={level} usage accounting on/off: p50 {best[on].p50 / best[off].p50:.3f}x, "
                     f"throughput {best[on].throughput / best[off].throughput:.3f}x, "
                     f"server CPU per request {ratio(best[on].cpu_per_request, best[off].cpu_per_request)}; "
-                    f"{paired(runs[on], runs[off], digits=3)}"
+                    f"{paired([runs[on]], [runs[off]], digits=3)}"
                 )
                 control = next((k for k in services if k.startswith("(c2)")), None)
                 if control is not None:
                     print(
-                        f"  c={level} A/A control, (c)/(c2), both on: {paired(runs[on], runs[control], digits=3)}"
+                        f"  c={level} A/A control, (c)/(c2), both on: {paired([runs[on]], [runs[control]], digits=3)}"
                     )
                     print(
                         f"  c={level} usage accounting on/off as (c2)/(u-off): "
-                        f"{paired(runs[control], runs[off], digits=3)}"
+                        f"{paired([runs[control]], [runs[off]], digits=3)}"
                     )
                 off2 = next((k for k in services if k.startswith("(u-off2)")), None)
                 if control is not None and off2 is not None:
                     print(
                         f"  c={level} usage accounting on/off over two processes each: "
-                        f"{crossed([runs[on], runs[control]], [runs[off], runs[off2]])}"
+                        f"{paired([runs[on], runs[control]], [runs[off], runs[off2]], digits=3)}"
                     )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
@@ -290,37 +290,30 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
         redis.stop()
 
 
-def paired(xs: list[Stats], ys: list[Stats], digits: int = 2) -> str:
-    """The median over the rounds of the ratio within each round (both rows measured one after the other):
-    steadier than the ratio of the two bests when the machine's load drifts between rounds."""
-    pairs = list(zip(xs, ys, strict=True))
-    cpu = [x.cpu_per_request / y.cpu_per_request for x, y in pairs if x.cpu_per_request and y.cpu_per_request]
-    text = (
-        f"median of {len(pairs)} paired rounds: p50 {statistics.median(x.p50 / y.p50 for x, y in pairs):.{digits}f}x, "
-        f"throughput {statistics.median(x.throughput / y.throughput for x, y in pairs):.{digits}f}x"
-    )
-    return text + (f", server CPU per request {statistics.median(cpu):.{digits}f}x" if cpu else "")
+def paired(ons: list[list[Stats]], offs: list[list[Stats]], digits: int = 2) -> str:
+    """The median over the rounds of the ratio within each round (the rows measured one after the other):
+    steadier than the ratio of the two bests when the machine's load drifts between rounds. With several
+    processes of each side, a round's ratio is the geometric mean over every pairing of processes: a
+    process of its own costs or saves a few percent here (the A/A control shows it), which averages out."""
 
-
-def crossed(ons: list[list[Stats]], offs: list[list[Stats]]) -> str:
-    """On/off over several processes of each: per round the geometric mean of every on/off pairing of
-    processes, then the median over the rounds. A process of its own costs or saves a few percent here
-    (the A/A control shows it), which the pairings average out."""
-
-    def per_round(value: Callable[[Stats], float | None]) -> float | None:
+    def median(value: Callable[[Stats], float | None]) -> float | None:
         ratios: list[float] = []
         for round_ in range(len(ons[0])):
             pairs = [(value(a[round_]), value(b[round_])) for a in ons for b in offs]
-            if any(not x or not y for x, y in pairs):
-                return None
-            ratios.append(statistics.geometric_mean(x / y for x, y in pairs if x and y))
-        return statistics.median(ratios)
+            if all(x and y for x, y in pairs):  # a round without the figure (no server CPU) is left out
+                ratios.append(statistics.geometric_mean(x / y for x, y in pairs if x and y))
+        return statistics.median(ratios) if ratios else None
 
-    p50 = per_round(lambda s: s.p50)
-    throughput = per_round(lambda s: s.throughput)
-    cpu = per_round(lambda s: s.cpu_per_request)
-    text = f"median of {len(ons[0])} rounds of {len(ons) * len(offs)} pairings: p50 {p50:.3f}x, throughput {throughput:.3f}x"
-    return text + (f", server CPU per request {cpu:.3f}x" if cpu else "")
+    pairings = len(ons) * len(offs)
+    rounds = (
+        f"{len(ons[0])} paired rounds" if pairings == 1 else f"{len(ons[0])} rounds of {pairings} pairings"
+    )
+    text = (
+        f"median of {rounds}: p50 {median(lambda s: s.p50):.{digits}f}x, "
+        f"throughput {median(lambda s: s.throughput):.{digits}f}x"
+    )
+    cpu = median(lambda s: s.cpu_per_request)
+    return text + (f", server CPU per request {cpu:.{digits}f}x" if cpu else "")
 
 
 def ratio(x: float | None, y: float | None) -> str:
