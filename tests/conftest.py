@@ -32,10 +32,9 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _control_plane_timings:
-        terminalreporter.write_line(
-            f"control plane: binaries ready in {_control_plane_timings['binaries']:.1f} s, "
-            f"etcd and kube-apiserver ready in {_control_plane_timings['start']:.1f} s (first worker)"
-        )
+        from tests.cluster.controlplane import timings_line
+
+        terminalreporter.write_line(f"{timings_line(_control_plane_timings)} (first worker)")
 
 
 @pytest.fixture(scope="session")

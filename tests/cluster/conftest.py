@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane, ControlPlaneUnavailable, find_binaries
+from tests.cluster.controlplane import ControlPlane, ControlPlaneUnavailable, find_binaries, timings_line
 from tests.cluster.rest import crd_documents, install_crds
 
 # Seconds spent finding (or building) the binaries and starting the servers, for the summary line.
@@ -51,10 +51,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line saying what the control plane cost this run: the figure to watch as the suite grows."""
     if "start" in _timings:
-        terminalreporter.write_line(
-            f"control plane: binaries ready in {_timings['binaries']:.1f} s, "
-            f"etcd and kube-apiserver ready in {_timings['start']:.1f} s"
-        )
+        terminalreporter.write_line(timings_line(_timings))
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,14 @@ ADMIN_USER = "ai-ops-test-admin"
 NO_GO_EXIT = 2
 
 
+def timings_line(timings: dict[str, float]) -> str:
+    """The summary line of a run: what finding the binaries and starting the servers cost."""
+    return (
+        f"control plane: binaries ready in {timings['binaries']:.1f} s, "
+        f"etcd and kube-apiserver ready in {timings['start']:.1f} s"
+    )
+
+
 class ControlPlaneUnavailable(Exception):
     """Neither prebuilt binaries nor Go to build them: the tests that need a control plane are skipped."""
 
