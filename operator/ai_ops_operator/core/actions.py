@@ -23,11 +23,11 @@ from ai_ops_api.actions import (
     format_time,
     is_expired,
 )
-from ai_ops_api.specs import GROUP, MCPServerSpec, MCPTransport
+from ai_ops_api.specs import MCPServerSpec, MCPTransport
+from ai_ops_operator.core.events import event_body
 
 # The argument names of a server-side dry run that the operator recognises in a tool's input schema.
 DRY_RUN_ARGUMENTS = ("dryRun", "dry_run")
-EVENT_COMPONENT = "ai-ops-operator"
 
 
 class Step(enum.StrEnum):
@@ -176,29 +176,9 @@ def target_event_body(
 ) -> dict[str, Any]:
     """An Event on ``target`` (the stored object, for its uid); cluster-scoped targets get theirs in the
     ActionRequest's namespace, where the people who approved it look."""
-    meta = target.get("metadata") or {}
-    namespace = meta.get("namespace") or (obj.get("metadata") or {}).get("namespace")
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": target.get("apiVersion"),
-            "kind": target.get("kind"),
-            "name": meta.get("name"),
-            **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
-            "uid": meta.get("uid"),
-        },
-        "type": event_type,
-        "reason": reason,
-        "message": message[:1024],
-        "source": {"component": EVENT_COMPONENT},
-        "reportingComponent": f"{GROUP}/operator",
-        "reportingInstance": instance[:128],
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+    return event_body(
+        target, event_type, reason, message, instance, now, (obj.get("metadata") or {}).get("namespace")
+    )
 
 
 def resource_path(api_version: str, plural: str, namespace: str | None, name: str) -> str:

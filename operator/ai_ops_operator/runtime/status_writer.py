@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ai_ops_api.conditions import ACCEPTED, FALSE, READY, TRUE, Cond
-from ai_ops_api.specs import API_VERSION, GROUP, RESOURCES, USABLE_HEALTH, HealthState, MCPServerSpec
+from ai_ops_api.specs import API_VERSION, RESOURCES, USABLE_HEALTH, HealthState, MCPServerSpec
 from ai_ops_operator.core.conditions import Transition, merge_conditions, rfc3339
 from ai_ops_operator.core.evaluate import server_health_state
+from ai_ops_operator.core.events import event_body
 from ai_ops_operator.core.health import HealthRecord, probe_status_fields, record_from_status
 from ai_ops_operator.core.snapshot import Verdict
 from ai_ops_operator.runtime.indices import IndexView, status_key
@@ -39,7 +40,6 @@ from ai_ops_operator.runtime.metrics import OperatorMetrics
 
 logger = logging.getLogger("ai_ops.operator")
 
-EVENT_COMPONENT = "ai-ops-operator"
 # Concurrent status writes (each is one PATCH, plus events on transitions).
 STATUS_WRITERS = 8
 FIRST_RETRY = 1.0
@@ -128,33 +128,6 @@ def status_events(
             )
         )
     return events
-
-
-def event_body(
-    kind: str, obj: Mapping[str, Any], event_type: str, reason: str, message: str, instance: str, now: str
-) -> dict[str, Any]:
-    meta = obj["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
-        "involvedObject": {
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "name": meta["name"],
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-        },
-        "type": event_type,
-        "reason": reason,
-        "message": message[:1024],
-        "source": {"component": EVENT_COMPONENT},
-        "reportingComponent": f"{GROUP}/operator",
-        "reportingInstance": instance[:128],
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
 
 
 def retry_delay(failures: int) -> float:
@@ -328,7 +301,8 @@ class StatusWriter:
     async def post_event(
         self, kind: str, obj: Mapping[str, Any], event_type: str, reason: str, message: str
     ) -> None:
-        body = event_body(kind, obj, event_type, reason, message, self.instance, rfc3339(datetime.now(UTC)))
+        involved = {"apiVersion": API_VERSION, "kind": kind, "metadata": obj["metadata"]}
+        body = event_body(involved, event_type, reason, message, self.instance, rfc3339(datetime.now(UTC)))
         try:
             await self.kube.create_event(str(obj["metadata"].get("namespace")), body)
             self.events_posted += 1
