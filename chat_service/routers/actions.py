@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat_service.actions.service import (
@@ -20,8 +20,8 @@ from chat_service.actions.service import (
     NotAnApprover,
 )
 from chat_service.actions.store import StoredAction, StoreError
-from chat_service.errors import ChatError
-from chat_service.routers.deps import Caller, Services
+from chat_service.errors import ChatError, StoreUnavailable
+from chat_service.routers.deps import Caller, NamePath, Services
 from chat_service.routers.responses import error_responses
 
 router = APIRouter(tags=["actions"])
@@ -53,11 +53,6 @@ class ActionMissing(ChatError):
     code = "not_found"
 
 
-class StoreUnavailable(ChatError):
-    status = 503
-    code = "store_unavailable"
-
-
 def actions(services: Services) -> ActionService:
     found: ActionService | None = getattr(services, "actions", None)
     if found is None:
@@ -66,7 +61,6 @@ def actions(services: Services) -> ActionService:
 
 
 ActionsDep = Annotated[ActionService, Depends(actions)]
-NamePath = Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
 
 
 class DecisionIn(BaseModel):

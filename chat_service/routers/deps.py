@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chat_service.engine import ChatEngine
@@ -19,6 +19,8 @@ _bearer = HTTPBearer(auto_error=False, description="A token from the tokens file
 
 # A caller's own thread id, or an Investigation's (``investigations:<name>``, shared: see conversations.py).
 THREAD_ID_PATTERN = r"^(investigations:)?[A-Za-z0-9._-]{1,128}$"
+# The name of an Investigation or ActionRequest in a route's path (a DNS label).
+NamePath = Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
 
 
 def _services(request: Request) -> ChatServices:

@@ -9,7 +9,7 @@ import datetime
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ai_ops_api.investigations import MAX_QUESTION
@@ -17,7 +17,7 @@ from chat_service.errors import ChatError, StoreUnavailable
 from chat_service.incidents.alertmanager import BadNotification, parse_notification
 from chat_service.incidents.service import Incidents
 from chat_service.incidents.store import StoredInvestigation, StoreError, parse_time
-from chat_service.routers.deps import Caller, Services
+from chat_service.routers.deps import Caller, NamePath, Services
 from chat_service.routers.responses import error_responses
 
 router = APIRouter(tags=["incidents"])
@@ -43,7 +43,6 @@ async def incidents(services: Services) -> Incidents:
 
 
 IncidentsDep = Annotated[Incidents, Depends(incidents)]
-NamePath = Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
 
 
 class CreatedOut(BaseModel):
