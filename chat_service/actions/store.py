@@ -25,6 +25,7 @@ from chat_service.incidents.store import (
     Conflict,
     NotFound,
     ServiceAccountClient,
+    StoredObject,
     StoreError,
     merge_patch,
     now,
@@ -53,28 +54,7 @@ TERMINAL_PHASES = frozenset(str(p) for p in FINAL_PHASES)
 
 
 @dataclass(frozen=True)
-class StoredAction:
-    name: str
-    namespace: str
-    spec: dict[str, Any]
-    status: dict[str, Any]
-    resource_version: str
-    created_at: str
-    uid: str = ""
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> StoredAction:
-        metadata = obj.get("metadata") or {}
-        return cls(
-            name=str(metadata.get("name", "")),
-            namespace=str(metadata.get("namespace", "")),
-            spec=dict(obj.get("spec") or {}),
-            status=dict(obj.get("status") or {}),
-            resource_version=str(metadata.get("resourceVersion", "")),
-            created_at=str(metadata.get("creationTimestamp", "")),
-            uid=str(metadata.get("uid", "")),
-        )
-
+class StoredAction(StoredObject):
     @property
     def decision(self) -> dict[str, Any] | None:
         found = self.status.get("decision")

@@ -66,7 +66,9 @@ def parse_time(text: str | None) -> datetime.datetime | None:
 
 
 @dataclass(frozen=True)
-class StoredInvestigation:
+class StoredObject:
+    """What both stores keep of an object (an Investigation, an ActionRequest) as the API server has it."""
+
     name: str
     namespace: str
     spec: dict[str, Any]
@@ -76,7 +78,7 @@ class StoredInvestigation:
     uid: str = ""
 
     @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> StoredInvestigation:
+    def of(cls, obj: Mapping[str, Any]) -> Self:
         metadata = obj.get("metadata") or {}
         return cls(
             name=str(metadata.get("name", "")),
@@ -88,6 +90,9 @@ class StoredInvestigation:
             uid=str(metadata.get("uid", "")),
         )
 
+
+@dataclass(frozen=True)
+class StoredInvestigation(StoredObject):
     @property
     def phase(self) -> str:
         return str(self.status.get("phase") or "Pending")
