@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ai_ops_api.actions import ACTION_REQUEST, FINAL_PHASES, current_phase, is_expired
-from ai_ops_api.specs import API_VERSION, GROUP, VERSION
+from ai_ops_api.specs import API_VERSION
 from chat_service.incidents.store import (
     Conflict,
     NotFound,
@@ -182,11 +181,9 @@ class KubernetesActionStore(ServiceAccountClient):
     """
 
     executes = True
+    plural = PLURAL
+    noun = "ActionRequest"
     default_poll_seconds = 2.0
-
-    @property
-    def _collection(self) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
 
     async def create(self, name: str, spec: Mapping[str, Any]) -> StoredAction:
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": dict(spec)}
@@ -199,40 +196,18 @@ class KubernetesActionStore(ServiceAccountClient):
         return StoredAction.of(response.json())
 
     async def get(self, name: str) -> StoredAction | None:
-        response = await self._request("GET", f"{self._collection}/{name}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self._fail(response, f"get ActionRequest {name}")
-        return StoredAction.of(response.json())
+        found = await self._get_object(name)
+        return StoredAction.of(found) if found is not None else None
 
     async def list(self) -> list[StoredAction]:
-        response = await self._request("GET", self._collection)
-        if response.status_code != 200:
-            raise self._fail(response, "list ActionRequests")
-        return [StoredAction.of(item) for item in response.json().get("items", [])]
+        return [StoredAction.of(item) for item in await self._list_objects()]
 
     async def patch_status(
         self, name: str, status: Mapping[str, Any], resource_version: str | None = None
     ) -> StoredAction:
-        # A merge patch that names metadata.resourceVersion is refused with 409 when it is stale.
-        body: dict[str, Any] = {"status": dict(status)}
-        if resource_version is not None:
-            body["metadata"] = {"resourceVersion": resource_version}
-        response = await self._request(
-            "PATCH",
-            f"{self._collection}/{name}/status",
-            content=json.dumps(body),
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
-        if response.status_code == 409:
-            raise Conflict(name)
-        if response.status_code == 404:
-            raise NotFound(name)
-        if response.status_code != 200:
-            raise self._fail(response, f"patch status of ActionRequest {name}")
+        patched = await self._patch_status_object(name, status, resource_version)
         self._changed.set()
-        return StoredAction.of(response.json())
+        return StoredAction.of(patched)
 
     async def wait_for_change(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

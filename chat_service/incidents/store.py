@@ -264,6 +264,8 @@ class ServiceAccountClient:
     """What both Kubernetes stores (Investigations, ActionRequests) need of the API server: a client from
     the pod's service account, the token re-read per request, and errors as StoreError."""
 
+    plural: str  # the resource's plural in API paths
+    noun: str  # what errors call one object
     default_poll_seconds = 5.0  # how long a store waits for a change without an event, by default
 
     def __init__(
@@ -330,6 +332,45 @@ class ServiceAccountClient:
             message = response.text[:300]
         return StoreError(f"{what}: Kubernetes API answered {response.status_code}: {message}")
 
+    @property
+    def _collection(self) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{self.plural}"
+
+    async def _get_object(self, name: str) -> dict[str, Any] | None:
+        response = await self._request("GET", f"{self._collection}/{name}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, f"get {self.noun} {name}")
+        return dict(response.json())
+
+    async def _list_objects(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", self._collection)
+        if response.status_code != 200:
+            raise self._fail(response, f"list {self.noun}s")
+        return list(response.json().get("items", []))
+
+    async def _patch_status_object(
+        self, name: str, status: Mapping[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        # A merge patch that names metadata.resourceVersion is refused with 409 when it is stale.
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        response = await self._request(
+            "PATCH",
+            f"{self._collection}/{name}/status",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        if response.status_code == 409:
+            raise Conflict(name)
+        if response.status_code == 404:
+            raise NotFound(name)
+        if response.status_code != 200:
+            raise self._fail(response, f"patch status of {self.noun} {name}")
+        return dict(response.json())
+
 
 class KubernetesInvestigationStore(ServiceAccountClient):
     """Investigations through the Kubernetes API, with the access chat_service/config/kubernetes.py uses
@@ -340,6 +381,9 @@ class KubernetesInvestigationStore(ServiceAccountClient):
     another replica's create would wait for a poll. ``poll_seconds`` bounds how long ``wait_for_change``
     sleeps without an event (leases expire without one); while the watch is down ``snapshot`` lists.
     """
+
+    plural = INVESTIGATION.plural
+    noun = "investigation"
 
     def __init__(
         self,
@@ -369,10 +413,6 @@ class KubernetesInvestigationStore(ServiceAccountClient):
         self._synced = False  # _known is the API's view (listed, then watched), not a leftover
         self._watch_task: asyncio.Task[None] | None = None
 
-    @property
-    def _collection(self) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{INVESTIGATION.plural}"
-
     async def create(self, name: str, spec: Mapping[str, Any]) -> tuple[StoredInvestigation, bool]:
         known = self._known.get(name) if self._synced else None
         if known is not None:
@@ -398,18 +438,11 @@ class KubernetesInvestigationStore(ServiceAccountClient):
         return StoredInvestigation.of(response.json()), True
 
     async def get(self, name: str) -> StoredInvestigation | None:
-        response = await self._request("GET", f"{self._collection}/{name}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self._fail(response, f"get investigation {name}")
-        return StoredInvestigation.of(response.json())
+        found = await self._get_object(name)
+        return StoredInvestigation.of(found) if found is not None else None
 
     async def list(self) -> list[StoredInvestigation]:
-        response = await self._request("GET", self._collection)
-        if response.status_code != 200:
-            raise self._fail(response, "list investigations")
-        return [StoredInvestigation.of(item) for item in response.json().get("items", [])]
+        return [StoredInvestigation.of(item) for item in await self._list_objects()]
 
     async def snapshot(self) -> builtins.list[StoredInvestigation]:
         self._start_watch()
@@ -481,23 +514,7 @@ class KubernetesInvestigationStore(ServiceAccountClient):
     async def patch_status(
         self, name: str, status: Mapping[str, Any], resource_version: str | None = None
     ) -> StoredInvestigation:
-        # A merge patch that names metadata.resourceVersion is refused with 409 when it is stale.
-        body: dict[str, Any] = {"status": dict(status)}
-        if resource_version is not None:
-            body["metadata"] = {"resourceVersion": resource_version}
-        response = await self._request(
-            "PATCH",
-            f"{self._collection}/{name}/status",
-            content=json.dumps(body),
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
-        if response.status_code == 409:
-            raise Conflict(name)
-        if response.status_code == 404:
-            raise NotFound(name)
-        if response.status_code != 200:
-            raise self._fail(response, f"patch status of investigation {name}")
-        return StoredInvestigation.of(response.json())
+        return StoredInvestigation.of(await self._patch_status_object(name, status, resource_version))
 
     async def record_event(
         self, regarding: ObjectRef, reason: str, message: str, type_: str = "Normal"
