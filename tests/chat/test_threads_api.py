@@ -207,6 +207,21 @@ async def test_titles_are_the_first_message_on_one_line_truncated(callers: Calle
     assert len(title) == TITLE_LENGTH and "\n" not in title
 
 
+async def test_a_message_that_looks_like_a_script_is_stored_and_listed_as_text(
+    callers: Callers, fresh_fake_llm: FakeLLM
+) -> None:
+    """What a chat user writes reaches the Redis scripts (the list's title, the checkpoint) as values only."""
+    message = "') redis.call('FLUSHALL') -- ]] \\x00 %s {{ \u202e \U0001f4a5 " + "é" * 40
+    fresh_fake_llm.enqueue(Reply.text("noted"))
+    thread = await say(callers.alice, message)
+    second = await say(callers.alice, "and a second thread")
+    assert [t["id"] for t in await listed(callers.alice)] == [second, thread]  # nothing flushed
+    (entry,) = [t for t in await listed(callers.alice) if t["id"] == thread]
+    assert entry["title"].startswith("') redis.call('FLUSHALL') -- ]]")
+    view = (await callers.alice.get(f"/api/threads/{thread}")).json()
+    assert view["messages"][0] == {"role": "user", "content": message}
+
+
 async def test_list_needs_a_token(callers: Callers) -> None:
     async with httpx.AsyncClient(base_url=callers.app.url) as anonymous:
         assert (await anonymous.get("/api/threads")).status_code == 401

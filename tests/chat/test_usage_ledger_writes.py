@@ -13,9 +13,10 @@ import redis.asyncio
 
 from ai_ops_api.agent_config import AgentConfig
 from chat_service.metrics import ChatMetrics
-from chat_service.usage.ledger import RedisLedger, day_key, field
+from chat_service.usage.ledger import MemoryLedger, RedisLedger, day_key, field
 from chat_service.usage.pricing import TokenCounts
 from chat_service.usage.recorder import MODEL_METADATA_KEY, UsageRecorder
+from chat_service.usage.summary import Totals, caller_totals, grouped
 from tests.chat.test_usage import ALICE, _app, _conversation
 from tests.harness.fake_llm import FakeLLM
 from tests.harness.redis_server import RedisServer
@@ -153,3 +154,27 @@ async def test_usage_pending_during_a_redis_outage_is_written_once_it_is_back() 
         await recorder.aclose()
         await client.aclose()
         own_redis.stop()
+
+
+async def test_hostile_tool_and_server_names_cannot_forge_another_callers_usage() -> None:
+    """An MCP server chooses its own tool names (and a CR author the server's): the separator and the
+    escape character in them stay part of the name, so nothing lands on bob's counters or a model's."""
+    recorder = UsageRecorder(
+        metrics=ChatMetrics(),
+        ledger=MemoryLedger(retention_days=7),
+        config=lambda: AgentConfig(namespace="hostile"),
+        known_callers=lambda: {"alice", "bob"},
+    )
+    server, tool = "fx|t|bob|x", "add|calls%7C|m|bob|main|chat|in"
+    recorder.tool_call({"ai_ops_caller": "alice", "ai_ops_server": server}, tool, False, 0.25)
+    recorder.model_call({MODEL_METADATA_KEY: "main|x%25", "ai_ops_caller": "alice"}, TokenCounts(5, 1))
+    today = dt.datetime.now(dt.UTC).date()
+    days = await recorder.read_days("hostile", [today])
+    assert caller_totals(days[today], "bob") == Totals()
+    assert set(grouped(days, "caller", None)) == {"alice"}
+    tools = grouped(days, "tool", None)
+    assert set(tools) == {f"{server}/{tool}"}
+    assert (tools[f"{server}/{tool}"].tool_calls, tools[f"{server}/{tool}"].tool_errors) == (1, 1)
+    models = grouped(days, "model", None)
+    assert set(models) == {"main|x%25"} and models["main|x%25"].input_tokens == 5
+    await recorder.aclose()
