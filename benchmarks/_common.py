@@ -34,9 +34,15 @@ LOG_DIR = Path(tempfile.mkdtemp(prefix="ai-ops-bench-"))
 class Child:
     """A child process waited for until an HTTP URL answers; killed by PID on stop."""
 
-    def __init__(self, name: str, argv: Sequence[str], ready_url: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready_url: str | Sequence[str],
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
-        self.ready_url = ready_url
+        self.ready_urls = [ready_url] if isinstance(ready_url, str) else list(ready_url)  # all must answer
         log = open(LOG_DIR / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
         full_env = {**os.environ, **(env or {})}
         self.process = subprocess.Popen(list(argv), stdout=log, stderr=log, env=full_env, cwd=str(ROOT))
@@ -47,7 +53,7 @@ class Child:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {LOG_DIR / (self.name + '.log')}")
             try:
-                if httpx.get(self.ready_url, timeout=1.0).status_code < 500:
+                if all(httpx.get(url, timeout=1.0).status_code < 500 for url in self.ready_urls):
                     return
             except httpx.HTTPError:
                 pass
@@ -162,9 +168,12 @@ async def measure(
     concurrency: int,
     warmup: int = 10,
     server: Child | None = None,
+    settle: float = 0.0,
 ) -> Stats:
     """Run ``call(i)`` ``requests`` times with ``concurrency`` in flight; latencies per call (and the server's
-    CPU time, which other load on the machine disturbs far less than latency)."""
+    CPU time, which other load on the machine disturbs far less than latency). The CPU time is read
+    ``settle`` seconds after the last call, so that work a row leaves behind (a background flush) counts
+    in that row and not in the next."""
     for i in range(warmup):
         await call(-1 - i)
     latencies: list[float] = []
@@ -180,5 +189,7 @@ async def measure(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - started
+    if settle:
+        await asyncio.sleep(settle)
     cpu = server.cpu_seconds() - cpu_before if server else None
     return Stats(label, concurrency, latencies, wall, cpu)

@@ -11,22 +11,29 @@ with no delay; every server in its own process; a new conversation per request. 
 of (b-redis) and 1.25x of (b), p50 and throughput. Server CPU per request is the steadiest column on a
 loaded machine.
 
-    .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32] [--only c u-off]
+    .venv/bin/python benchmarks/chat_overhead.py [--requests 300] [--concurrency 1 32] [--only c p-on p-off]
 
-``--only`` keeps the named ai-ops variants (the tag in parentheses) beside (a) and (b); ``--only c u-off`` is
-the usage-accounting pair: (c) with accounting on, as shipped, against (u-off), the same with it off.
+``--only`` keeps the named ai-ops variants (the tag in parentheses) beside (a) and (b).
+
+Usage accounting (its target: at most 2% per turn) is measured by (p-on)/(p-off): (c) with accounting on
+and (c) with it off, two apps served by *one* process (``serve_pair``), measured one after the other in
+each round. Two processes of the same service differ here by up to about 5% (``--only c u-off c2`` prints
+that cross-process A/A control), more than the 2% asked about: a process' heap, hash seed and memory layout cost or save
+a few percent of their own, which two arms of one process share. ``--only p-on p-off pa1 pa2`` adds the A/A
+control of the same method, (pa1)/(pa2), both arms on. The cross-process rows are still there: (u-off) is
+(c) with accounting off in a process of its own, and ``--only c u-off c2 u-off2`` starts two processes of
+each and prints on/off averaged over the four pairings.
 
 Each of ``--rounds`` rounds measures every row once (odd rounds in reverse order); every ratio is printed as
-the ratio of the best runs and as the median of the ratios within each round. Two processes of the *same*
-service differ here by up to about 5% (``--only c c2``: the A/A control), which is more than the 2% the
-accounting target asks about, so ``--only c u-off c2 u-off2 --rounds 6`` starts two processes of each and
-prints on/off averaged over the four pairings.
+the ratio of the best runs and as the median of the ratios within each round. A row's server CPU is read a
+second after its last request, so a ledger flush its turns cause counts in that row.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import uuid
@@ -81,6 +88,49 @@ def serve_minimal(port: int, llm_url: str, redis_url: str | None = None) -> None
         return {"reply": result["messages"][-1].content}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_pair(config_path: str, *arms: str) -> None:
+    """Our service twice in one process, one uvicorn server per ``PORT:ACCOUNTING`` arm on one event loop,
+    each arm an app of its own with usage accounting on (``true``) or off (``false``); the rest of the
+    environment (Redis, tokens) is the process'. Two arms of one process share its heap, hash seed and
+    memory layout, which two processes do not: the on/off comparison without a process' own few percent."""
+    import logging
+    import os
+
+    import uvicorn
+
+    from chat_service.app import create_app
+    from chat_service.cli import freeze_startup_heap
+    from chat_service.settings import load_settings
+
+    logging.basicConfig(level="WARNING")
+
+    async def serve() -> None:
+        servers = []
+        for arm in arms:
+            port, accounting = arm.split(":")
+            environ = {**os.environ, "AI_OPS_USAGE_ACCOUNTING": accounting}
+            overrides = {
+                "config_path": config_path,
+                "host": "127.0.0.1",
+                "port": int(port),
+                "log_level": "WARNING",
+            }
+            app = create_app(load_settings(overrides, environ=environ), environ=environ)
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=int(port),
+                log_level="warning",
+                proxy_headers=True,
+                timeout_graceful_shutdown=5,
+            )
+            servers.append(uvicorn.Server(config))
+        freeze_startup_heap()  # as ``ai-ops chat`` does before it serves
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve())
 
 
 CHAINS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
@@ -184,6 +234,39 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
             child = start_chat_service(config, port, env)
             children.append(child)
             services[label] = (port, child)
+        # Two arms of (c) in one process each (serve_pair): accounting on and off, and the A/A control of
+        # the same method (both on). The on/off pair runs unless --only leaves it out; the control when asked.
+        pairs = {
+            "p": (
+                ("(p-on) ai-ops: as (c), usage accounting on; one process with (p-off)", "true"),
+                ("(p-off) ai-ops: as (c), usage accounting off; in the process of (p-on)", "false"),
+            ),
+            "pa": (
+                ("(pa1) ai-ops: as (p-on); one process with (pa2) (A/A control)", "true"),
+                ("(pa2) ai-ops: as (p-on); in the process of (pa1)", "true"),
+            ),
+        }
+        pair_servers: dict[str, tuple[Child, list[tuple[str, int]]]] = {}
+        pair_config = LOG_DIR / "agent-config-log+retry+tool_retry.json"
+        our_config(llm_url, pair_config, "log+retry+tool_retry")
+        for name, arms in pairs.items():
+            tags = {label.split(" ")[0].strip("()") for label, _ in arms}
+            if (only or name == "pa") and not tags & asked:
+                continue
+            ports = [free_port() for _ in arms]
+            child = Child(
+                f"chat-pair-{name}",
+                [PYTHON, __file__, "--serve-pair", str(pair_config)]
+                + [f"{port}:{accounting}" for port, (_label, accounting) in zip(ports, arms, strict=True)],
+                [f"http://127.0.0.1:{port}/healthz" for port in ports],
+                env={"AI_OPS_KUBERNETES_WATCH": "false", **full_env},
+            )
+            children.append(child)
+            child.wait_ready()
+            pair_servers[name] = (
+                child,
+                [(label, port) for port, (label, _a) in zip(ports, arms, strict=True)],
+            )
         minimal.wait_ready()
         minimal_redis.wait_ready()
 
@@ -192,11 +275,13 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
         # idles while the other rows run, and reusing a connection the server is closing is a ReadError.
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2.0)
         headers = {"Authorization": f"Bearer {TOKEN}"}
+        client_ports = {label: port for label, (port, _child) in services.items()}
+        client_ports.update({label: port for _child, arms in pair_servers.values() for label, port in arms})
         clients = {
             label: httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60, headers=headers
             )
-            for label, (port, _child) in services.items()
+            for label, port in client_ports.items()
         }
         b_client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{minimal_port}", limits=limits, timeout=60)
         br_client = httpx.AsyncClient(
@@ -243,7 +328,22 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
             ]
             for round_ in range(rounds):
                 for label, call, server in order if round_ % 2 == 0 else reversed(order):
-                    runs[label].append(await measure(label, call, requests, level, server=server))
+                    # Read a row's CPU a second after it (over the 0.5 s ledger flush interval): a flush
+                    # the row's turns cause counts in that row, not in the next one of the process.
+                    runs[label].append(await measure(label, call, requests, level, server=server, settle=1.0))
+            rounds_file = LOG_DIR / f"rounds-c{level}.json"  # every round's figures, for a closer look
+            rounds_file.write_text(
+                json.dumps(
+                    {
+                        label: [
+                            {"p50": s.p50, "throughput": s.throughput, "cpu_per_request": s.cpu_per_request}
+                            for s in stats
+                        ]
+                        for label, stats in runs.items()
+                    },
+                    indent=1,
+                )
+            )
             best = {label: max(stats, key=lambda s: s.throughput) for label, stats in runs.items()}
             for row in (a_stats, *best.values()):
                 print("  " + row.row())
@@ -282,6 +382,27 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                         f"  c={level} usage accounting on/off over two processes each: "
                         f"{paired([runs[on], runs[control]], [runs[off], runs[off2]], digits=3)}"
                     )
+            for name, (child, ((first_label, _), (second_label, _))) in pair_servers.items():
+                block = PAIR_BLOCK if level == 1 else PAIR_BLOCK * 4
+                a, b = await interleaved(
+                    (first_label, ours(clients[first_label])),
+                    (second_label, ours(clients[second_label])),
+                    child,
+                    level,
+                    block,
+                )
+                print("  " + a.row())
+                print("  " + b.row())
+                title = (
+                    "usage accounting on/off in one process, (p-on)/(p-off)"
+                    if name == "p"
+                    else "A/A control in one process, (pa1)/(pa2), both on"
+                )
+                print(
+                    f"  c={level} {title}, {PAIR_BLOCKS} ABBA blocks of {block} requests: "
+                    f"p50 {a.p50 / b.p50:.3f}x, throughput {a.throughput / b.throughput:.3f}x, "
+                    f"server CPU per request {ratio(a.cpu_per_request, b.cpu_per_request, digits=3)}"
+                )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
     finally:
@@ -316,8 +437,37 @@ def paired(ons: list[list[Stats]], offs: list[list[Stats]], digits: int = 2) -> 
     return text + (f", server CPU per request {cpu:.{digits}f}x" if cpu else "")
 
 
-def ratio(x: float | None, y: float | None) -> str:
-    return f"{x / y:.2f}x" if x and y else "n/a"
+def ratio(x: float | None, y: float | None, digits: int = 2) -> str:
+    return f"{x / y:.{digits}f}x" if x and y else "n/a"
+
+
+PAIR_BLOCKS = 40  # blocks per arm of an interleaved pair
+PAIR_BLOCK = 50  # requests per block at concurrency 1 (four times as many above)
+PAIR_WARMUP = 200  # requests per arm before the first block
+
+
+async def interleaved(
+    a: tuple[str, Callable[[int], Awaitable[None]]],
+    b: tuple[str, Callable[[int], Awaitable[None]]],
+    server: Child,
+    concurrency: int,
+    block: int,
+) -> tuple[Stats, Stats]:
+    """Two arms of one process measured in short blocks in ABBA order (A B, B A, A B, ...), their figures
+    pooled: the machine's drift over a run falls on both arms alike, which whole rows one after the other
+    leave to chance (a row's CPU per request swings by several percent from one round to the next here).
+    Each block's CPU is read after a settle longer than the ledger flush interval (see ``measure``)."""
+    for label, call in (a, b):
+        await measure(label, call, PAIR_WARMUP, concurrency)
+    pooled = {label: Stats(label, concurrency, [], 0.0, 0.0) for label, _call in (a, b)}
+    for i in range(PAIR_BLOCKS):
+        for label, call in (a, b) if i % 2 == 0 else (b, a):
+            stats = await measure(label, call, block, concurrency, warmup=0, server=server, settle=0.6)
+            total = pooled[label]
+            total.latencies += stats.latencies
+            total.wall += stats.wall
+            total.server_cpu = (total.server_cpu or 0.0) + (stats.server_cpu or 0.0)
+    return pooled[a[0]], pooled[b[0]]
 
 
 def main() -> None:
@@ -333,7 +483,11 @@ def main() -> None:
     parser.add_argument(
         "--serve-minimal", nargs="+", metavar="PORT LLM_URL [REDIS_URL]", help=argparse.SUPPRESS
     )
+    parser.add_argument("--serve-pair", nargs="+", metavar="CONFIG PORT:ACCOUNTING", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_pair:
+        serve_pair(*args.serve_pair)
+        return
     if args.serve_minimal:
         serve_minimal(int(args.serve_minimal[0]), *args.serve_minimal[1:])
         return

@@ -6,6 +6,7 @@ so adding or revoking a token needs no restart. Without a tokens file every call
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
@@ -31,6 +32,10 @@ class TokensFileError(ValueError):
 class _Snapshot:
     stamp: tuple[int, int]
     tokens: tuple[tuple[str, bytes], ...]  # (name, token)
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for name, _token in self.tokens)
 
 
 def parse_tokens(text: str) -> tuple[tuple[str, bytes], ...]:
@@ -69,7 +74,7 @@ class TokenAuth:
     def names(self) -> frozenset[str]:
         """The callers of the tokens file as last read (no file check: called per model call)."""
         snapshot = self._snapshot
-        return frozenset(name for name, _token in snapshot.tokens) if snapshot is not None else frozenset()
+        return snapshot.names if snapshot is not None else frozenset()
 
     def _load(self, force: bool = False) -> _Snapshot:
         assert self.path is not None

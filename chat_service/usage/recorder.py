@@ -1,19 +1,22 @@
 """Counts every model and tool call into the metrics and the ledger, and checks budgets.
 
-The hook is a LangChain callback handler set as the *own* callback of every chat model and tool the
-service builds (``UsageRecorder.instrument``). Why a callback and not an agent middleware: a middleware's
-``wrap_model_call`` sees only the agent's own model call, while summarization, the tool selector and
-fallback models are called from inside other middleware, and investigations run graphs of their own; a
-model's callback runs for every call of that model whoever makes it, with the run's metadata (caller,
-investigation, graph node) merged in, and the final ``LLMResult`` carries the provider's usage for
-streamed and plain calls alike (LangChain sums the stream's usage chunk into it).
+A chat model the service builds is *metered* (``UsageRecorder.instrument``): its class becomes a subclass
+of its own that reports each call's result from ``_agenerate_with_cache``, the one step every ``ainvoke``
+or ``invoke`` of a LangChain chat model goes through, streamed or not (a stream is summed into one result
+there, the provider's usage chunk included). Why on the model and not in an agent middleware: a
+middleware's ``wrap_model_call`` sees only the agent's own model call, while summarization, the tool
+selector and fallback models are called from inside other middleware, and investigations run graphs of
+their own; the model sees every call of its own whoever makes it, with the run's metadata (caller,
+investigation, graph node) in its run manager. Why not a LangChain callback handler (as tools have): a
+handler on the model makes LangChain dispatch two events per call to it and check it against a
+runtime Protocol to decide whether to stream, which cost about three times what the accounting does.
 
-The handler runs inline (no thread hop) and does no I/O: metrics are counted at once and the call's ledger
-counters are added to this replica's *pending* deltas, a dict per (namespace, day) in memory. A background
-flusher writes every pending delta in one Redis round trip at most every ``flush_interval`` seconds (0.5 by
-default) and once more on shutdown, so a turn's model and tool calls cost no round trip of their own.
-A budget check and ``GET /api/usage`` add this replica's pending deltas to what they read, so they are exact
-for this replica without waiting for a flush; another replica sees them after its next flush.
+Counting runs inline and does no I/O: metrics are counted at once and the call's ledger counters are added
+to this replica's *pending* deltas, a dict per (namespace, day) in memory. A background flusher writes
+every pending delta in one Redis round trip at most every ``flush_interval`` seconds (0.5 by default) and
+once more on shutdown, so a turn's model and tool calls cost no round trip of their own. A budget check
+and ``GET /api/usage`` add this replica's pending deltas to what they read, so they are exact for this
+replica without waiting for a flush; another replica sees them after its next flush.
 """
 
 from __future__ import annotations
@@ -25,11 +28,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.outputs import LLMResult
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 from ai_ops_api.agent_config import AgentConfig, ModelEntry
 from chat_service.metrics import ChatMetrics
@@ -61,36 +70,66 @@ def call_kind(metadata: dict[str, Any]) -> str:
     return SUMMARIZATION if "summariz" in node.lower() else CHAT
 
 
-def usage_of(response: LLMResult) -> TokenCounts | None:
-    """The provider's usage summed over the generations; None when it sent none."""
+def usage_of(generations: Iterable[ChatGeneration]) -> TokenCounts | None:
+    """The provider's usage summed over a result's generations; None when it sent none."""
     found = False
     counts = {"input": 0, "output": 0, "cached": 0}
-    for generations in response.generations:
-        for generation in generations:
-            meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
-            if not meta:
-                continue
-            found = True
-            counts["input"] += int(meta.get("input_tokens") or 0)
-            counts["output"] += int(meta.get("output_tokens") or 0)
-            details = meta.get("input_token_details") or {}
-            counts["cached"] += int(details.get("cache_read") or 0)
+    for generation in generations:
+        meta = getattr(generation.message, "usage_metadata", None)
+        if not meta:
+            continue
+        found = True
+        counts["input"] += int(meta.get("input_tokens") or 0)
+        counts["output"] += int(meta.get("output_tokens") or 0)
+        details = meta.get("input_token_details") or {}
+        counts["cached"] += int(details.get("cache_read") or 0)
     return TokenCounts(counts["input"], counts["output"], counts["cached"]) if found else None
 
 
-def estimated_usage(prompt_chars: int, response: LLMResult) -> TokenCounts:
-    output = sum(
-        estimate_tokens(message_text(getattr(g, "message", None)) or getattr(g, "text", ""))
-        for generations in response.generations
-        for g in generations
-    )
+def estimated_usage(messages: Iterable[Any], generations: Iterable[ChatGeneration]) -> TokenCounts:
+    prompt_chars = sum(len(message_text(m)) for m in messages)
+    output = sum(estimate_tokens(message_text(g.message) or g.text) for g in generations)
     return TokenCounts(input=-(-prompt_chars // 4), output=output, estimated=True)
 
 
-@dataclass
-class _ModelStart:
-    metadata: dict[str, Any]
-    messages: list[list[Any]]  # measured only when the provider sends no usage (estimated_usage)
+class MeteredChatModel(BaseChatModel):
+    """Put before a chat model's own class (``UsageRecorder.instrument``): reports each call's result.
+
+    ``_agenerate_with_cache`` is LangChain's private step between the run's callbacks and the provider
+    (``_agenerate``, or ``_astream`` summed into one result); the usage tests fail if a LangChain release
+    stops calling it. Streams asked for with ``astream`` go around it: the service never asks for one.
+    """
+
+    __slots__ = ()  # nothing of its own: an instance can take this class in place of its own
+    usage_recorder: ClassVar[UsageRecorder]
+
+    def _run_metadata(
+        self, run_manager: AsyncCallbackManagerForLLMRun | CallbackManagerForLLMRun | None
+    ) -> dict[str, Any]:
+        """The run's metadata (the caller's, the graph's, the model's own), as a callback would get it."""
+        return (run_manager.metadata if run_manager is not None else self.metadata) or {}
+
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = await super()._agenerate_with_cache(messages, stop=stop, run_manager=run_manager, **kwargs)
+        self.usage_recorder.model_result(self._run_metadata(run_manager), messages, result)
+        return result
+
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = super()._generate_with_cache(messages, stop=stop, run_manager=run_manager, **kwargs)
+        self.usage_recorder.model_result(self._run_metadata(run_manager), messages, result)
+        return result
 
 
 @dataclass
@@ -100,33 +139,14 @@ class _ToolStart:
     started: float
 
 
-class UsageCallback(BaseCallbackHandler):
+class ToolUsageCallback(BaseCallbackHandler):
+    """Set as a tool's own callback: reports each call's outcome and duration."""
+
     run_inline = True  # called on the event loop: no executor hop per call
 
     def __init__(self, recorder: UsageRecorder):
         self.recorder = recorder
-        self._models: dict[UUID, _ModelStart] = {}
         self._tools: dict[UUID, _ToolStart] = {}
-
-    def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: list[list[Any]], *, run_id: UUID, **kwargs: Any
-    ) -> None:
-        self._models[run_id] = _ModelStart(kwargs.get("metadata") or {}, messages)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        start = self._models.pop(run_id, None)
-        if start is None:
-            return
-        tokens = usage_of(response) or estimated_usage(
-            sum(len(message_text(m)) for batch in start.messages for m in batch), response
-        )
-        try:
-            self.recorder.model_call(start.metadata, tokens)
-        except Exception:  # accounting must never fail a turn
-            log.exception("usage of a model call not recorded")
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._models.pop(run_id, None)
 
     def on_tool_start(
         self, serialized: dict[str, Any], input_str: str, *, run_id: UUID, **kwargs: Any
@@ -164,7 +184,8 @@ class UsageRecorder:
     flush_interval: float = 0.5  # seconds between ledger writes at most: one round trip per interval
 
     def __post_init__(self) -> None:
-        self.handler = UsageCallback(self)
+        self.tool_handler = ToolUsageCallback(self)
+        self._metered_classes: dict[type[BaseChatModel], type[BaseChatModel]] = {}
         # Counters not yet in the ledger. A failed flush merges its batch back in (they are counters), so
         # an outage neither loses them nor grows memory beyond one integer per distinct field and day.
         self._pending: Pending = {}
@@ -185,13 +206,29 @@ class UsageRecorder:
     # -- hook -----------------------------------------------------------------------------------------
 
     def instrument(self, target: Any, model_name: str | None = None) -> Any:
-        """Make ``target`` (a chat model or a tool) report its calls; returns it."""
+        """Make ``target`` (a chat model, with its LLMModel's name, or a tool) report its calls; returns it."""
+        if isinstance(target, BaseChatModel):
+            if not isinstance(target, MeteredChatModel):
+                # In place, so every binding of the model (bind_tools, with_structured_output) is metered.
+                target.__class__ = self._metered_class(type(target))
+            if model_name is not None:
+                target.metadata = {**(target.metadata or {}), MODEL_METADATA_KEY: model_name}
+            return target
         callbacks = list(target.callbacks or []) if isinstance(target.callbacks, list) else []
-        if self.handler not in callbacks:
-            target.callbacks = [*callbacks, self.handler]
-        if model_name is not None:
-            target.metadata = {**(target.metadata or {}), MODEL_METADATA_KEY: model_name}
+        if self.tool_handler not in callbacks:
+            target.callbacks = [*callbacks, self.tool_handler]
         return target
+
+    def _metered_class(self, model_class: type[BaseChatModel]) -> type[BaseChatModel]:
+        metered = self._metered_classes.get(model_class)
+        if metered is None:
+            # Named as the model's own class: LangChain names runs and traces after it.
+            metered = self._metered_classes[model_class] = type(
+                model_class.__name__,
+                (MeteredChatModel, model_class),
+                {"__slots__": (), "__module__": model_class.__module__, "usage_recorder": self},
+            )
+        return metered
 
     # -- recording ------------------------------------------------------------------------------------
 
@@ -223,6 +260,14 @@ class UsageRecorder:
                 m.llm_caller_cost.labels(namespace=namespace, caller=label, currency=currency),
             )
         return children
+
+    def model_result(self, metadata: dict[str, Any], messages: list[BaseMessage], result: ChatResult) -> None:
+        """Count a model call from its result: the provider's usage, else an estimate marked as one."""
+        try:
+            tokens = usage_of(result.generations) or estimated_usage(messages, result.generations)
+            self.model_call(metadata, tokens)
+        except Exception:  # accounting must never fail a turn
+            log.exception("usage of a model call not recorded")
 
     def model_call(self, metadata: dict[str, Any], tokens: TokenCounts) -> None:
         namespace, config = self._namespace()

@@ -484,3 +484,37 @@ def test_ai_ops_chat_refuses_to_start_with_a_bad_caller_budget(
     assert cli.run(parser.parse_args(["--config", str(config)])) == 2  # before any server starts
     err = capsys.readouterr().err
     assert "AI_OPS_CALLER_DAILY_BUDGET" in err and "tokens must be a positive integer" in err, err
+
+
+async def test_a_fallback_models_call_is_counted_under_its_own_model_and_the_failed_call_not_at_all(
+    tmp_path: Path, fresh_fake_llm: FakeLLM, mcp_fixture_servers: Any
+) -> None:
+    fallback = MiddlewareEntry(
+        name="fallback", type="model_fallback", priority=10, config={"models": ["backup"]}
+    )
+    main = model_entry(
+        "main", fresh_fake_llm.base_url, model="main-llm", default=True, middleware=[fallback]
+    ).model_copy(update={"pricing": PRICING})
+    backup = model_entry("backup", fresh_fake_llm.base_url, model="backup-llm")
+    app, namespace = await _app(
+        tmp_path, "fallback", None, fresh_fake_llm, mcp_fixture_servers, (main, backup)
+    )
+    fresh_fake_llm.enqueue(Reply.error(500), model="main-llm")
+    fresh_fake_llm.enqueue(Reply.text("from backup", usage=(70, 5)), model="backup-llm")
+    async with running(app) as server:
+        async with server.client(ALICE) as client:
+            response = await client.post("/api/chat", json={"message": "hello"})
+            assert response.status_code == 200, response.text
+            assert response.json()["reply"] == "from backup"
+        recorder = server.services.usage
+        await recorder.settled()
+        today = dt.datetime.now(dt.UTC).date()
+        values = (await recorder.ledger.days(namespace, [today]))[today]
+    assert [r["json"]["model"] for r in fresh_fake_llm.chat_requests] == ["main-llm", "backup-llm"]
+    models = {name: value for name, value in values.items() if name[0] == "m"}
+    # The backup has no pricing: tokens without a cost; main answered nothing and counts nothing.
+    assert models == {
+        field("m", "alice", "backup", "chat", "in"): 70,
+        field("m", "alice", "backup", "chat", "out"): 5,
+        field("m", "alice", "backup", "chat", "calls"): 1,
+    }
