@@ -65,6 +65,18 @@ class Child:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> float:
+        """CPU time of the child's live threads, to the nanosecond (/proc/PID/task/*/schedstat; Linux).
+        A thread that has exited is no longer in it: only for spans over which the threads stay (the
+        service's are its event loop and its executor's, which stay while there is load)."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # exited while we read
+                continue
+        return total / 1e9
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

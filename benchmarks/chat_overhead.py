@@ -236,10 +236,18 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
             services[label] = (port, child)
         # Two arms of (c) in one process each (serve_pair): accounting on and off, and the A/A control of
         # the same method (both on). The on/off pair runs unless --only leaves it out; the control when asked.
+        # (c) with accounting on and off as two apps of one process (serve_pair), twice: the arm a process
+        # serves first costs or saves a little of its own (seen with both arms the same), so one process
+        # serves on first and the other off first, and their ratios are averaged. The A/A control (both
+        # arms on, --only pa1 pa2) shows what the method reads when there is nothing to find.
         pairs = {
             "p": (
                 ("(p-on) ai-ops: as (c), usage accounting on; one process with (p-off)", "true"),
                 ("(p-off) ai-ops: as (c), usage accounting off; in the process of (p-on)", "false"),
+            ),
+            "p2": (
+                ("(p2-off) ai-ops: as (p-off), served first in a process with (p2-on)", "false"),
+                ("(p2-on) ai-ops: as (p-on), in the process of (p2-off)", "true"),
             ),
             "pa": (
                 ("(pa1) ai-ops: as (p-on); one process with (pa2) (A/A control)", "true"),
@@ -250,7 +258,8 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
         pair_config = LOG_DIR / "agent-config-log+retry+tool_retry.json"
         our_config(llm_url, pair_config, "log+retry+tool_retry")
         for name, arms in pairs.items():
-            tags = {label.split(" ")[0].strip("()") for label, _ in arms}
+            # --only p-on (or any tag of p or p2) asks for both on/off processes
+            tags = {"pa1", "pa2"} if name == "pa" else {"p-on", "p-off", "p2-on", "p2-off"}
             if (only or name == "pa") and not tags & asked:
                 continue
             ports = [free_port() for _ in arms]
@@ -382,26 +391,36 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
                         f"  c={level} usage accounting on/off over two processes each: "
                         f"{paired([runs[on], runs[control]], [runs[off], runs[off2]], digits=3)}"
                     )
+            on_off: list[tuple[float, float, float]] = []  # (p50, throughput, CPU) on/off per process
             for name, (child, ((first_label, _), (second_label, _))) in pair_servers.items():
                 block = PAIR_BLOCK if level == 1 else PAIR_BLOCK * 4
-                a, b = await interleaved(
+                first, second = await interleaved(
                     (first_label, ours(clients[first_label])),
                     (second_label, ours(clients[second_label])),
                     child,
                     level,
                     block,
                 )
-                print("  " + a.row())
-                print("  " + b.row())
-                title = (
-                    "usage accounting on/off in one process, (p-on)/(p-off)"
-                    if name == "p"
-                    else "A/A control in one process, (pa1)/(pa2), both on"
-                )
+                print("  " + first.row())
+                print("  " + second.row())
+                on, off = (second, first) if name == "p2" else (first, second)
+                figures = (on.p50 / off.p50, on.throughput / off.throughput, pair_cpu(on) / pair_cpu(off))
+                if name != "pa":
+                    on_off.append(figures)
+                title = {
+                    "p": "usage accounting on/off in one process, (p-on)/(p-off)",
+                    "p2": "usage accounting on/off in one process, (p2-on)/(p2-off)",
+                    "pa": "A/A control in one process, (pa1)/(pa2), both on",
+                }[name]
                 print(
-                    f"  c={level} {title}, {PAIR_BLOCKS} ABBA blocks of {block} requests: "
-                    f"p50 {a.p50 / b.p50:.3f}x, throughput {a.throughput / b.throughput:.3f}x, "
-                    f"server CPU per request {ratio(a.cpu_per_request, b.cpu_per_request, digits=3)}"
+                    f"  c={level} {title}, {PAIR_BLOCKS} ABBA blocks of {block} requests each: "
+                    f"p50 {figures[0]:.3f}x, throughput {figures[1]:.3f}x, server CPU per request {figures[2]:.3f}x"
+                )
+            if len(on_off) == 2:
+                p50, throughput, cpu = (statistics.geometric_mean(f) for f in zip(*on_off, strict=True))
+                print(
+                    f"  c={level} usage accounting on/off, both processes (geometric mean): p50 {p50:.3f}x, "
+                    f"throughput {throughput:.3f}x, server CPU per request {cpu:.3f}x"
                 )
         for http in (*clients.values(), b_client, br_client):
             await http.aclose()
@@ -441,7 +460,7 @@ def ratio(x: float | None, y: float | None, digits: int = 2) -> str:
     return f"{x / y:.{digits}f}x" if x and y else "n/a"
 
 
-PAIR_BLOCKS = 40  # blocks per arm of an interleaved pair
+PAIR_BLOCKS = 60  # blocks per arm of an interleaved pair
 PAIR_BLOCK = 50  # requests per block at concurrency 1 (four times as many above)
 PAIR_WARMUP = 200  # requests per arm before the first block
 
@@ -456,18 +475,25 @@ async def interleaved(
     """Two arms of one process measured in short blocks in ABBA order (A B, B A, A B, ...), their figures
     pooled: the machine's drift over a run falls on both arms alike, which whole rows one after the other
     leave to chance (a row's CPU per request swings by several percent from one round to the next here).
-    Each block's CPU is read after a settle longer than the ledger flush interval (see ``measure``)."""
+    A block's CPU is the process' threads' own (nanoseconds, not clock ticks: a block is a quarter of a
+    second), read after a settle longer than the ledger flush interval so that its flush counts in it."""
     for label, call in (a, b):
         await measure(label, call, PAIR_WARMUP, concurrency)
     pooled = {label: Stats(label, concurrency, [], 0.0, 0.0) for label, _call in (a, b)}
     for i in range(PAIR_BLOCKS):
         for label, call in (a, b) if i % 2 == 0 else (b, a):
-            stats = await measure(label, call, block, concurrency, warmup=0, server=server, settle=0.6)
+            before = server.thread_cpu_seconds()
+            stats = await measure(label, call, block, concurrency, warmup=0, settle=0.6)
             total = pooled[label]
             total.latencies += stats.latencies
             total.wall += stats.wall
-            total.server_cpu = (total.server_cpu or 0.0) + (stats.server_cpu or 0.0)
+            total.server_cpu = (total.server_cpu or 0.0) + server.thread_cpu_seconds() - before
     return pooled[a[0]], pooled[b[0]]
+
+
+def pair_cpu(stats: Stats) -> float:
+    assert stats.cpu_per_request is not None  # interleaved always measures it
+    return stats.cpu_per_request
 
 
 def main() -> None:

@@ -92,38 +92,10 @@ class ChatMetrics:
             registry=r,
         )
 
-        # Usage accounting (chat_service/usage): namespaced, and per caller only for the callers of the
-        # tokens file (others count as "other"), so the label sets stay bounded.
-        self.llm_tokens = Counter(
-            "ai_ops_llm_tokens",
-            "LLM tokens by namespace, model and kind (input, output, cached; cached is part of input).",
-            ["namespace", "model", "kind"],
-            registry=r,
-        )
-        self.llm_cost = Counter(
-            "ai_ops_llm_cost",
-            "LLM cost from the model's pinned prices, by namespace, model and currency.",
-            ["namespace", "model", "currency"],
-            registry=r,
-        )
-        self.llm_estimated_calls = Counter(
-            "ai_ops_llm_estimated_calls",
-            "LLM calls whose provider sent no usage (tokens estimated from the text length).",
-            ["namespace", "model"],
-            registry=r,
-        )
-        self.llm_caller_tokens = Counter(
-            "ai_ops_llm_caller_tokens",
-            "LLM tokens by namespace, caller (from the tokens file, else other) and kind.",
-            ["namespace", "caller", "kind"],
-            registry=r,
-        )
-        self.llm_caller_cost = Counter(
-            "ai_ops_llm_caller_cost",
-            "LLM cost by namespace, caller (from the tokens file, else other) and currency.",
-            ["namespace", "caller", "currency"],
-            registry=r,
-        )
+        # Usage accounting (chat_service/usage): namespaced. The model-call families (ai_ops_llm_tokens,
+        # _cost, _estimated_calls, _caller_tokens, _caller_cost) are exported by the usage recorder's own
+        # collector (chat_service/usage/series.py); per caller only for the callers of the tokens file
+        # (others count as "other"), so the label sets stay bounded.
         self.tool_calls_total = Counter(
             "ai_ops_tool_calls",
             "Tool calls the agent made, by namespace, MCP server, tool and outcome (ok or error).",

@@ -46,7 +46,8 @@ from chat_service.usage.budgets import Budget, exceeded
 from chat_service.usage.estimate import estimate_tokens, message_text
 from chat_service.usage.ledger import Ledger
 from chat_service.usage.ledger import field as ledger_field
-from chat_service.usage.pricing import NANOS_PER_UNIT, TokenCounts, cost_nanos
+from chat_service.usage.pricing import TokenCounts, cost_nanos
+from chat_service.usage.series import ModelSeriesCollector, ModelTotals, SeriesKey
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +198,10 @@ class UsageRecorder:
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
         self._closed = False
+        # What Prometheus reads of model calls, exported at scrape time (series.py says why).
+        self._model_totals: dict[SeriesKey, ModelTotals] = {}
+        self.metrics.registry.register(ModelSeriesCollector(lambda: self._model_totals.items()))
         # prometheus children per label tuple: .labels() takes a lock and builds a key on every call.
-        self._model_children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        self._cost_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._tool_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._fields: dict[tuple[str, str, str, str | None], tuple[str, ...]] = {}
 
@@ -239,28 +241,6 @@ class UsageRecorder:
     def _caller_label(self, caller: str) -> str:
         return caller if caller in self.known_callers() else OTHER_CALLER
 
-    def _model_metrics(self, namespace: str, model: str, label: str) -> tuple[Any, ...]:
-        key = (namespace, model, label)
-        children = self._model_children.get(key)
-        if children is None:
-            m = self.metrics
-            children = self._model_children[key] = (
-                *(m.llm_tokens.labels(namespace=namespace, model=model, kind=k) for k in TOKEN_KINDS),
-                *(m.llm_caller_tokens.labels(namespace=namespace, caller=label, kind=k) for k in TOKEN_KINDS),
-            )
-        return children
-
-    def _cost_metrics(self, namespace: str, model: str, label: str, currency: str) -> tuple[Any, Any]:
-        key = (namespace, model, label, currency)
-        children = self._cost_children.get(key)
-        if children is None:
-            m = self.metrics
-            children = self._cost_children[key] = (
-                m.llm_cost.labels(namespace=namespace, model=model, currency=currency),
-                m.llm_caller_cost.labels(namespace=namespace, caller=label, currency=currency),
-            )
-        return children
-
     def model_result(self, metadata: dict[str, Any], messages: list[BaseMessage], result: ChatResult) -> None:
         """Count a model call from its result: the provider's usage, else an estimate marked as one."""
         try:
@@ -276,20 +256,15 @@ class UsageRecorder:
         entry = config.model_by_name(model) if config is not None else None
         pricing = entry.pricing if entry is not None else None
         nanos = cost_nanos(pricing, tokens)
-        label = self._caller_label(caller)
-        in_, out, cached, caller_in, caller_out, caller_cached = self._model_metrics(namespace, model, label)
-        if tokens.input:  # the children exist (labels() made them): a zero adds nothing to export
-            in_.inc(tokens.input)
-            caller_in.inc(tokens.input)
-        if tokens.output:
-            out.inc(tokens.output)
-            caller_out.inc(tokens.output)
-        if tokens.cached:
-            cached.inc(tokens.cached)
-            caller_cached.inc(tokens.cached)
-        if tokens.estimated:  # rare: no cached child, so the series exists only once there was one
-            self.metrics.llm_estimated_calls.labels(namespace=namespace, model=model).inc()
         currency = pricing.currency if nanos is not None and pricing is not None else None
+        key = (namespace, model, self._caller_label(caller), currency)
+        totals = self._model_totals.get(key)
+        if totals is None:
+            totals = self._model_totals[key] = ModelTotals()
+        totals.input += tokens.input
+        totals.output += tokens.output
+        totals.cached += tokens.cached
+        totals.estimated_calls += int(tokens.estimated)
         names = self._model_fields(caller, model, call_kind(metadata), currency)
         deltas = {
             names[0]: tokens.input,
@@ -299,9 +274,7 @@ class UsageRecorder:
             names[4]: int(tokens.estimated),
         }
         if currency is not None and nanos is not None:
-            amount = nanos / NANOS_PER_UNIT
-            for child in self._cost_metrics(namespace, model, label, currency):
-                child.inc(amount)
+            totals.cost_nanos += nanos
             deltas[names[5]] = nanos
         self._add(namespace, deltas)
 
@@ -458,7 +431,6 @@ class UsageRecorder:
             raise error
 
 
-TOKEN_KINDS = ("input", "output", "cached")
 CACHE_LIMIT = 4096  # entries per lookup cache (callers x models x kinds): started over when reached
 
 
