@@ -9,14 +9,14 @@ selector and fallback models are called from inside other middleware, and invest
 their own; the model sees every call of its own whoever makes it, with the run's metadata (caller,
 investigation, graph node) in its run manager. Why not a LangChain callback handler (as tools have): a
 handler on the model makes LangChain dispatch two events per call to it and check it against a
-runtime Protocol to decide whether to stream, which cost about three times what the accounting does.
+runtime Protocol to decide whether to stream, which cost about three times what the counting does.
 
-Counting runs inline and does no I/O: metrics are counted at once and the call's ledger counters are added
-to this replica's *pending* deltas, a dict per (namespace, day) in memory. A background flusher writes
-every pending delta in one Redis round trip at most every ``flush_interval`` seconds (0.5 by default) and
-once more on shutdown, so a turn's model and tool calls cost no round trip of their own. A budget check
-and ``GET /api/usage`` add this replica's pending deltas to what they read, so they are exact for this
-replica without waiting for a flush; another replica sees them after its next flush.
+Counting runs inline and does no I/O: the call is added to the metrics' totals (series.py) and its ledger
+counters to this replica's *pending* deltas, a dict per (namespace, day) in memory. A background flusher
+writes every pending delta in one Redis round trip at most every ``flush_interval`` seconds (0.5 by
+default) and once more on shutdown, so a turn's model and tool calls cost no round trip of their own. A
+budget check and ``GET /api/usage`` add this replica's pending deltas to what they read, so they are exact
+for this replica without waiting for a flush; another replica sees them after its next flush.
 """
 
 from __future__ import annotations

@@ -20,6 +20,35 @@ from chat_service.usage.pricing import NANOS_PER_UNIT
 
 SeriesKey = tuple[str, str, str, str | None]  # namespace, model, caller label, currency (None: no pricing)
 
+TOKENS, COST, ESTIMATED, CALLER_TOKENS, CALLER_COST = range(5)  # the places in FAMILIES
+FAMILIES = (  # name, help, labels
+    (
+        "ai_ops_llm_tokens",
+        "LLM tokens by namespace, model and kind (input, output, cached; cached is part of input).",
+        ["namespace", "model", "kind"],
+    ),
+    (
+        "ai_ops_llm_cost",
+        "LLM cost from the model's pinned prices, by namespace, model and currency.",
+        ["namespace", "model", "currency"],
+    ),
+    (
+        "ai_ops_llm_estimated_calls",
+        "LLM calls whose provider sent no usage (tokens estimated from the text length).",
+        ["namespace", "model"],
+    ),
+    (
+        "ai_ops_llm_caller_tokens",
+        "LLM tokens by namespace, caller (from the tokens file, else other) and kind.",
+        ["namespace", "caller", "kind"],
+    ),
+    (
+        "ai_ops_llm_caller_cost",
+        "LLM cost by namespace, caller (from the tokens file, else other) and currency.",
+        ["namespace", "caller", "currency"],
+    ),
+)
+
 
 @dataclass(slots=True)
 class ModelTotals:
@@ -40,32 +69,7 @@ class ModelSeriesCollector(Collector):
         self.totals = totals
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        tokens = CounterMetricFamily(
-            "ai_ops_llm_tokens",
-            "LLM tokens by namespace, model and kind (input, output, cached; cached is part of input).",
-            labels=["namespace", "model", "kind"],
-        )
-        cost = CounterMetricFamily(
-            "ai_ops_llm_cost",
-            "LLM cost from the model's pinned prices, by namespace, model and currency.",
-            labels=["namespace", "model", "currency"],
-        )
-        estimated = CounterMetricFamily(
-            "ai_ops_llm_estimated_calls",
-            "LLM calls whose provider sent no usage (tokens estimated from the text length).",
-            labels=["namespace", "model"],
-        )
-        caller_tokens = CounterMetricFamily(
-            "ai_ops_llm_caller_tokens",
-            "LLM tokens by namespace, caller (from the tokens file, else other) and kind.",
-            labels=["namespace", "caller", "kind"],
-        )
-        caller_cost = CounterMetricFamily(
-            "ai_ops_llm_caller_cost",
-            "LLM cost by namespace, caller (from the tokens file, else other) and currency.",
-            labels=["namespace", "caller", "currency"],
-        )
-        families = (tokens, cost, estimated, caller_tokens, caller_cost)
+        families = [CounterMetricFamily(name, doc, labels=labels) for name, doc, labels in FAMILIES]
         # per family (by position): label values -> [value, created]; a series is as old as the oldest
         # totals summed into it. Integer sums (costs in nano-units), so a cost is exact.
         sums: list[defaultdict[tuple[str, ...], list[float]]] = [defaultdict(_new_sum) for _ in families]
@@ -77,15 +81,15 @@ class ModelSeriesCollector(Collector):
 
         for (namespace, model, caller, currency), t in list(self.totals()):  # a copy: calls go on meanwhile
             for kind, count in (("input", t.input), ("output", t.output), ("cached", t.cached)):
-                add(0, (namespace, model, kind), count, t.created)
-                add(3, (namespace, caller, kind), count, t.created)
+                add(TOKENS, (namespace, model, kind), count, t.created)
+                add(CALLER_TOKENS, (namespace, caller, kind), count, t.created)
             if t.estimated_calls:  # only once there was one
-                add(2, (namespace, model), t.estimated_calls, t.created)
+                add(ESTIMATED, (namespace, model), t.estimated_calls, t.created)
             if currency is not None:
-                add(1, (namespace, model, currency), t.cost_nanos, t.created)
-                add(4, (namespace, caller, currency), t.cost_nanos, t.created)
-        for family, series in zip(families, sums, strict=True):
-            unit = NANOS_PER_UNIT if family is cost or family is caller_cost else 1  # costs in nano-units
+                add(COST, (namespace, model, currency), t.cost_nanos, t.created)
+                add(CALLER_COST, (namespace, caller, currency), t.cost_nanos, t.created)
+        for index, (family, series) in enumerate(zip(families, sums, strict=True)):
+            unit = NANOS_PER_UNIT if index in (COST, CALLER_COST) else 1  # costs were summed in nano-units
             for labels, (value, created) in series.items():
                 family.add_metric(list(labels), value / unit, created=created)
             yield family
