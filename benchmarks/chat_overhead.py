@@ -16,13 +16,15 @@ loaded machine.
 ``--only`` keeps the named ai-ops variants (the tag in parentheses) beside (a) and (b).
 
 Usage accounting (its target: at most 2% per turn) is measured by (p-on)/(p-off): (c) with accounting on
-and (c) with it off, two apps served by *one* process (``serve_pair``), measured one after the other in
-each round. Two processes of the same service differ here by up to about 5% (``--only c u-off c2`` prints
-that cross-process A/A control), more than the 2% asked about: a process' heap, hash seed and memory layout cost or save
-a few percent of their own, which two arms of one process share. ``--only p-on p-off pa1 pa2`` adds the A/A
-control of the same method, (pa1)/(pa2), both arms on. The cross-process rows are still there: (u-off) is
-(c) with accounting off in a process of its own, and ``--only c u-off c2 u-off2`` starts two processes of
-each and prints on/off averaged over the four pairings.
+and (c) with it off as two apps served by *one* process (``serve_pair``), measured in short interleaved
+blocks (``interleaved``), in two processes, one serving on first and the other off first. Two processes of
+the same service differ here by up to about 5% (``--only c u-off c2`` prints that cross-process A/A
+control), more than the 2% asked about: a process' heap, hash seed and memory layout cost or save a few
+percent of their own, which two apps of one process share. ``--only p-on pa1`` adds the A/A control of the
+same method, (pa1)/(pa2), both apps on. The pairs run unless ``--only`` leaves them out. The cross-process
+rows are still there: (u-off) is (c) with accounting off in a process of its own, and
+``--only c u-off c2 u-off2`` starts two processes of each and prints on/off averaged over the four
+pairings.
 
 Each of ``--rounds`` rounds measures every row once (odd rounds in reverse order); every ratio is printed as
 the ratio of the best runs and as the median of the ratios within each round. A row's server CPU is read a
@@ -234,8 +236,6 @@ async def run(requests: int, levels: list[int], only: list[str] | None = None, r
             child = start_chat_service(config, port, env)
             children.append(child)
             services[label] = (port, child)
-        # Two arms of (c) in one process each (serve_pair): accounting on and off, and the A/A control of
-        # the same method (both on). The on/off pair runs unless --only leaves it out; the control when asked.
         # (c) with accounting on and off as two apps of one process (serve_pair), twice: the arm a process
         # serves first costs or saves a little of its own (seen with both arms the same), so one process
         # serves on first and the other off first, and their ratios are averaged. The A/A control (both

@@ -17,6 +17,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from chat_service.metrics import ChatMetrics
+from chat_service.usage.ledger import MemoryLedger
+from chat_service.usage.recorder import UsageRecorder
 from tests.support.chart_render import NAMESPACE, RELEASE, load_chart, render
 
 DASHBOARD = f"{RELEASE}-usage-dashboard"
@@ -54,7 +56,9 @@ def chart() -> helm.Chart:
 def exported_metric_names() -> set[str]:
     """The sample names the chat service's registry exposes (counters' _total, histograms' series)."""
     registry = CollectorRegistry()
-    ChatMetrics(registry=registry)
+    metrics = ChatMetrics(registry=registry)
+    # Usage accounting (on by default) exports the model-call families from a collector of its own.
+    UsageRecorder(metrics=metrics, ledger=MemoryLedger(1), config=lambda: None, known_callers=frozenset)
     names = set()
     for family in registry.collect():
         if family.type == "counter":

@@ -154,12 +154,13 @@ def started_demo(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_", "AI_OPS_"))}
     env.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fake_llm.base_url, OPENAI_MODEL="fake-model")
     env.update(extra_env)
+    stderr = open(tmp_path / "demo.stderr", "wb")  # noqa: SIM115 - closed below; read by a failing test
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--port", str(port), "--workdir", str(tmp_path / ".run")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         start_new_session=True,  # its own process group, so the cleanup below reaches the chat service too
     )
@@ -171,6 +172,7 @@ def started_demo(
         process.wait(10)
         assert process.stdout is not None
         process.stdout.close()
+        stderr.close()
 
 
 @pytest.fixture
@@ -325,7 +327,8 @@ def test_the_demo_keeps_investigations_in_the_local_api_server_when_it_is_built(
     with started_demo(tmp_path, fresh_fake_llm) as (process, port):
         assert "is ready" in _ready_line(process, timeout=240)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as client:
-            assert client.get("/api/status").json()["investigation_store"] == "kubernetes"
+            store = client.get("/api/status").json()["investigation_store"]
+            assert store == "kubernetes", (tmp_path / "demo.stderr").read_text(errors="replace")[-3000:]
             answer = client.post("/api/alerts/alertmanager", json=notification)
             assert answer.status_code == 202, answer.text
             (created,) = answer.json()["investigations"]
