@@ -80,11 +80,20 @@ def usage_of(generations: Iterable[ChatGeneration]) -> TokenCounts | None:
         if not meta:
             continue
         found = True
-        counts["input"] += int(meta.get("input_tokens") or 0)
-        counts["output"] += int(meta.get("output_tokens") or 0)
+        counts["input"] += _token_count(meta.get("input_tokens"))
+        counts["output"] += _token_count(meta.get("output_tokens"))
         details = meta.get("input_token_details") or {}
-        counts["cached"] += int(details.get("cache_read") or 0)
+        counts["cached"] += _token_count(details.get("cache_read"))
     return TokenCounts(counts["input"], counts["output"], counts["cached"]) if found else None
+
+
+MAX_TOKENS_PER_CALL = 10**9  # far past any context window; keeps a day's sums inside Redis' 64-bit HINCRBY
+
+
+def _token_count(value: Any) -> int:
+    """A provider's token count as a counter can take it: a negative one would make totals go down, and an
+    absurd one would overflow the ledger's counters and stop every later ledger write."""
+    return min(max(int(value or 0), 0), MAX_TOKENS_PER_CALL)
 
 
 def estimated_usage(messages: Iterable[Any], generations: Iterable[ChatGeneration]) -> TokenCounts:

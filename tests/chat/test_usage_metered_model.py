@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from ai_ops_api.agent_config import AgentConfig
 from chat_service.metrics import ChatMetrics
 from chat_service.usage.ledger import MemoryLedger, field
-from chat_service.usage.recorder import MeteredChatModel, UsageRecorder
+from chat_service.usage.recorder import MAX_TOKENS_PER_CALL, MeteredChatModel, UsageRecorder
 
 NAMESPACE = "metered"
 USAGE = UsageMetadata(
@@ -36,6 +36,7 @@ class ScriptedChatModel(BaseChatModel):
 
     with_usage: bool = True
     fail: bool = False
+    usage: UsageMetadata = USAGE
 
     @property
     def _llm_type(self) -> str:
@@ -44,7 +45,7 @@ class ScriptedChatModel(BaseChatModel):
     def _message(self) -> AIMessage:
         if self.fail:
             raise RuntimeError("provider down")
-        return AIMessage("four words of answer", usage_metadata=USAGE if self.with_usage else None)
+        return AIMessage("four words of answer", usage_metadata=self.usage if self.with_usage else None)
 
     def _generate(
         self,
@@ -176,6 +177,23 @@ async def test_no_usage_from_the_provider_is_estimated_and_marked() -> None:
     assert counts["calls"] == counts["est"] == 2
     assert counts["in"] == 2 * 10  # 40 characters of prompt at four per token, each time
     assert counts["out"] > 0
+    await recorder.aclose()
+
+
+async def test_a_hostile_providers_negative_or_absurd_usage_cannot_lower_or_overflow_the_counters() -> None:
+    recorder = _recorder()
+    hostile = UsageMetadata(
+        input_tokens=-1_000_000, output_tokens=10**30, total_tokens=0, input_token_details={"cache_read": -5}
+    )
+    model = recorder.instrument(ScriptedChatModel(usage=hostile), "main")
+    await model.ainvoke("hello", ALICE)
+    assert _counts(await _today(recorder)) == {
+        "in": 0,
+        "out": MAX_TOKENS_PER_CALL,
+        "cached": 0,
+        "calls": 1,
+        "est": 0,
+    }
     await recorder.aclose()
 
 
