@@ -18,6 +18,7 @@ WORKDIR /src
 ARG EXTRAS=""
 COPY pyproject.toml README.md ./
 COPY ai_ops_api ./ai_ops_api
+COPY ai_ops_cli ./ai_ops_cli
 COPY ai_ops_common ./ai_ops_common
 COPY operator ./operator
 COPY chat_service ./chat_service

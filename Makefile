@@ -61,7 +61,7 @@ test: install-test system-deps test-binaries
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ai_ops_api ai_ops_common operator/ai_ops_operator chat_service mcp_servers
+	$(BIN)/mypy ai_ops_api ai_ops_cli ai_ops_common operator/ai_ops_operator chat_service mcp_servers
 
 # Also rewrites the field tables of docs/resources.md, generated from the same spec models.
 crds: install

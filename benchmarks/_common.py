@@ -116,7 +116,7 @@ def start_chat_service(config_path: Path, port: int, env: dict[str, str]) -> Chi
         [
             PYTHON,
             "-m",
-            "ai_ops_operator.cli",
+            "ai_ops_cli",
             "chat",
             "--config",
             str(config_path),

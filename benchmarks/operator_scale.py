@@ -228,7 +228,7 @@ async def measure(k8s: Cluster, ns: str, args: argparse.Namespace, log_dir: Path
                 sys.executable,
                 *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
                 "-m",
-                "ai_ops_operator.cli",
+                "ai_ops_cli",
                 "operator",
                 "--kubeconfig",
                 str(k8s.kubeconfig_path),

@@ -94,7 +94,7 @@ class DemoMcpServer:
 
 def ai_ops_command(*args: str) -> list[str]:
     """``ai-ops ARGS`` with the interpreter running this script (the project's venv under ``make run``)."""
-    return [sys.executable, "-m", "ai_ops_operator.cli", *args]
+    return [sys.executable, "-m", "ai_ops_cli", *args]
 
 
 def _kubeconfig(environ: Mapping[str, str]) -> str | None:

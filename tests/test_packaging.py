@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_ops_operator.cli import SUBCOMMANDS
+from ai_ops_cli import SUBCOMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -37,7 +37,14 @@ def test_the_operator_folder_is_not_itself_a_package() -> None:
 
 
 def test_every_source_package_is_installed() -> None:
-    for top in ("ai_ops_api", "ai_ops_common", "ai_ops_operator", "chat_service", "mcp_servers"):
+    for top in (
+        "ai_ops_api",
+        "ai_ops_cli",
+        "ai_ops_common",
+        "ai_ops_operator",
+        "chat_service",
+        "mcp_servers",
+    ):
         package = importlib.import_module(top)
         expected = ROOT / "operator" / top if top == "ai_ops_operator" else ROOT / top
         assert Path(package.__file__ or "").parent == expected
@@ -58,7 +65,7 @@ def test_distribution_metadata() -> None:
     project = PYPROJECT["project"]
     assert project["name"] == "ai-ops"
     assert project["requires-python"] == ">=3.11"
-    assert project["scripts"] == {"ai-ops": "ai_ops_operator.cli:main"}
+    assert project["scripts"] == {"ai-ops": "ai_ops_cli:main"}
     assert {"anthropic", "huggingface", "test"} <= set(project["optional-dependencies"])
     # Runtime dependencies carry lower bounds.
     assert all(">=" in dep or "==" in dep for dep in project["dependencies"]), project["dependencies"]
@@ -100,7 +107,7 @@ def test_subcommand_modules_follow_the_contract() -> None:
 def test_help_does_not_import_the_heavy_stacks() -> None:
     probe = (
         "import sys\n"
-        "from ai_ops_operator.cli import build_parser\n"
+        "from ai_ops_cli import build_parser\n"
         "build_parser()\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
     )

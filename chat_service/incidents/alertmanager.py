@@ -17,6 +17,7 @@ from ai_ops_api.investigations import (
     MAX_LABEL_NAME,
     MAX_LABEL_VALUE,
     MAX_LABELS,
+    AlertStatus,
 )
 
 MAX_ALERTS = 1000
@@ -47,7 +48,7 @@ class _Tolerant(BaseModel):
 
 
 class Alert(_Tolerant):
-    status: Literal["firing", "resolved"]
+    status: AlertStatus
     labels: StrMap
     annotations: StrMap = Field(default_factory=dict)
     starts_at: str = Field(alias="startsAt", max_length=64)
@@ -77,7 +78,7 @@ class Alert(_Tolerant):
 class Notification(_Tolerant):
     version: Literal["4"]
     group_key: str = Field(default="", alias="groupKey")
-    status: Literal["firing", "resolved"]
+    status: AlertStatus
     receiver: str = ""
     group_labels: StrMap = Field(default_factory=dict, alias="groupLabels")
     common_labels: StrMap = Field(default_factory=dict, alias="commonLabels")

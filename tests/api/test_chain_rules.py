@@ -258,6 +258,11 @@ def test_operator_and_chat_agree_on_the_chain(chain: Chain) -> None:
     assert {name for name, v in ev.models.items() if not v.ready} == chain.models_down
     for name in chain.models_down:
         assert ev.models[name].reason == Reason.CRITICAL_MIDDLEWARE_NOT_READY
+        # The model's message names each rule its critical entries broke, not only the entries.
+        message = ev.models[name].condition("Ready").message  # type: ignore[union-attr]
+        for entry, reason in chain.refused.items():
+            if ev.middlewares[entry].spec.critical and ev.middlewares[entry].spec.model_ref.name == name:  # type: ignore[union-attr]
+                assert f"{entry} ({reason})" in message
     config = translate(snap, ev)
     assert {m.name for m in config.models} == set(MODELS) - chain.models_down
 
@@ -334,4 +339,5 @@ def test_operator_condition_names_the_rule_and_the_field() -> None:
     assert (
         limit is not None and limit.reason == "DuplicateCounter" and limit.message.startswith("spec.type: ")
     )
-    assert "fallback, limit-b" in ev.models["main"].condition("Ready").message  # type: ignore[union-attr]
+    message = ev.models["main"].condition("Ready").message  # type: ignore[union-attr]
+    assert "fallback (SelfFallback), limit-b (DuplicateCounter)" in message

@@ -15,7 +15,7 @@ import helm_python as helm
 import pytest
 
 from ai_ops_api.agent_config import AGENT_CONFIG_DATA_KEY
-from ai_ops_operator.cli import build_parser
+from ai_ops_cli import build_parser
 from ai_ops_operator.core.wiring import SECRETS_MOUNT_PATH
 from ai_ops_operator.runtime.settings import resolve as resolve_operator_settings
 from chat_service.settings import load_settings as load_chat_settings

@@ -56,7 +56,7 @@ def bundled_mcp_server(kind: str, directory: Path, *args: str) -> Iterator[str]:
     port = free_port()
     log = (directory / f"mcp-{kind}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ai_ops_operator.cli", "mcp", kind, "--port", str(port), *args],
+        [sys.executable, "-m", "ai_ops_cli", "mcp", kind, "--port", str(port), *args],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

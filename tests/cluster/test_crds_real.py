@@ -27,7 +27,7 @@ from ai_ops_api.specs import (
     Condition,
     ConditionStatus,
 )
-from ai_ops_operator.cli import main
+from ai_ops_cli import main
 from ai_ops_operator.commands.validate import document_problems
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
 from tests.cluster.controlplane import REPO_ROOT, ControlPlane

@@ -10,7 +10,7 @@ from pathlib import Path
 def test_kubernetes_without_credentials_says_how_to_give_them(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no KUBECONFIG, no ~/.kube/config, not in a pod
     result = subprocess.run(
-        [sys.executable, "-m", "ai_ops_operator.cli", "mcp", "kubernetes", "--port", "0"],
+        [sys.executable, "-m", "ai_ops_cli", "mcp", "kubernetes", "--port", "0"],
         capture_output=True,
         text=True,
         env=env,

@@ -388,7 +388,7 @@ def test_cli_refuses_bad_limits() -> None:
         (["--max-replicas", "-1"], "must be between 0 and"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "ai_ops_operator.cli", "mcp", "kubernetes-actions", *flags],
+            [sys.executable, "-m", "ai_ops_cli", "mcp", "kubernetes-actions", *flags],
             capture_output=True,
             text=True,
             timeout=60,

@@ -604,7 +604,7 @@ async def test_docs_list_every_tool_with_its_arguments() -> None:
 
 
 def test_cli_refuses_a_malformed_allowlist_entry(capsys: pytest.CaptureFixture[str]) -> None:
-    from ai_ops_operator.cli import main
+    from ai_ops_cli import main
 
     assert main(["mcp", "netops", "--allow", "10.0.0.0/8,not a host!"]) == 2
     assert "allowlist entry 'host!' is not a host name" in capsys.readouterr().err

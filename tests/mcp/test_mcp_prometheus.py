@@ -227,7 +227,7 @@ def test_without_a_url_it_says_how_to_give_one() -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "ai_ops_operator.cli", "mcp", "prometheus"],
+        [sys.executable, "-m", "ai_ops_cli", "mcp", "prometheus"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 KINDS = sorted(RESOURCES)
 
-# The printer columns issue 2 asks for (the default `kubectl get` view, priority 0), in order.
+# The printer columns every kind shows (the default `kubectl get` view, priority 0), in order.
 READY_PATH = '.status.conditions[?(@.type=="Ready")].status'
 AGE = ("Age", ".metadata.creationTimestamp")
 EXPECTED_COLUMNS = {

@@ -38,7 +38,7 @@ async def test_operator_process_writes_the_configmap_and_serves_liveness_and_met
             [
                 sys.executable,
                 "-m",
-                "ai_ops_operator.cli",
+                "ai_ops_cli",
                 "operator",
                 "--kubeconfig",
                 str(k8s_emulator.kubeconfig_path),

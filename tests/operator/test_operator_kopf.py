@@ -23,6 +23,7 @@ from ai_ops_operator.runtime.kube import KubeClient
 from ai_ops_operator.runtime.operator import OperatorRuntime
 from ai_ops_operator.runtime.settings import OperatorSettings
 from tests.harness.waiting import eventually
+from tests.support import resources
 
 NS = "default"
 AI = "ai-ops.dev/v1alpha1"
@@ -70,29 +71,24 @@ def provider(name: str = "openai", key_secret: str | None = "openai-key", **spec
     body: dict[str, Any] = {"type": "openai", **spec}
     if key_secret:
         body["apiKeySecretRef"] = {"name": key_secret, "key": "api-key"}
-    return {"apiVersion": AI, "kind": "LLMProvider", "metadata": meta(name), "spec": body}
+    return resources.provider(name, namespace=NS, created=None, **body)
 
 
 def model(name: str, provider_name: str = "openai", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": AI,
-        "kind": "LLMModel",
-        "metadata": meta(name),
-        "spec": {"providerRef": {"name": provider_name}, "model": name, **spec},
-    }
+    """An LLMModel whose provider's model id is its own name."""
+    return resources.model(name, provider_name, model_id=name, namespace=NS, created=None, **spec)
 
 
 def middleware(name: str, model_name: str, type_: str, config: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": AI,
-        "kind": "LLMMiddleware",
-        "metadata": meta(name),
-        "spec": {"modelRef": {"name": model_name}, "type": type_, "config": config, **spec},
-    }
+    return resources.middleware(name, model_name, type_, namespace=NS, created=None, config=config, **spec)
 
 
 def mcpserver(name: str, url: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": AI, "kind": "MCPServer", "metadata": meta(name), "spec": {"url": url, **spec}}
+    return resources.mcpserver(name, namespace=NS, created=None, url=url, **spec)
+
+
+def runbook(name: str, content: str | None = None, **spec: Any) -> dict[str, Any]:
+    return resources.runbook(name, content, namespace=NS, created=None, **spec)
 
 
 def secret(name: str, data: dict[str, str], usable: bool = True) -> dict[str, Any]:

@@ -91,7 +91,7 @@ async def test_loopback_and_link_local_are_refused_at_probe_time(
 def test_render_probe_applies_the_health_rules(
     mcp_fixture_servers: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ai_ops_operator.cli import main
+    from ai_ops_cli import main
 
     manifest = tmp_path / "servers.yaml"
     manifest.write_text(

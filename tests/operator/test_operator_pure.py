@@ -373,7 +373,7 @@ def test_wrong_settings_stop_with_a_clear_message(argv: list[str], env: dict[str
 def test_operator_command_refuses_a_wrong_setting_at_start(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ai_ops_operator.cli import main
+    from ai_ops_cli import main
 
     monkeypatch.setenv("AI_OPS_PROBE_CONCURRENCY", "lots")
     assert main(["operator", "--namespace", "x"]) == 2

@@ -26,18 +26,12 @@ from tests.operator.test_operator_kopf import (
     condition,
     events_for,
     meta,
+    runbook,
     running_operator,
     status_of,
 )
 
 MIB = 1024 * 1024
-
-
-def runbook(name: str, content: str | None = None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"title": f"Runbook {name}", **spec}
-    if content is not None:
-        body["content"] = content
-    return {"apiVersion": AI, "kind": "Runbook", "metadata": meta(name), "spec": body}
 
 
 def from_configmap(name: str, configmap: str, key: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ai_ops_operator.cli import main
+from ai_ops_cli import main
 from tests.mcp.test_mcp_netops import DnsResponder
 from tests.security.netns import run_in_netns
 

@@ -21,16 +21,14 @@ from ai_ops_operator.core.evaluate import evaluate
 from ai_ops_operator.core.runbooks import entry_bytes, pack_shards, runbook_entry
 from ai_ops_operator.core.snapshot import Snapshot
 from ai_ops_operator.core.translate import referenced_secret_keys, translate
+from tests.support import resources
 
 AI = "ai-ops.dev/v1alpha1"
 AI_OPS = Path(sys.executable).with_name("ai-ops")
 
 
 def runbook(name: str, content: str | None = None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"title": f"Runbook {name}", **spec}
-    if content is not None:
-        body["content"] = content
-    return {"apiVersion": AI, "kind": "Runbook", "metadata": {"name": name}, "spec": body}
+    return resources.runbook(name, content, created=None, **spec)
 
 
 def entry(name: str, size: int) -> Any:

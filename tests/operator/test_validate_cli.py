@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from ai_ops_api.specs import RESOURCES
-from ai_ops_operator.cli import main
+from ai_ops_cli import main
 from ai_ops_operator.core.validation import schema_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -436,7 +436,7 @@ def test_chain_rules_are_checked_across_the_files_with_the_offending_field(
     assert (problems[0]["severity"], problems[0]["label"], problems[0]["message"]) == (
         "warning: ",
         "LLMModel/m",
-        "CriticalMiddlewareNotReady: critical middleware not ready: fallback, limit-b",
+        "CriticalMiddlewareNotReady: critical middleware not ready: fallback (SelfFallback), limit-b (DuplicateCounter)",
     )
     assert out.splitlines()[-1] == (
         "5 ai-ops resources: 3 valid, 2 invalid, 1 warning; 0 documents of other kinds skipped"

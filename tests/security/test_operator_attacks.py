@@ -199,7 +199,7 @@ def test_render_refuses_stdio_unless_allowed_with_a_flag(tmp_path: Path) -> None
 
     def render(*flags: str) -> tuple[list[str], str]:
         done = subprocess.run(
-            [sys.executable, "-m", "ai_ops_operator.cli", "render", str(manifest), *flags],
+            [sys.executable, "-m", "ai_ops_cli", "render", str(manifest), *flags],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -561,7 +561,7 @@ def render_probe_in_namespace(zone: dict[str, Any], manifest: str) -> dict[str, 
     dns_zone = {tuple(key.split()): tuple(records) for key, records in zone.items()}
     with DnsResponder(dns_zone, port=53):  # type: ignore[arg-type]
         done = subprocess.run(
-            [sys.executable, "-m", "ai_ops_operator.cli", "render", manifest, "--probe", "--allow-loopback"],
+            [sys.executable, "-m", "ai_ops_cli", "render", manifest, "--probe", "--allow-loopback"],
             capture_output=True,
             text=True,
             cwd=REPO,

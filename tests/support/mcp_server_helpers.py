@@ -22,13 +22,13 @@ from tests.harness.ports import free_port, wait_until
 
 
 class McpServerProcess:
-    """`python -m ai_ops_operator.cli mcp <args>` on a free 127.0.0.1 port; stopped by its PID."""
+    """`python -m ai_ops_cli mcp <args>` on a free 127.0.0.1 port; stopped by its PID."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._argv = [sys.executable, "-m", "ai_ops_operator.cli", "mcp", *args, "--port", str(self.port)]
+        self._argv = [sys.executable, "-m", "ai_ops_cli", "mcp", *args, "--port", str(self.port)]
         self._env = {**os.environ, **(env or {})}
         self._log = tempfile.NamedTemporaryFile(prefix="mcp-server-", suffix=".log", delete=False)  # noqa: SIM115
         self._process: subprocess.Popen[bytes] | None = None

@@ -1,4 +1,4 @@
-"""Builders of ai-ops resources (LLMProvider, LLMModel, LLMMiddleware, MCPServer) as plain manifest dicts.
+"""Builders of ai-ops resources (LLMProvider, LLMModel, LLMMiddleware, MCPServer, Runbook) as plain manifest dicts.
 
 One set for every test that needs resource bodies: extra keyword arguments go into ``spec`` (camelCase,
 as in a manifest); ``namespace`` and ``created`` (creationTimestamp) only appear when given.
@@ -66,3 +66,18 @@ def mcpserver(
     name: str, *, namespace: str | None = None, created: str | None = DEFAULT_CREATED, **spec: Any
 ) -> dict[str, Any]:
     return resource("MCPServer", name, spec, namespace=namespace, created=created)
+
+
+def runbook(
+    name: str,
+    content: str | None = None,
+    *,
+    namespace: str | None = None,
+    created: str | None = DEFAULT_CREATED,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Runbook titled ``Runbook <name>``; without ``content`` it needs ``contentFrom`` in ``spec``."""
+    body: dict[str, Any] = {"title": f"Runbook {name}", **spec}
+    if content is not None:
+        body["content"] = content
+    return resource("Runbook", name, body, namespace=namespace, created=created)

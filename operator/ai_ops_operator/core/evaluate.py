@@ -483,8 +483,10 @@ def evaluate(snap: Snapshot) -> Evaluation:
 
 
 def _with_critical_middleware(model: Verdict, middlewares: dict[str, Verdict]) -> Verdict:
+    # Each entry carries its own Ready reason, so the model's condition names the rule (SelfFallback,
+    # DuplicateCounter, ...) and not only which middleware broke it.
     broken = sorted(
-        mw.name
+        f"{mw.name} ({own.reason})" if (own := mw.condition(READY)) is not None else mw.name
         for mw in middlewares.values()
         if mw.spec is not None
         and mw.spec.model_ref.name == model.name

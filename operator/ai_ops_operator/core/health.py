@@ -1,4 +1,4 @@
-"""The MCP server health state machine and the bounded-status-write rule (issue 3, section 3). Pure.
+"""The MCP server health state machine and the bounded-status-write rule. Pure.
 
 ``next_record(previous, result, check)`` folds one probe result into the server's health record:
 

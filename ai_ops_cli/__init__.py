@@ -1,5 +1,8 @@
 """The ``ai-ops`` command: one entry point, a subcommand per part.
 
+It is a package of its own because it is the one place that knows every part: the operator, the chat
+service and the MCP servers never import each other, not even by name through this table.
+
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 modules keep heavy imports (kopf, LangChain, uvicorn) inside ``run`` so ``ai-ops --help`` stays fast.
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
@@ -52,7 +54,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
