@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chat_service import api_docs
 from chat_service.asgi import EdgeGuard
 from chat_service.config.kubernetes import KubeConfigMapSource
-from chat_service.errors import ChatError, RateLimited, error_body
+from chat_service.errors import ChatError, NotReady, RateLimited, error_body
 from chat_service.metrics import ChatMetrics
 from chat_service.routers import actions, chat, health, incidents, info, openai_compat, runbooks, threads
 from chat_service.routers.responses import EDGE_ERROR_RESPONSES
@@ -108,6 +109,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(redis.RedisError)
+    async def store_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        # Every route that reads Redis (threads, usage, actions, budgets) answers an outage as turns do: a
+        # 503 the client can retry, not a 500 that reads as a bug.
+        log.warning("%s %s: Redis does not answer: %s", request.method, request.url.path, type(exc).__name__)
+        error = NotReady(f"the conversation store (Redis) does not answer: {type(exc).__name__}")
+        return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

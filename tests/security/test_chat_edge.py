@@ -336,6 +336,37 @@ async def test_readiness_answers_within_a_second_when_redis_is_frozen(
     assert elapsed < 2.5, f"/readyz took {elapsed:.1f}s"
 
 
+REDIS_ROUTES = [
+    ("GET", "/api/threads", None),
+    ("GET", "/api/threads/t-1", None),
+    ("DELETE", "/api/threads/t-1", None),
+    ("POST", "/api/chat", {"message": "hi"}),
+    ("GET", "/api/usage", None),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body"), REDIS_ROUTES, ids=[f"{m} {u}" for m, u, _ in REDIS_ROUTES])
+async def test_every_redis_route_answers_a_frozen_redis_with_a_503_inside_the_probe_timeout(
+    tmp_path: Path, fake_llm: FakeLLM, method: str, url: str, body: dict[str, Any] | None
+) -> None:
+    path = tmp_path / "agent-config.json"
+    write_config(path, agent_config([model_entry("main", fake_llm.base_url, default=True)]))
+    async with FrozenRedis() as frozen:
+        app = create_app(
+            settings_for(path, redis_url=f"redis://127.0.0.1:{frozen.port}/0", redis_socket_timeout_seconds=0.5)
+        )
+        async with running(app) as server, server.client() as client:
+            started = time.monotonic()
+            response = await client.request(method, url, json=body)
+            elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "not_ready"
+    assert "Redis" in error["message"] and "does not answer" in error["message"]
+    # Bounded by the socket timeout (0.5 s here, 2 s by default), not by the client giving up.
+    assert elapsed < 2.5, f"{method} {url} took {elapsed:.1f}s"
+
+
 # -- 6. the API docs pages ----------------------------------------------------------------------------
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
