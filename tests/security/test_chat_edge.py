@@ -345,7 +345,9 @@ REDIS_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "body"), REDIS_ROUTES, ids=[f"{m} {u}" for m, u, _ in REDIS_ROUTES])
+@pytest.mark.parametrize(
+    ("method", "url", "body"), REDIS_ROUTES, ids=[f"{m} {u}" for m, u, _ in REDIS_ROUTES]
+)
 async def test_every_redis_route_answers_a_frozen_redis_with_a_503_inside_the_probe_timeout(
     tmp_path: Path, fake_llm: FakeLLM, method: str, url: str, body: dict[str, Any] | None
 ) -> None:
@@ -353,7 +355,9 @@ async def test_every_redis_route_answers_a_frozen_redis_with_a_503_inside_the_pr
     write_config(path, agent_config([model_entry("main", fake_llm.base_url, default=True)]))
     async with FrozenRedis() as frozen:
         app = create_app(
-            settings_for(path, redis_url=f"redis://127.0.0.1:{frozen.port}/0", redis_socket_timeout_seconds=0.5)
+            settings_for(
+                path, redis_url=f"redis://127.0.0.1:{frozen.port}/0", redis_socket_timeout_seconds=0.5
+            )
         )
         async with running(app) as server, server.client() as client:
             started = time.monotonic()
