@@ -12,7 +12,7 @@ from langchain_core.embeddings import Embeddings
 
 from chat_service.runbooks.documents import OVERVIEW, RunbookDocument, RunbookMatch, split_sections
 from chat_service.runbooks.embeddings import CachedEmbedder, LocalEmbeddings
-from chat_service.runbooks.index import RunbookIndex
+from chat_service.runbooks.index import MIN_COVERAGE, MIN_COVERAGE_WITHOUT_VECTORS, RunbookIndex
 
 CRASH = RunbookDocument(
     name="pod-crashloop",
@@ -137,6 +137,19 @@ async def test_an_embedding_model_that_is_down_leaves_bm25_working() -> None:
     result = await index.search("CrashLoopBackOff restart count", limit=2)
     assert result.matched and result.mode == "bm25"
     assert result.hits[0].runbook == "pod-crashloop"
+
+
+async def test_without_vectors_a_partial_keyword_match_is_found_and_nonsense_still_abstains() -> None:
+    # A third of the query's words in one section: the hybrid bar (MIN_COVERAGE) would refuse it, and with
+    # the embedding model down keywords are all there is.
+    index = RunbookIndex(CachedEmbedder(_DownEmbeddings(), "down"))
+    await index.update([CRASH, DNS, BGP])
+    query = "container logs show the app crashing at start"
+    result = await index.search(query, limit=3)
+    assert result.mode == "bm25" and MIN_COVERAGE_WITHOUT_VECTORS <= result.coverage < MIN_COVERAGE
+    assert result.matched and result.hits[0].runbook == "pod-crashloop"
+    for nonsense in ("write a poem about the sea", "kubernetes cluster upgrade plan"):
+        assert not (await index.search(nonsense, limit=3)).matched, nonsense
 
 
 async def test_the_cache_serves_a_second_embedder_of_the_same_model(
