@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,13 @@ def test_help_does_not_import_the_heavy_stacks() -> None:
     assert result.stdout.strip() == "[]", "keep heavy imports inside the subcommand's run()"
 
 
+def distribution_name(requirement: str) -> str:
+    """The normalized distribution name of a requirement string ("Foo_Bar[x]>=1" is "foo-bar")."""
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    assert found, requirement
+    return re.sub(r"[-_.]+", "-", found.group(1)).lower()
+
+
 def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() -> None:
     def planned(target: str) -> str:
         done = subprocess.run(
@@ -131,6 +139,11 @@ def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() 
     assert ".[test]" not in planned("install")
     assert ".[test]" not in planned("run").split("run_demo.py")[0]
     assert ".[test]" in planned("test")
+    # `make install` gets all of [project].dependencies: none of the test toolchain may hide there.
+    project = PYPROJECT["project"]
+    runtime = {distribution_name(dep) for dep in project["dependencies"]}
+    toolchain = {distribution_name(dep) for dep in project["optional-dependencies"]["test"]}
+    assert runtime & toolchain == set()
 
 
 def test_every_file_of_the_web_page_is_package_data() -> None:
