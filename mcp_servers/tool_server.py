@@ -1,4 +1,4 @@
-"""The FastMCP server class both bundled MCP servers use: clean tool descriptions and plain-word
+"""The FastMCP server class the bundled MCP servers use: clean tool descriptions and plain-word
 argument errors."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def describe_argument_errors(tool: str, error: ValidationError) -> str:
 
 
 class ToolServer(FastMCP):
-    """FastMCP as both bundled servers use it.
+    """FastMCP as the bundled servers use it.
 
     - Tool descriptions are the docstrings cleaned like `help()` shows them (FastMCP sends them raw, with
       the source's indentation on every line after the first).

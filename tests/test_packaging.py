@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -116,6 +120,13 @@ def test_help_does_not_import_the_heavy_stacks() -> None:
     assert result.stdout.strip() == "[]", "keep heavy imports inside the subcommand's run()"
 
 
+def distribution_name(requirement: str) -> str:
+    """The normalized distribution name of a requirement string ("Foo_Bar[x]>=1" is "foo-bar")."""
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    assert found, requirement
+    return re.sub(r"[-_.]+", "-", found.group(1)).lower()
+
+
 def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() -> None:
     def planned(target: str) -> str:
         done = subprocess.run(
@@ -128,6 +139,11 @@ def test_make_install_is_what_make_run_needs_and_make_test_adds_the_toolchain() 
     assert ".[test]" not in planned("install")
     assert ".[test]" not in planned("run").split("run_demo.py")[0]
     assert ".[test]" in planned("test")
+    # `make install` gets all of [project].dependencies: none of the test toolchain may hide there.
+    project = PYPROJECT["project"]
+    runtime = {distribution_name(dep) for dep in project["dependencies"]}
+    toolchain = {distribution_name(dep) for dep in project["optional-dependencies"]["test"]}
+    assert runtime & toolchain == set()
 
 
 def test_every_file_of_the_web_page_is_package_data() -> None:
@@ -147,3 +163,53 @@ def test_every_file_of_the_web_page_is_package_data() -> None:
         )
     ]
     assert not missing, f"add these to [tool.setuptools.package-data]: {missing}"
+
+
+# What setuptools says when the packaging configuration is out of date; the build goes on, so only the
+# build output tells.
+SETUPTOOLS_COMPLAINTS = (
+    "SetuptoolsDeprecationWarning",
+    "is absent from the `packages` configuration",
+    "`project.license` as a TOML table is deprecated",
+)
+
+
+def test_the_wheel_builds_without_setuptools_warnings_and_carries_the_web_page(tmp_path: Path) -> None:
+    # A copy without the local build state: a stale egg-info's SOURCES.txt feeds files into the build.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "*.egg-info", "build", "dist", "__pycache__", ".*_cache"
+        ),
+    )
+    wheels = tmp_path / "wheels"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    # Offline: the test extra brings [build-system]'s setuptools, and pip checks that it does.
+    built = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation"),
+            *("--check-build-dependencies", "--verbose", "--wheel-dir", str(wheels), str(source)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output
+    assert "adding 'chat_service/web/static/index.html'" in output, "the build output is setuptools' own"
+    assert [c for c in SETUPTOOLS_COMPLAINTS if c in output] == [], output
+    (wheel,) = wheels.glob("ai_ops-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packed = set(archive.namelist())
+    static = ROOT / "chat_service" / "web" / "static"
+    files = {p.relative_to(ROOT).as_posix() for p in static.rglob("*") if p.is_file()}
+    assert files - packed == set()
+    assert {
+        "chat_service/web/static/vendor/marked.esm.js",
+        "chat_service/web/static/vendor/purify.es.mjs",
+    } <= packed

@@ -28,6 +28,7 @@ from mcp_servers.prometheus.summaries import (
     summarize_matrix,
     target_rows,
 )
+from mcp_servers.tool_server import ToolServer
 
 INSTRUCTIONS = (
     "Read-only access to Prometheus: instant and range PromQL queries (range results summarized per series), "
@@ -79,7 +80,7 @@ async def _answer(call: Awaitable[Any]) -> Any:
 def build_server(settings: PrometheusSettings, *, host: str = "127.0.0.1", path: str = "/mcp") -> FastMCP:
     client = PrometheusClient(settings.url, settings.timeout_seconds, settings.bearer_token)
     limit = settings.max_response_bytes
-    server = FastMCP(
+    server = ToolServer(
         "ai-ops-prometheus",
         instructions=INSTRUCTIONS,
         host=host,

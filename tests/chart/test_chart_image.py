@@ -83,7 +83,14 @@ def test_every_python_package_is_copied_and_not_ignored():
         for top in (p.name for p in (ROOT / where).iterdir() if p.is_dir())
         if any(top.startswith(pattern.rstrip("*")) for pattern in find["include"])
     }
-    assert package_dirs == {"ai_ops_api", "ai_ops_common", "operator", "chat_service", "mcp_servers"}
+    assert package_dirs == {
+        "ai_ops_api",
+        "ai_ops_cli",
+        "ai_ops_common",
+        "operator",
+        "chat_service",
+        "mcp_servers",
+    }
     copied = {
         source.rstrip("/")
         for word, rest in _stages()[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -565,6 +566,20 @@ def test_page_is_open_when_auth_is_on(locked_chat_url: str) -> None:
         assert client.get("/").status_code == 200
         assert client.get("/static/app.js").status_code == 200
         assert client.get("/api/models").status_code == 401
+
+
+def test_the_vendored_libraries_are_the_files_their_readme_hashes() -> None:
+    # "Byte for byte as published": an edit to a vendored file, or an upgrade that forgets the README's
+    # hashes, fails here.
+    from chat_service.web import router as web
+
+    readme = (web.STATIC_DIR / "vendor" / "README.md").read_text()
+    listed = dict(re.findall(r"`([\w.-]+)` ([0-9a-f]{64})\b", readme))
+    assert set(listed) == {name.removeprefix("vendor/") for name in VENDOR_MODULES}
+    found = {
+        name: hashlib.sha256((web.STATIC_DIR / "vendor" / name).read_bytes()).hexdigest() for name in listed
+    }
+    assert found == listed
 
 
 def test_web_router_headers() -> None:

@@ -14,9 +14,15 @@ from pydantic import BaseModel
 from mcp_servers.kubernetes.cluster import connect
 from mcp_servers.kubernetes.server import KubernetesSettings
 from mcp_servers.kubernetes.server import build_server as build_kubernetes_server
+from mcp_servers.kubernetes_actions.cluster import connect_actions
+from mcp_servers.kubernetes_actions.server import KubernetesActionsSettings
+from mcp_servers.kubernetes_actions.server import build_server as build_actions_server
 from mcp_servers.netops.server import NetopsSettings
 from mcp_servers.netops.server import build_server as build_netops_server
+from mcp_servers.prometheus.server import PrometheusSettings
+from mcp_servers.prometheus.server import build_server as build_prometheus_server
 from mcp_servers.tool_server import ToolServer
+from tests.harness.ports import free_port
 from tests.support.mcp_server_helpers import ThreadedMcpServer, mcp_client
 
 PYDANTIC_TRACES = ("errors.pydantic.dev", "validation error for", "Arguments", "[type=", "input_value=")
@@ -28,10 +34,25 @@ def netops() -> Iterator[ThreadedMcpServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[ThreadedMcpServer]:
+    # Nothing listens there: listing tools and refusing bad arguments never reach Prometheus.
+    settings = PrometheusSettings(url=f"http://127.0.0.1:{free_port()}")
+    with ThreadedMcpServer(build_prometheus_server(settings)) as server:
+        yield server
+
+
 @pytest.fixture
 def kubernetes(k8s_emulator: Any) -> Iterator[ThreadedMcpServer]:
     cluster = connect(kubeconfig=str(k8s_emulator.kubeconfig_path))
     with ThreadedMcpServer(build_kubernetes_server(cluster, KubernetesSettings())) as server:
+        yield server
+
+
+@pytest.fixture
+def kubernetes_actions(k8s_emulator: Any) -> Iterator[ThreadedMcpServer]:
+    cluster = connect_actions(kubeconfig=str(k8s_emulator.kubeconfig_path))
+    with ThreadedMcpServer(build_actions_server(cluster, KubernetesActionsSettings())) as server:
         yield server
 
 
@@ -59,6 +80,20 @@ async def test_kubernetes_descriptions_have_no_docstring_indentation(kubernetes:
     assert_clean(await descriptions(kubernetes.url))
 
 
+async def test_prometheus_descriptions_have_no_docstring_indentation(prometheus: ThreadedMcpServer) -> None:
+    found = await descriptions(prometheus.url)
+    assert_clean(found)
+    assert "\nmin, max, first, last" in found["query_range"], "the second line starts at the margin"
+
+
+async def test_kubernetes_actions_descriptions_have_no_docstring_indentation(
+    kubernetes_actions: ThreadedMcpServer,
+) -> None:
+    found = await descriptions(kubernetes_actions.url)
+    assert_clean(found)
+    assert "\nkubectl.kubernetes.io/restartedAt" in found["rollout_restart"]
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "expected"),
     [
@@ -75,6 +110,36 @@ async def test_netops_bad_arguments_answer_in_plain_words(
         answer = await client.call(tool, **arguments)
     assert answer.is_error
     assert answer.text.startswith(f"invalid arguments for {tool}: ") and expected in answer.text
+    assert not [trace for trace in PYDANTIC_TRACES if trace in answer.text], answer.text
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("alerts", {"state": "bogus"}, "'state': Input should be 'any', 'firing' or 'pending' (got 'bogus')"),
+        ("query", {"expr": ""}, "'expr': String should have at least 1 character"),
+        ("query_range", {"expr": "up", "window": "forever"}, "'window': String should match pattern"),
+        ("label_values", {}, "'label' is required"),
+    ],
+)
+async def test_prometheus_bad_arguments_answer_in_plain_words(
+    prometheus: ThreadedMcpServer, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    async with mcp_client(prometheus.url) as client:
+        answer = await client.call(tool, **arguments)
+    assert answer.is_error
+    assert answer.text.startswith(f"invalid arguments for {tool}: ") and expected in answer.text
+    assert not [trace for trace in PYDANTIC_TRACES if trace in answer.text], answer.text
+
+
+async def test_kubernetes_actions_bad_arguments_answer_in_plain_words(
+    kubernetes_actions: ThreadedMcpServer,
+) -> None:
+    async with mcp_client(kubernetes_actions.url) as client:
+        answer = await client.call("scale", kind="Job", namespace="shop", name="web", replicas="many")
+    assert answer.is_error and answer.text.startswith("invalid arguments for scale: ")
+    assert "'kind': Input should be 'Deployment' or 'StatefulSet' (got 'Job')" in answer.text
+    assert "'replicas': Input should be a valid integer" in answer.text
     assert not [trace for trace in PYDANTIC_TRACES if trace in answer.text], answer.text
 
 
