@@ -207,3 +207,46 @@ async def test_a_held_reply_answers_once_released(fresh_fake_llm: FakeLLM) -> No
     assert not done, "a held reply answered before its release"
     gate.set()
     assert (await asyncio.wait_for(request, timeout=10)).content == "released"
+
+
+# -- embeddings: the OpenAI, Azure OpenAI and Ollama dialects -------------------------------------
+
+
+async def test_embeddings_in_the_openai_azure_and_ollama_dialects(fresh_fake_llm: FakeLLM) -> None:
+    import ollama
+
+    from tests.harness.fake_llm import fake_embedding
+
+    texts = ["node not ready", "disk full"]
+    plain = openai.AsyncOpenAI(base_url=fresh_fake_llm.base_url, api_key="sk-plain", max_retries=0)
+    got = await plain.embeddings.create(model="emb", input=texts, encoding_format="float")
+    assert [d.embedding for d in got.data] == [fake_embedding(t) for t in texts]
+    azure = openai.AsyncAzureOpenAI(
+        azure_endpoint=fresh_fake_llm.origin,
+        azure_deployment="emb-deploy",
+        api_version="2024-06-01",
+        api_key="azure-key",
+        max_retries=0,
+    )
+    got = await azure.embeddings.create(model="emb", input=texts, encoding_format="float")
+    assert [d.embedding for d in got.data] == [fake_embedding(t) for t in texts]
+    local = ollama.AsyncClient(host=fresh_fake_llm.origin)
+    answer = await local.embed(model="nomic-embed-text", input=texts)
+    assert [list(v) for v in answer["embeddings"]] == [fake_embedding(t) for t in texts]
+
+    first, second, third = fresh_fake_llm.embedding_requests
+    assert (first["path"], first["headers"]["authorization"]) == ("/v1/embeddings", "Bearer sk-plain")
+    assert second["path"] == "/openai/deployments/emb-deploy/embeddings"
+    assert second["query"] == "api-version=2024-06-01" and second["headers"]["api-key"] == "azure-key"
+    assert (third["path"], third["json"]["model"]) == ("/api/embed", "nomic-embed-text")
+
+    fresh_fake_llm.fail_embeddings(503)
+    with pytest.raises(openai.InternalServerError):
+        await azure.embeddings.create(model="emb", input=texts)
+    with pytest.raises(ollama.ResponseError) as refused:
+        await local.embed(model="nomic-embed-text", input=texts)
+    assert refused.value.status_code == 503
+    # Token ids are refused: a client that tokenizes (and so needs a tokenizer) shows up in the tests.
+    fresh_fake_llm.fail_embeddings(None)
+    with pytest.raises(openai.BadRequestError):
+        await plain.embeddings.create(model="emb", input=[[1, 2, 3]])

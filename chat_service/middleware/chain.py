@@ -40,6 +40,7 @@ from langchain.agents.middleware import (
 )
 from langchain_core.exceptions import ModelError
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages.utils import count_tokens_approximately
 
 from ai_ops_api.agent_config import AgentConfig, MiddlewareEntry, ModelEntry
 from ai_ops_api.middleware import (
@@ -282,8 +283,17 @@ def _summarization(
     if cfg.trigger_messages is not None:
         triggers.append(("messages", cfg.trigger_messages))
     trigger = triggers[0] if len(triggers) == 1 else triggers  # several thresholds: any of them
+    # Tokens estimated from characters, never counted by the model: ChatOpenAI counts with tiktoken,
+    # whose tokenizer is downloaded on first use.
     return _Built(
-        [SummarizationMiddleware(summarizer, trigger=trigger, keep=("messages", cfg.keep_messages))]
+        [
+            SummarizationMiddleware(
+                summarizer,
+                trigger=trigger,
+                keep=("messages", cfg.keep_messages),
+                token_counter=count_tokens_approximately,
+            )
+        ]
     )
 
 
@@ -298,7 +308,8 @@ def _context_editing(
         exclude_tools=cfg.exclude_tools,
         placeholder=cfg.placeholder,
     )
-    return _Built([ContextEditingMiddleware(edits=[edit])])
+    # Not "model": ChatOpenAI counts with tiktoken, whose tokenizer is downloaded on first use.
+    return _Built([ContextEditingMiddleware(edits=[edit], token_count_method="approximate")])
 
 
 def _todo_list(

@@ -5,6 +5,10 @@ Clients are LangChain ``Embeddings`` built like the chat models (chat_service/pr
 OpenAI and OpenAI-compatible servers through langchain-openai, Ollama through langchain-ollama when that
 extra is installed. ``max_retries=0``: an embedding server that is down should put the index on BM25 at
 once (the service retries later), not hold every update for a minute of client-side backoff.
+
+No client tokenizes: langchain-openai's context-length check (on by default) would fetch tiktoken's
+tokenizer from the internet on the first embed, so it is turned off for every OpenAI-family client and the
+text is sent as it is; CachedEmbedder keeps each input and each request within the providers' limits.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ def _settings(entry: EmbeddingModelEntry) -> dict[str, Any]:
     return {"model": entry.model, "max_retries": 0, **entry.parameters}
 
 
+def _text_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with langchain-openai's context-length check off, over the model's parameters too: the
+    check tokenizes with tiktoken, whose tokenizer is downloaded on first use, and sends token ids, which
+    servers other than OpenAI's do not take."""
+    return {**settings, "check_embedding_ctx_length": False}
+
+
 def _openai(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
     from langchain_openai import OpenAIEmbeddings
 
@@ -77,7 +88,7 @@ def _openai(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
         settings["base_url"] = entry.provider.base_url
     if entry.provider.config.get("organization"):
         settings["organization"] = entry.provider.config["organization"]
-    return OpenAIEmbeddings(**settings)
+    return OpenAIEmbeddings(**_text_only(settings))
 
 
 def _azure_openai(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
@@ -102,7 +113,7 @@ def _azure_openai(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings
         api_key=api_key,
         timeout=float(entry.timeout_seconds),
     )
-    return AzureOpenAIEmbeddings(**settings)
+    return AzureOpenAIEmbeddings(**_text_only(settings))
 
 
 def _openai_compatible(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
@@ -117,11 +128,8 @@ def _openai_compatible(entry: EmbeddingModelEntry, api_key: str | None) -> Embed
         base_url=openai_base_url(entry.provider.base_url),
         api_key=api_key or NO_API_KEY,
         timeout=float(entry.timeout_seconds),
-        # The context-length check tokenizes with tiktoken (OpenAI's tokenizer, downloaded on first use)
-        # and sends token ids, which other servers do not take: send the text.
-        check_embedding_ctx_length=False,
     )
-    return OpenAIEmbeddings(**settings)
+    return OpenAIEmbeddings(**_text_only(settings))
 
 
 def _ollama(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
@@ -132,10 +140,16 @@ def _ollama(entry: EmbeddingModelEntry, api_key: str | None) -> Embeddings:
             f"embedding model {entry.name!r} (ollama) needs the langchain-ollama package: "
             "install the 'ollama' extra: pip install 'ai-ops[ollama]'"
         ) from None
+    # The key, when there is one, goes as the bearer token an authenticating proxy in front of Ollama
+    # expects (as the chat models send it); the timeout bounds an Ollama that hangs (its client has none).
+    client: dict[str, Any] = {"timeout": float(entry.timeout_seconds)}
+    if api_key is not None:
+        client["headers"] = {"Authorization": f"Bearer {api_key}"}
     settings: dict[str, Any] = {
         "model": entry.model,
         "base_url": entry.provider.base_url or OLLAMA_DEFAULT_BASE_URL,
         **entry.parameters,
+        "client_kwargs": client,
     }
     embeddings: Embeddings = langchain_ollama.OllamaEmbeddings(**settings)
     return embeddings

@@ -67,6 +67,36 @@ class LocalEmbeddings(Embeddings):
         return self.embed_array([text])[0].tolist()
 
 
+# OpenAI's embedding models (and Azure's) take at most 8191 tokens per input and 300,000 per request. Their
+# tokenizers never make more tokens than a text has UTF-8 bytes, so bounding bytes bounds tokens with no
+# tokenizer (which would have to be downloaded). Sections are at most 4000 characters: only text of many
+# multi-byte characters, a huge title or a long query is ever cut, and only for its vector.
+MAX_INPUT_BYTES = 8000
+MAX_REQUEST_BYTES = 250_000
+
+
+def bounded_input(text: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode(errors="ignore")
+
+
+def request_batches(texts: Sequence[str], limit: int = MAX_REQUEST_BYTES) -> list[list[str]]:
+    """``texts`` in order, in consecutive groups of at most ``limit`` UTF-8 bytes (a longer text alone)."""
+    batches: list[list[str]] = []
+    size = 0
+    for text in texts:
+        length = len(text.encode())
+        if not batches or size + length > limit:
+            batches.append([])
+            size = 0
+        batches[-1].append(text)
+        size += length
+    return batches
+
+
 def _normalized(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -162,7 +192,9 @@ class CachedEmbedder:
         if isinstance(self.embeddings, LocalEmbeddings):
             # CPU-bound and fast: a worker thread keeps the event loop serving.
             return await asyncio.to_thread(self.embeddings.embed_array, texts)
-        vectors = await self.embeddings.aembed_documents(texts)
+        vectors: list[list[float]] = []
+        for batch in request_batches([bounded_input(t) for t in texts]):
+            vectors.extend(await self.embeddings.aembed_documents(batch))
         return _normalized(np.asarray(vectors, dtype=np.float32))
 
     async def embed_query(self, text: str) -> np.ndarray:

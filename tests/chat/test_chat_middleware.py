@@ -6,6 +6,7 @@ agent's answer and on the requests the server received.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from langchain_core.tools import tool
 
 from chat_service.middleware.chain import MIDDLEWARE_ENTRY_POINT_GROUP, is_transient_model_error
 from tests.harness.fake_llm import FakeLLM, Reply
+from tests.security.netns import run_in_netns
 from tests.support.chat_middleware_support import (
     BACKUP,
     LOGGER_NAME,
@@ -181,6 +183,62 @@ async def test_context_editing_clears_old_tool_results(fresh_fake_llm: FakeLLM) 
     tool_contents = [str(m["content"]) for m in third if m["role"] == "tool"]
     assert tool_contents[0] == "[cleared]"
     assert tool_contents[1].startswith("r2-config")
+
+
+@tool
+def show_running_config(device: str) -> str:
+    """Show a device's running config."""
+    return f"{device}-config " + "interface x; " * 200
+
+
+async def count_tokens_in_namespace(workdir: str) -> dict[str, Any]:
+    """Summarization and context editing, both triggered by token counts, on a fake LLM in this namespace;
+    the host names anything looked up (a tokenizer download would)."""
+    from tests.mcp.test_mcp_netops import DnsResponder
+
+    # Empty caches: a tokenizer an earlier run left on this machine cannot hide a download attempt.
+    for variable, name in (("TIKTOKEN_CACHE_DIR", "tiktoken"), ("HF_HOME", "huggingface")):
+        (Path(workdir) / name).mkdir(exist_ok=True)
+        os.environ[variable] = str(Path(workdir) / name)
+    with DnsResponder({}, port=53) as dns:
+        server = FakeLLM()
+        server.start()
+        try:
+            chain, ctx = build_chain(
+                server.base_url,
+                mw("summary", "summarization", model="summarizer", triggerTokens=1500, keepMessages=2),
+                mw("edit", "context_editing", triggerTokens=100, keep=1),
+            )
+            server.enqueue(
+                Reply.tool_call("show_running_config", {"device": "r1"}),
+                Reply.tool_call("show_running_config", {"device": "r2"}),
+                Reply.text("compared"),
+                model=MAIN,
+            )
+            server.enqueue(Reply.text("SUMMARY-OF-EARLIER-TURNS"), model=SUMMARIZER)
+            agent = make_agent(ctx, chain, tools=[show_running_config])
+            await ask(agent, "compare r1 and r2")
+            await ask(agent, "and now? " + "please be thorough " * 300)
+            requests = server.chat_requests
+        finally:
+            server.stop()
+    third = requests[2]["json"]["messages"]
+    return {
+        "models": [r["json"]["model"] for r in requests],
+        "tool_contents": [str(m["content"]) for m in third if m["role"] == "tool"],
+        "dns_questions": dns.queries,
+    }
+
+
+def test_token_triggers_count_without_a_tokenizer_download(tmp_path: Path) -> None:
+    # ChatOpenAI's own counter is tiktoken's: counting with it would look up the tokenizer's host here.
+    run = run_in_netns(count_tokens_in_namespace, str(tmp_path))
+    result = run.result
+    assert result["dns_questions"] == [], "a host name was looked up: something tried to download"
+    assert run.connections == []
+    assert result["tool_contents"] == ["[cleared]", result["tool_contents"][1]]
+    assert result["tool_contents"][1].startswith("r2-config")
+    assert SUMMARIZER in result["models"] and result["models"][-1] == MAIN
 
 
 async def test_ordering_by_priority_then_name_decides_what_wraps_what(

@@ -4,8 +4,11 @@ built leaves the search on BM25, turns working, and /readyz and /api/status sayi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ai_ops_api.agent_config import ProviderEntry
 from chat_service.app import create_app
@@ -129,8 +132,11 @@ async def test_vectors_come_back_when_the_embedding_model_answers_again(
 
 
 async def test_an_embedding_provider_without_its_package_says_which_extra(
-    tmp_path: Path, fresh_fake_llm: FakeLLM
+    tmp_path: Path, fresh_fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The test extra installs langchain-ollama: an installation without the ollama extra is one where
+    # importing it fails.
+    monkeypatch.setitem(sys.modules, "langchain_ollama", None)
     runbooks = shard(CRASHLOOP)
     write_shard_file(tmp_path, 0, runbooks)
     path = tmp_path / "agent-config.json"

@@ -1,4 +1,5 @@
-"""A scripted OpenAI-compatible chat-completions server for tests.
+"""A scripted OpenAI-compatible chat-completions server for tests, which also embeds texts as OpenAI, Azure
+OpenAI and Ollama servers do.
 
 Tests queue replies (text, tool calls, errors, raw or malformed bodies, slow answers, hangs); each request to
 `POST /v1/chat/completions` takes the next one (a model-specific queue wins over the general one).
@@ -339,8 +340,14 @@ class FakeLLM:
         return f"http://{self.host}:{self.port}/v1"
 
     @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``: what an Azure endpoint or an Ollama base URL is."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded requests, oldest first: {"path", "headers" (lower-case keys), "json"}."""
+        """Recorded requests, oldest first: {"path", "query" (the raw query string), "headers" (lower-case
+        keys), "json"}."""
         with self._script.lock:
             return list(self._script.requests)
 
@@ -348,6 +355,11 @@ class FakeLLM:
     def chat_requests(self) -> list[dict[str, Any]]:
         """Only the chat-completion requests (the usual subject of assertions)."""
         return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    @property
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        """Only the embedding requests, of every dialect (OpenAI, Azure OpenAI, Ollama)."""
+        return [r for r in self.requests if r["path"].endswith("/embeddings") or r["path"] == "/api/embed"]
 
     def enqueue(self, *replies: Reply, model: str | None = None) -> None:
         """Queue replies; with `model`, only requests for that model take them."""
@@ -373,7 +385,7 @@ class FakeLLM:
             self._script.epoch += 1
 
     def fail_embeddings(self, status: int | None) -> None:
-        """Make /v1/embeddings answer ``status`` (None: answer again)."""
+        """Make every embedding route answer ``status`` (None: answer again)."""
         with self._script.lock:
             self._script.embedding_failure = status
 
@@ -399,6 +411,7 @@ class FakeLLM:
     def _record(self, request: Request, body: Any) -> None:
         entry = {
             "path": request.url.path,
+            "query": request.url.query,
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "json": body,
         }
@@ -470,9 +483,8 @@ class FakeLLM:
                 return _error_response(400, "'messages' is required")
             return await self._answer(body)
 
-        @app.post("/v1/embeddings")
-        async def embeddings(request: Request) -> Response:
-            # Not scripted: every text gets its fake_embedding (the OpenAI wire format, float encoding).
+        async def embedding_texts(request: Request) -> tuple[dict[str, Any], list[str]] | Response:
+            """The request's model and texts, recorded; or the answer when it is malformed or failing."""
             try:
                 body = await request.json()
             except ValueError:
@@ -481,12 +493,18 @@ class FakeLLM:
             texts = body.get("input") if isinstance(body, dict) else None
             if isinstance(texts, str):
                 texts = [texts]
+            # Token ids (what langchain-openai sends after tokenizing with tiktoken) are refused as
+            # OpenAI-compatible servers refuse them: the tests see it if a client ever tokenizes.
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 return _error_response(400, "'input' must be a string or a list of strings")
+            assert isinstance(body, dict)
             with self._script.lock:
                 failure = self._script.embedding_failure
             if failure is not None:
                 return _error_response(failure, "fake LLM: embeddings are down")
+            return body, texts
+
+        def openai_embeddings(body: dict[str, Any], texts: list[str]) -> JSONResponse:
             return JSONResponse(
                 {
                     "object": "list",
@@ -496,6 +514,38 @@ class FakeLLM:
                         for i, t in enumerate(texts)
                     ],
                     "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+                }
+            )
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> Response:
+            # Not scripted: every text gets its fake_embedding (the OpenAI wire format, float encoding).
+            found = await embedding_texts(request)
+            return found if isinstance(found, Response) else openai_embeddings(*found)
+
+        @app.post("/openai/deployments/{deployment}/embeddings")
+        async def azure_embeddings(deployment: str, request: Request) -> Response:
+            # Azure OpenAI: the deployment is in the path, the API version in the query.
+            if not request.query_params.get("api-version"):
+                self._record(request, None)
+                return _error_response(404, "Azure OpenAI needs the api-version query parameter")
+            found = await embedding_texts(request)
+            return found if isinstance(found, Response) else openai_embeddings(*found)
+
+        @app.post("/api/embed")
+        async def ollama_embed(request: Request) -> Response:
+            # Ollama's own API: {"model", "input"} in, {"model", "embeddings"} out, errors as {"error"}.
+            found = await embedding_texts(request)
+            if isinstance(found, Response):
+                if found.status_code == 400:
+                    return found
+                return JSONResponse({"error": "fake LLM: embeddings are down"}, status_code=found.status_code)
+            body, texts = found
+            return JSONResponse(
+                {
+                    "model": body.get("model", "fake-embedding"),
+                    "embeddings": [fake_embedding(t) for t in texts],
+                    "prompt_eval_count": len(texts),
                 }
             )
 
