@@ -51,6 +51,17 @@ CLIENT_PARAMETERS: Mapping[str, frozenset[str]] = {
     ),
 }
 
+# The keyword arguments each provider type's embeddings client may get from a ``purpose: embedding``
+# model's parameters (OpenAIEmbeddings, AzureOpenAIEmbeddings, OllamaEmbeddings): its own kind of settings,
+# under the same rule as the chat models' (nothing that moves or copies the key).
+EMBEDDING_PARAMETERS: Mapping[str, frozenset[str]] = {
+    "openai": frozenset({"dimensions", "chunk_size"}),
+    "azure_openai": frozenset({"dimensions", "chunk_size"}),
+    "openai_compatible": frozenset({"dimensions", "chunk_size"}),
+    "ollama": frozenset({"keep_alive", "num_ctx", "num_gpu", "num_thread"}),
+}
+EMBEDDING_PURPOSE = "embedding"
+
 # The LLMProvider config keys a handler maps itself (camelCase, as written in the manifest).
 HANDLER_KEY = "handler"
 PROVIDER_SETTINGS: Mapping[str, frozenset[str]] = {
@@ -125,22 +136,27 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
-def allowed_parameters(provider_type: str) -> frozenset[str]:
-    return CLIENT_PARAMETERS.get(str(provider_type), frozenset())
+def allowed_parameters(provider_type: str, purpose: str = "chat") -> frozenset[str]:
+    table = EMBEDDING_PARAMETERS if str(purpose) == EMBEDDING_PURPOSE else CLIENT_PARAMETERS
+    return table.get(str(provider_type), frozenset())
 
 
-def _refusal(provider_type: str, where: str, key: str, client_name: str) -> str:
-    allowed = ", ".join(sorted(allowed_parameters(provider_type))) or "none"
+def _refusal(provider_type: str, where: str, key: str, client_name: str, purpose: str = "chat") -> str:
+    allowed = ", ".join(sorted(allowed_parameters(provider_type, purpose))) or "none"
     why = REFUSED_PARAMETERS.get(client_name)
     reason = f": {why}" if why else ""
-    return f"{where}.{key} is not allowed{reason}; allowed for {provider_type}: {allowed}"
+    kind = f"{provider_type} embeddings" if str(purpose) == EMBEDDING_PURPOSE else str(provider_type)
+    return f"{where}.{key} is not allowed{reason}; allowed for {kind}: {allowed}"
 
 
-def parameter_problems(provider_type: str, parameters: Mapping[str, Any] | None) -> list[str]:
-    """Why each key of an LLMModel's ``parameters`` is refused (empty: all allowed)."""
-    allowed = allowed_parameters(provider_type)
+def parameter_problems(
+    provider_type: str, parameters: Mapping[str, Any] | None, purpose: str = "chat"
+) -> list[str]:
+    """Why each key of an LLMModel's ``parameters`` is refused (empty: all allowed); ``purpose`` is the
+    model's (an embedding model's client takes other settings than a chat model's)."""
+    allowed = allowed_parameters(provider_type, purpose)
     return [
-        _refusal(provider_type, "parameters", key, key)
+        _refusal(provider_type, "parameters", key, key, purpose)
         for key in sorted(parameters or {})
         if key not in allowed
     ]

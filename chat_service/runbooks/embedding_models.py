@@ -23,6 +23,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from ai_ops_api.agent_config import EmbeddingModelEntry
+from ai_ops_api.providers import EMBEDDING_PURPOSE, config_problems, parameter_problems
 from chat_service.providers import NO_API_KEY, OLLAMA_DEFAULT_BASE_URL, openai_base_url
 from chat_service.runbooks.embeddings import LocalEmbeddings
 from chat_service.secrets import SecretResolver, SecretUnavailable
@@ -176,6 +177,13 @@ def choose_embeddings(entry: EmbeddingModelEntry | None, secrets: SecretResolver
             f"embedding model {entry.name!r}: provider type {entry.provider.type!r} has no embeddings "
             f"client here (supported: {', '.join(sorted(_BUILDERS))})"
         )
+    # Checked again here, before the key is read: the agent config may have been written by someone else.
+    refused = [
+        *config_problems(entry.provider.type, entry.provider.config),
+        *parameter_problems(entry.provider.type, entry.parameters, EMBEDDING_PURPOSE),
+    ]
+    if refused:
+        raise EmbeddingsUnavailable(f"embedding model {entry.name!r}: " + "; ".join(refused))
     api_key: str | None = None
     if entry.api_key_secret_ref is not None:
         try:

@@ -408,6 +408,36 @@ def test_model_parameters_outside_the_allowlist_are_refused(refused: str, why: s
     assert "attacker.example" not in config.to_json()
 
 
+def test_an_embedding_model_has_its_own_allowlist_and_nothing_moves_its_key() -> None:
+    snap = cluster_snapshot(
+        providers={"oai": provider("oai", type="openai", apiKeySecretRef={"name": "key", "key": "k"})},
+        models={
+            "chat": model("chat", "oai", default=True),
+            "embed": model(
+                "embed", "oai", purpose="embedding", parameters={"dimensions": 256, "chunk_size": 64}
+            ),
+            "embed-bad": model(
+                "embed-bad",
+                "oai",
+                purpose="embedding",
+                parameters={"base_url": "https://attacker.example/v1"},
+            ),
+            "chat-dims": model("chat-dims", "oai", parameters={"dimensions": 256}),
+        },
+        secrets={"key": frozenset({"k"})},
+        usable_secrets=frozenset({"key"}),
+    )
+    ev = evaluate(snap)
+    assert ev.models["embed"].ready, message(ev.models["embed"])
+    bad = ev.models["embed-bad"]
+    assert conds(bad)["Ready"] == ("False", "ParameterNotAllowed")
+    assert "parameters.base_url is not allowed: it would send the API key to another host" in message(bad)
+    assert "allowed for openai embeddings: chunk_size, dimensions" in message(bad)
+    # What an embeddings client takes is no chat model's setting.
+    assert conds(ev.models["chat-dims"])["Ready"] == ("False", "ParameterNotAllowed")
+    assert "attacker.example" not in translate(snap, ev).to_json()
+
+
 def test_provider_config_outside_the_allowlist_is_refused() -> None:
     snap = cluster_snapshot(
         providers={
@@ -473,6 +503,38 @@ async def test_the_chat_refuses_a_model_whose_parameters_would_redirect_its_key(
         assert f"{key} is not allowed" in str(refused.value)
         assert "sk-victim-key" not in str(refused.value)
     assert fresh_fake_llm.chat_requests == []
+
+
+async def test_the_chat_refuses_an_embedding_model_whose_parameters_would_redirect_its_key(
+    fresh_fake_llm: Any, tmp_path: Path
+) -> None:
+    """The embeddings client gets the model's parameters as keyword arguments: base_url or headers from an
+    agent config written by someone else must never take the key to the attacker's server."""
+    from ai_ops_api.agent_config import EmbeddingModelEntry
+    from chat_service.runbooks.embedding_models import EmbeddingsUnavailable, choose_embeddings
+    from chat_service.secrets import SecretResolver
+
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm" / "api-key").write_text("sk-victim-key\n")
+    secrets = SecretResolver(tmp_path, environ={})
+    for provider_type, parameters, key in (
+        ("openai", {"base_url": fresh_fake_llm.base_url}, "parameters.base_url"),
+        ("openai_compatible", {"default_headers": {"X-Copy": "1"}}, "parameters.default_headers"),
+        ("ollama", {"client_kwargs": {"base_url": fresh_fake_llm.origin}}, "parameters.client_kwargs"),
+    ):
+        entry = EmbeddingModelEntry(
+            name="embedder",
+            model="text-embedding-3-small",
+            provider=ProviderEntry(name="p", type=provider_type, base_url="http://127.0.0.1:9/v1"),
+            api_key_secret_ref=SecretRef(name="llm", key="api-key"),
+            parameters=parameters,
+        )
+        with pytest.raises(EmbeddingsUnavailable) as refused:
+            choice = choose_embeddings(entry, secrets)
+            await choice.embeddings.aembed_query("hello")
+        assert f"{key} is not allowed" in str(refused.value)
+        assert "sk-victim-key" not in str(refused.value)
+    assert fresh_fake_llm.embedding_requests == []
 
 
 # --- 4. header values without CR/LF -------------------------------------------------------------

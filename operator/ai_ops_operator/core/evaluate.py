@@ -261,7 +261,7 @@ def _evaluate_model(name: str, obj: dict[str, Any], snap: Snapshot, providers: d
             )
         )
     if provider_spec is not None:
-        refused = parameter_problems(provider_spec.type, spec.parameters)
+        refused = parameter_problems(provider_spec.type, spec.parameters, spec.purpose)
         if refused:
             conds.append(Cond(CONFIG_VALID, FALSE, Reason.PARAMETER_NOT_ALLOWED, "; ".join(refused)))
     conds.append(_ready_from(conds, f"model {spec.model!r} on {provider_name} is ready"))
