@@ -12,11 +12,14 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tests.cluster.controlplane import REPO_ROOT, ControlPlane
+
+if TYPE_CHECKING:
+    from chat_service.config.kubernetes import KubeConfigMapSource
 
 CRD_DIR = REPO_ROOT / "crds"
 AI = "ai-ops.dev/v1alpha1"
@@ -88,6 +91,47 @@ async def running_operator(kubeconfig: Path, namespace: str, **overrides: Any) -
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         kube.close()
+
+
+# --- the chat's own access: the chart's Role, its ServiceAccount's token ----------------------------
+
+AGENT_CONFIGMAP = "ai-ops-agent-config"
+CHAT_ACCOUNT = "ai-ops-chat"
+
+
+def chat_namespace(plane: ControlPlane, tmp_path: Path) -> tuple[str, Path]:
+    """A namespace with the chart's chat Role, RoleBinding and ServiceAccount, and a file holding that
+    account's token (as kubelet projects it)."""
+    from tests.cluster.rest import request
+    from tests.support.chart_render import load_chart, render
+
+    namespace = plane.create_namespace("chat")
+    rendered = render(load_chart(), {}, namespace=namespace)
+    for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
+        obj = rendered.get(kind, CHAT_ACCOUNT)
+        answer = request(
+            plane, "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}", obj
+        )
+        assert answer.ok, answer.message
+    assert rendered.get("Role", CHAT_ACCOUNT)["rules"][0]["resourceNames"] == [AGENT_CONFIGMAP]
+    token = tmp_path / "token"
+    token.write_text(plane.service_account_token(namespace, CHAT_ACCOUNT))
+    return namespace, token
+
+
+def source_for(plane: ControlPlane, namespace: str, token: Path, **options: Any) -> KubeConfigMapSource:
+    """The chat's KubeConfigMapSource on the agent ConfigMap of `namespace`, as `token`'s user."""
+    from chat_service.config.kubernetes import KubeConfigMapSource
+
+    return KubeConfigMapSource(
+        plane.url,
+        namespace,
+        AGENT_CONFIGMAP,
+        token_path=token,
+        ca_path=plane.certs.ca_cert,
+        retry_seconds=0.2,
+        **options,
+    )
 
 
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -24,13 +24,12 @@ from chat_service.app import create_app
 from chat_service.config.kubernetes import KubeConfigMapSource
 from tests.chat.test_chat_reload import wait_for_checksum
 from tests.cluster.controlplane import ControlPlane, find_binaries
+from tests.cluster.helpers import chat_namespace, source_for
 from tests.cluster.rest import request
 from tests.harness.fake_llm import FakeLLM
-from tests.support.chart_render import Rendered, load_chart, render
 from tests.support.chat_support import agent_config, model_entry, running, settings_for, write_config
 
 NAME = "ai-ops-agent-config"
-CHAT_ACCOUNT = "ai-ops-chat"
 
 
 def config_text(label: str) -> str:
@@ -51,35 +50,6 @@ def put_configmap(plane: ControlPlane, namespace: str, text: str) -> str:
         answer = request(plane, "POST", path, body)
     assert answer.ok, answer.message
     return str(answer.body["metadata"]["resourceVersion"])
-
-
-def chat_namespace(plane: ControlPlane, tmp_path: Path) -> tuple[str, Path]:
-    """A namespace with the chart's chat Role, RoleBinding and ServiceAccount, and a file holding that
-    account's token (as kubelet projects it)."""
-    namespace = plane.create_namespace("chat")
-    rendered: Rendered = render(load_chart(), {}, namespace=namespace)
-    for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
-        obj = rendered.get(kind, CHAT_ACCOUNT)
-        answer = request(
-            plane, "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}", obj
-        )
-        assert answer.ok, answer.message
-    assert rendered.get("Role", CHAT_ACCOUNT)["rules"][0]["resourceNames"] == [NAME]
-    token = tmp_path / "token"
-    token.write_text(plane.service_account_token(namespace, CHAT_ACCOUNT))
-    return namespace, token
-
-
-def source_for(plane: ControlPlane, namespace: str, token: Path, **options: Any) -> KubeConfigMapSource:
-    return KubeConfigMapSource(
-        plane.url,
-        namespace,
-        NAME,
-        token_path=token,
-        ca_path=plane.certs.ca_cert,
-        retry_seconds=0.2,
-        **options,
-    )
 
 
 async def collect_until(

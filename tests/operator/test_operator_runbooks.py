@@ -272,3 +272,32 @@ async def test_a_disabled_runbook_is_not_published_and_an_event_tells_why(k8s_em
         k8s_emulator.patch(AI, "runbooks", NS, "switched-off", {"spec": {"enabled": True}})
         await eventually(lambda: set(published(k8s_emulator)) == {"on", "switched-off"}, "enabled: published")
         await eventually(lambda: ready(k8s_emulator, "switched-off"), "Ready")
+
+
+async def test_empty_content_is_not_ready_with_reason_empty_content_and_not_published(
+    k8s_emulator: Any,
+) -> None:
+    k8s_emulator.create(runbook("blank", "  \n\t\n"))
+    k8s_emulator.create(runbook("fine", "## Steps\nDo it.\n"))
+    async with running_operator(k8s_emulator):
+        await eventually(lambda: ready(k8s_emulator, "blank", "False", "EmptyContent"), "EmptyContent")
+        await eventually(lambda: set(published(k8s_emulator)) == {"fine"}, "only the other one published")
+        status = status_of(k8s_emulator, "runbooks", "blank")
+        assert [(c["type"], c["status"], c["reason"], c["message"]) for c in status["conditions"]] == [
+            ("ContentResolved", "False", "EmptyContent", "the content is empty"),
+            ("Ready", "False", "EmptyContent", "the content is empty"),
+        ]
+        assert status.get("contentHash") is None
+        await eventually(
+            lambda: ("Warning", "EmptyContent") in events_for(k8s_emulator, "blank"), "a Warning event"
+        )
+
+        # A published runbook edited down to nothing is withdrawn, and its shard with it.
+        k8s_emulator.patch(AI, "runbooks", NS, "fine", {"spec": {"content": ""}})
+        await eventually(lambda: ready(k8s_emulator, "fine", "False", "EmptyContent"), "EmptyContent")
+        await eventually(
+            lambda: ("Warning", "EmptyContent") in events_for(k8s_emulator, "fine"), "a Warning event"
+        )
+        await eventually(lambda: agent_config(k8s_emulator).runbook_shards == (), "no shard named")
+        await eventually(lambda: shard_configmaps(k8s_emulator) == {}, "the unneeded shard deleted")
+        assert status_of(k8s_emulator, "runbooks", "fine").get("contentHash") is None
