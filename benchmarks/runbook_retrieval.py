@@ -41,10 +41,6 @@ from chat_service.runbooks.documents import RunbookDocument  # noqa: E402
 from chat_service.runbooks.embeddings import CachedEmbedder, LocalEmbeddings  # noqa: E402
 from chat_service.runbooks.index import RunbookIndex  # noqa: E402
 
-# bm25s sets its own logger to DEBUG and importing wordllama calls logging.basicConfig: without this,
-# every index build prints "Building index from tokens" into the tables.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
-
 RUNBOOKS = ROOT / "examples" / "runbooks"
 QUERIES = ROOT / "benchmarks" / "data" / "runbook_queries.yaml"
 HELD_OUT = ROOT / "benchmarks" / "data" / "runbook_queries_heldout.yaml"

@@ -25,6 +25,8 @@ from chat_service.runbooks.documents import RunbookDocument, Section, split_sect
 from chat_service.runbooks.embeddings import CachedEmbedder
 
 log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG and logs every index build; the service's log level decides, not it.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 RRF_K = 60
 # Tuned on the tuning queries of benchmarks/data (never on the held-out file): below both, nothing matches.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -150,6 +151,16 @@ async def test_without_vectors_a_partial_keyword_match_is_found_and_nonsense_sti
     assert result.matched and result.hits[0].runbook == "pod-crashloop"
     for nonsense in ("write a poem about the sea", "kubernetes cluster upgrade plan"):
         assert not (await index.search(nonsense, limit=3)).matched, nonsense
+
+
+async def test_an_index_build_leaves_nothing_in_the_log_below_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # bm25s would log each build at DEBUG on its own logger whatever the service's level.
+    caplog.set_level(logging.DEBUG)
+    index = RunbookIndex(None)
+    await index.update([CRASH, DNS])
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("bm25s")] == []
 
 
 async def test_the_cache_serves_a_second_embedder_of_the_same_model(
