@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ai_ops_api.conditions import ACCEPTED, FALSE, READY, TRUE, Cond
+from ai_ops_api.conditions import ACCEPTED, FALSE, NOT_COMPUTED, READY, TRUE, Cond
 from ai_ops_api.specs import API_VERSION, RESOURCES, USABLE_HEALTH, HealthState, MCPServerSpec
 from ai_ops_operator.core.conditions import Transition, merge_conditions, rfc3339
 from ai_ops_operator.core.evaluate import server_health_state
@@ -44,7 +44,6 @@ logger = logging.getLogger("ai_ops.operator")
 STATUS_WRITERS = 8
 FIRST_RETRY = 1.0
 MAX_RETRY = 300.0
-NOT_COMPUTED = "StatusNotComputed"
 
 # (kind, namespace, name)
 ObjectKey = tuple[str, str, str]
