@@ -1,7 +1,7 @@
 """One object's trouble stays with that object: the rest of the namespace is reconciled as usual.
 
 Against the Kubernetes API emulator, with faults injected where a real cluster produces them: an
-admission policy that keeps refusing the status writes of some objects (403), a bug computing one
+admission policy that keeps refusing the status writes of some objects (403, 422), a bug computing one
 object's status and a bug evaluating one object (unexpected exceptions); and the pure core alone, with a
 bug evaluating one object of each kind.
 """
@@ -23,7 +23,7 @@ from ai_ops_api.specs import HealthState
 from ai_ops_operator.core import evaluate as evaluate_module
 from ai_ops_operator.core.snapshot import ServerHealth, Snapshot
 from ai_ops_operator.core.translate import translate
-from ai_ops_operator.runtime import status_writer
+from ai_ops_operator.runtime import reconciler, status_writer
 from tests.harness.emulator import api_error
 from tests.harness.waiting import eventually
 from tests.operator.test_operator_kopf import (
@@ -38,6 +38,7 @@ from tests.operator.test_operator_kopf import (
     provider,
     running_operator,
     secret,
+    status_of,
 )
 from tests.support import resources
 
@@ -87,6 +88,65 @@ async def test_a_refused_status_write_backs_off_per_object_across_passes(
         refused.clear()
         for name in attempts:
             await eventually(lambda: is_ready(k8s_emulator, "llmmodels", name), f"{name} Ready", timeout=15)  # noqa: B023
+
+
+async def test_a_422_refusal_backs_off_and_a_new_generation_ends_the_backoff_at_once(
+    k8s_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status the API server refuses as invalid (422: a webhook, a schema the status does not fit) backs
+    off like a 403, however many passes offer it; a spec edit is written at once, whatever the delay."""
+    # A delay no test outlasts: a second write can only come from the new generation.
+    monkeypatch.setattr(status_writer, "FIRST_RETRY", 3600.0)
+    monkeypatch.setattr(status_writer, "MAX_RETRY", 3600.0)
+    refused = {"denied"}
+    attempts: list[Any] = []  # the observedGeneration of each refused write
+    store = k8s_emulator.emulator
+    update_object = store.update_object
+
+    def policy(resource: Any, namespace: Any, name: str, patch: Any, **kwargs: Any) -> Any:
+        if kwargs.get("subresource") == "status" and name in refused:
+            attempts.append(patch["status"].get("observedGeneration"))
+            raise api_error(422, "Invalid", f'llmmodels.ai-ops.dev "{name}" is invalid: refused by a webhook')
+        return update_object(resource, namespace, name, patch, **kwargs)
+
+    monkeypatch.setattr(store, "update_object", policy)
+    k8s_emulator.create(provider("local", key_secret=None, type="ollama"))
+    k8s_emulator.create(model("denied", provider_name="local"))
+    k8s_emulator.create(model("allowed", provider_name="local"))
+    k8s_emulator.create(secret("noise", {"n": "0"}))
+    async with running_operator(k8s_emulator) as runtime:
+        await eventually(lambda: is_ready(k8s_emulator, "llmmodels", "allowed"), "the allowed model Ready")
+        await eventually(lambda: attempts, "the refused model tried once")
+        for i in range(5):  # passes that offer the refused model again (each Secret change schedules one)
+            passes = runtime.reconciler.passes
+            value = base64.b64encode(str(i + 1).encode()).decode()
+            k8s_emulator.patch("v1", "secrets", NS, "noise", {"data": {"n": value}})
+            await eventually(lambda: runtime.reconciler.passes > passes, f"pass {i}")  # noqa: B023
+        await eventually(lambda: runtime.reconciler.idle, "nothing due")
+        assert attempts == [1]
+        assert runtime.metrics.status_write_errors.labels("LLMModel")._value.get() == 1
+        # A spec edit: the new generation is tried at once, and backs off again when refused again.
+        k8s_emulator.patch(AI, "llmmodels", NS, "denied", {"spec": {"temperature": 0.5}})
+        await eventually(lambda: attempts == [1, 2], "the new generation tried at once")
+        await eventually(lambda: runtime.reconciler.idle, "nothing due")
+        assert attempts == [1, 2]
+        # The refusal lifted, the next edit is written (the backoff never delays a new generation).
+        refused.clear()
+        k8s_emulator.patch(AI, "llmmodels", NS, "denied", {"spec": {"temperature": 0.7}})
+        await eventually(lambda: is_ready(k8s_emulator, "llmmodels", "denied"), "written at once")
+        assert status_of(k8s_emulator, "llmmodels", "denied")["observedGeneration"] == 3
+
+
+def test_the_retry_delay_doubles_up_to_its_cap_and_stays_there_however_long_a_refusal_lasts() -> None:
+    first, cap = status_writer.FIRST_RETRY, status_writer.MAX_RETRY
+    delays = [status_writer.retry_delay(n, first, cap) for n in range(1, 16)]
+    assert delays[0] == first
+    assert all(later == min(cap, 2 * earlier) for earlier, later in itertools.pairwise(delays))
+    assert delays[-1] == cap
+    # A policy refusing for days: thousands of failures, for one object or a namespace's passes (a float
+    # cannot hold 2 ** 1024: the delay must not overflow and kill the writer or the reconciler).
+    assert status_writer.retry_delay(5000, first, cap) == cap
+    assert status_writer.retry_delay(5000, 0.5, reconciler.MAX_BACKOFF) == reconciler.MAX_BACKOFF
 
 
 async def test_an_error_computing_one_status_marks_that_object_and_the_namespace_proceeds(

@@ -48,7 +48,7 @@ from ai_ops_operator.runtime.kube import KubeClient, KubeError
 from ai_ops_operator.runtime.metrics import OperatorMetrics
 from ai_ops_operator.runtime.prober import Prober
 from ai_ops_operator.runtime.settings import OperatorSettings
-from ai_ops_operator.runtime.status_writer import StatusWriter
+from ai_ops_operator.runtime.status_writer import StatusWriter, retry_delay
 
 logger = logging.getLogger("ai_ops.operator")
 
@@ -153,7 +153,7 @@ class Reconciler:
     def _retry_later(self, namespace: str, exc: Exception) -> None:
         """Count the failure and schedule another pass of the namespace with exponential backoff."""
         failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
-        delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+        delay = retry_delay(failures, 0.5, MAX_BACKOFF)
         self.metrics.reconcile_errors.labels(namespace).inc()
         logger.error(
             "reconcile of namespace %s failed (attempt %d, retry in %.1f s): %s",
