@@ -32,6 +32,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 METADATA_ADDRESSES: dict[IPAddress, str] = {
     ipaddress.ip_address("169.254.169.254"): "AWS, GCP, Azure, DigitalOcean, OpenStack, Oracle, Hetzner",
     ipaddress.ip_address("fd00:ec2::254"): "AWS IPv6",
+    # GCP's metadata server for IPv6-only and dual-stack VMs (metadata.google.internal there).
+    ipaddress.ip_address("fd20:ce::254"): "GCP IPv6",
     ipaddress.ip_address("168.63.129.16"): "Azure WireServer",
     ipaddress.ip_address("100.100.100.200"): "Alibaba Cloud",
     ipaddress.ip_address("192.0.0.192"): "Oracle Cloud",

@@ -28,6 +28,10 @@ TRUE: str = ConditionStatus.TRUE.value
 FALSE: str = ConditionStatus.FALSE.value
 UNKNOWN: str = ConditionStatus.UNKNOWN.value
 
+# The Ready reason of an object whose evaluation or status computation raised: a bug, for that object only.
+# Not a ``Reason``: no resource can produce it on purpose, so no golden case does.
+NOT_COMPUTED = "StatusNotComputed"
+
 
 class Reason(enum.StrEnum):
     """Every reason the pure core puts on a condition."""

@@ -1,9 +1,9 @@
 """Which targets the netops server may connect to (pure logic, no I/O).
 
 Every target first passes the shared address policy (ai_ops_api.addresses): link-local, cloud metadata
-(169.254.169.254, fd00:ec2::254, 100.100.100.200, ...), unspecified, multicast and broadcast addresses, in
-any literal form and behind IPv4-mapped, NAT64, 6to4 or Teredo IPv6, are refused. Loopback is allowed:
-it is this pod. An address entry that names only refused addresses (`169.254.169.254`,
+(169.254.169.254, fd00:ec2::254, fd20:ce::254, 100.100.100.200, ...), unspecified, multicast and
+broadcast addresses, in any literal form and behind IPv4-mapped, NAT64, 6to4 or Teredo IPv6, are
+refused. Loopback is allowed: it is this pod. An address entry that names only refused addresses (`169.254.169.254`,
 `169.254.0.0/16`) is the one deliberate exception; a wide entry (`0.0.0.0/0`) or a name entry is not.
 
 Allowlist entries are host names (`db.example.com`), wildcard domains (`*.example.com`, subdomains only),

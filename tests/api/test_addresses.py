@@ -48,6 +48,8 @@ FORMS: list[tuple[str, str | None, str | None]] = [
     ("192.0.0.192", "192.0.0.192", "Oracle Cloud"),
     ("fd00:ec2::254", "fd00:ec2::254", "fd00:ec2::254 is a cloud metadata endpoint (AWS IPv6)"),
     ("[FD00:EC2:0::254]", "fd00:ec2::254", "AWS IPv6"),
+    ("fd20:ce::254", "fd20:ce::254", "fd20:ce::254 is a cloud metadata endpoint (GCP IPv6)"),
+    ("[FD20:00CE::0254]", "fd20:ce::254", "GCP IPv6"),
     # IPv6 carrying a refused IPv4 address
     (
         "::ffff:169.254.169.254",
@@ -105,6 +107,7 @@ FORMS: list[tuple[str, str | None, str | None]] = [
     ("169.255.0.1", "169.255.0.1", None),
     ("fd00::1", "fd00::1", None),
     ("fd00:ec2::253", "fd00:ec2::253", None),
+    ("fd20:ce::253", "fd20:ce::253", None),
     ("2001:db8::1", "2001:db8::1", None),
     ("::ffff:93.184.216.34", "::ffff:93.184.216.34", None),
     ("64:ff9b::808:808", "64:ff9b::808:808", None),
@@ -160,7 +163,14 @@ def test_loopback_is_refused_unless_allowed(host: str) -> None:
 
 
 def test_allowing_loopback_lifts_nothing_else() -> None:
-    for host in ("169.254.169.254", "::ffff:169.254.169.254", "0.0.0.0", "fe80::1", "fd00:ec2::254"):
+    for host in (
+        "169.254.169.254",
+        "::ffff:169.254.169.254",
+        "0.0.0.0",
+        "fe80::1",
+        "fd00:ec2::254",
+        "fd20:ce::254",
+    ):
         assert host_refusal(host, allow_loopback=True) is not None
 
 
@@ -180,6 +190,7 @@ def test_operator_compatible_exports() -> None:
     assert address_refusal("metadata.google.internal", allow_loopback=False) is None
     assert address_refusal("0251.0376.0251.0376", allow_loopback=False) is not None
     assert {"metadata.google.internal", "metadata", "169.254.169.254", "fd00:ec2::254"} <= METADATA_HOSTS
+    assert "fd20:ce::254" in METADATA_HOSTS
     assert "100.100.100.200" in METADATA_HOSTS
 
 
@@ -196,6 +207,7 @@ def test_embedded_ipv4_names_the_mechanism() -> None:
         ("169.254.169.254/32", True),
         ("169.254.0.0/16", True),
         ("fd00:ec2::254/128", True),
+        ("fd20:ce::254/128", True),
         ("100.100.100.200/32", True),
         ("0.0.0.0/0", False),  # holds refused addresses but is not made of them
         ("100.64.0.0/10", False),

@@ -66,6 +66,8 @@ POLICY_ONLY = {
     "mcp-url-link-local",
     "mcp-url-loopback",
     "mcp-url-metadata-address",
+    "mcp-url-metadata-decimal",
+    "mcp-url-metadata-hex",
     "mcp-url-scheme-typo",
 }
 # A reference across resources is no schema matter either: `ai-ops validate` warns (--strict fails).

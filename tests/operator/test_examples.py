@@ -22,7 +22,13 @@ import yaml
 from ai_ops_api.agent_config import parse_agent_config, parse_runbook_shard
 from ai_ops_api.middleware import parse_middleware_config
 from ai_ops_api.runbooks import count_sections
-from ai_ops_api.specs import PROVIDERS_NEEDING_API_KEY, RESOURCES, ResourceKind
+from ai_ops_api.specs import (
+    PROVIDERS_NEEDING_API_KEY,
+    RESOURCES,
+    USABLE_SECRET_LABEL,
+    USABLE_SECRET_LABEL_VALUE,
+    ResourceKind,
+)
 from ai_ops_operator.core.manifests import LoadedDocument, load_manifests
 from ai_ops_operator.core.validation import apply_defaults, validate_resource
 
@@ -134,6 +140,17 @@ def test_secrets_in_examples_are_marked_placeholders() -> None:
         assert "data" not in doc.obj, "placeholders are readable stringData"
         for value in doc.obj["stringData"].values():
             assert "REPLACE-ME" in value, doc.location
+
+
+def test_every_example_secret_carries_the_usable_label() -> None:
+    """Without ai-ops.dev/usable: "true" (a string: YAML's bare true is no label value) every resource
+    referencing the Secret is SecretNotUsable, so an applied example would never be Ready."""
+    secrets = [d for d in documents(EXAMPLES) if d.obj.get("kind") == "Secret"]
+    referenced = {ref["name"] for d in documents(EXAMPLES) for ref in _secret_refs(d.obj.get("spec"))}
+    assert referenced and referenced <= {d.obj["metadata"]["name"] for d in secrets}
+    for doc in secrets:
+        labels = doc.obj["metadata"].get("labels") or {}
+        assert labels.get(USABLE_SECRET_LABEL) == USABLE_SECRET_LABEL_VALUE, doc.location
 
 
 def test_other_kinds_in_examples_are_valid_kubernetes_objects() -> None:

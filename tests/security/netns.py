@@ -43,6 +43,7 @@ TRAPPED_ADDRESSES = (
     "168.63.129.16",  # Azure WireServer
     "192.0.0.192",  # Oracle Cloud metadata
     "fd00:ec2::254",  # AWS IPv6 metadata
+    "fd20:ce::254",  # GCP IPv6 metadata (IPv6-only and dual-stack VMs)
     "64:ff9b::a9fe:a9fe",  # NAT64 for 169.254.169.254 (no translator here: trapped as itself)
     "127.0.0.1",  # where 0.0.0.0 leads
     "::1",  # where :: leads

@@ -33,7 +33,7 @@ import pytest
 
 from ai_ops_api.agent_config import AgentConfig, MCPServerEntry, ModelEntry, ProviderEntry, SecretRef
 from ai_ops_api.specs import RESOURCES, USABLE_SECRET_LABEL
-from ai_ops_operator.core.evaluate import evaluate
+from ai_ops_operator.core.evaluate import evaluate, probeable_servers
 from ai_ops_operator.core.snapshot import Snapshot
 from ai_ops_operator.core.translate import referenced_secret_keys, translate
 from ai_ops_operator.core.validation import validate_resource
@@ -570,6 +570,28 @@ def test_header_and_env_values_with_line_breaks_are_invalid(spec: dict[str, Any]
 
 
 # --- 5. probes check the address they connect to ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://2852039166/", "http://0xA9FEA9FE/latest/meta-data/", "http://0251.0376.0251.0376/"]
+)
+def test_a_metadata_url_in_another_notation_is_refused_with_health_checks_off(url: str) -> None:
+    """With ``healthCheck.enabled: false`` no probe ever checks the address: the URL check alone must keep
+    the server out of the agent, or the chat would connect to 169.254.169.254."""
+    snap = cluster_snapshot(
+        mcpservers={
+            "meta": mcpserver("meta", url=url, healthCheck={"enabled": False}),
+            "tools": mcpserver("tools", url="http://tools.team-a:8000/mcp", healthCheck={"enabled": False}),
+        }
+    )
+    ev = evaluate(snap)
+    assert conds(ev.mcpservers["meta"])["Accepted"] == ("False", "URLNotAllowed")
+    assert conds(ev.mcpservers["meta"])["Ready"] == ("False", "URLNotAllowed")
+    assert "is 169.254.169.254, a cloud metadata endpoint" in message(ev.mcpservers["meta"])
+    assert ev.mcpservers["tools"].ready
+    assert list(probeable_servers(ev)) == []
+    assert [s.name for s in translate(snap, ev).mcp_servers] == ["tools"]
+
 
 REBIND_ZONE = {"rebind.test. A": [["127.0.0.2"], ["169.254.169.254"]]}
 

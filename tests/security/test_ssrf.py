@@ -144,6 +144,15 @@ def test_the_trap_records_a_connection_to_the_metadata_address() -> None:
         ),
         pytest.param(
             [
+                ["http_check", {"url": "http://[fd20:ce::254]/computeMetadata/v1/"}],
+                ["tcp_check", {"host": "fd20:ce::254", "port": 80}],
+                ["tls_certificate", {"host": "fd20:ce::254", "port": 443}],
+            ],
+            "fd20:ce::254 is a cloud metadata endpoint (GCP IPv6)",
+            id="gcp-ipv6-metadata",
+        ),
+        pytest.param(
+            [
                 ["http_check", {"url": "http://100.100.100.200/latest/meta-data/"}],
                 ["tcp_check", {"host": "100.100.100.200", "port": 80}],
             ],

@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
 from ai_ops_api.addresses import url_refusal
-from ai_ops_api.agent_config import MiddlewareEntry
+from ai_ops_api.agent_config import MiddlewareEntry, RunbookEntry
 from ai_ops_api.conditions import (
     ACCEPTED,
     CONFIG_VALID,
@@ -18,6 +18,7 @@ from ai_ops_api.conditions import (
     DEFAULT,
     FALSE,
     MODEL_REF_VALIDATED,
+    NOT_COMPUTED,
     PROVIDER_REF_VALIDATED,
     READY,
     SECRET_REF_VALIDATED,
@@ -207,6 +208,40 @@ def chain_problems(middlewares: Mapping[str, LLMMiddlewareSpec]) -> dict[str, li
 
 
 # --- evaluation ---------------------------------------------------------------------------------
+
+
+def _not_evaluated(kind: str, name: str, error: Exception, spec: Any = None) -> Verdict:
+    """The verdict of an object whose evaluation raised: not ready, naming the exception's type only (its
+    text may quote the spec, an inline header value say, and a status is read by more people than a log)."""
+    message = (
+        f"the operator could not evaluate this object: {type(error).__name__} (a bug; the operator's "
+        "log has the details)"
+    )
+    return Verdict(kind, name, [Cond(READY, FALSE, NOT_COMPUTED, message)], spec=spec)
+
+
+def _isolated(
+    failures: dict[tuple[str, str], Exception],
+    kind: str,
+    name: str,
+    evaluate_one: Callable[..., Verdict],
+    *args: Any,
+    spec: Any = None,
+) -> Verdict:
+    """``evaluate_one(name, *args)``, or, when it raises, the object alone is marked and the rest of the
+    namespace is evaluated as usual (its dependents see it not ready)."""
+    try:
+        return evaluate_one(name, *args)
+    except Exception as exc:
+        failures[(kind, name)] = exc
+        return _not_evaluated(kind, name, exc, spec)
+
+
+def _valid_spec(obj: dict[str, Any], model: type[Any]) -> Any:
+    try:
+        return _spec_or_problems(obj, model)[0]
+    except Exception:  # the object's own evaluation raises it again, and marks the object
+        return None
 
 
 def _evaluate_provider(name: str, obj: dict[str, Any], snap: Snapshot) -> Verdict:
@@ -446,18 +481,23 @@ def probeable_servers(ev: Evaluation) -> dict[str, MCPServerSpec]:
 
 
 def evaluate(snap: Snapshot) -> Evaluation:
-    """Verdicts for every resource of the namespace, and the default model."""
+    """Verdicts for every resource of the namespace, and the default model.
+
+    An exception evaluating one object marks that object (``_not_evaluated``) and is kept in
+    ``failures``; it never fails the namespace."""
     result = Evaluation(snap.namespace)
+    failures = result.failures
     for name, obj in sorted(snap.providers.items()):
-        result.providers[name] = _evaluate_provider(name, obj, snap)
+        result.providers[name] = _isolated(failures, "LLMProvider", name, _evaluate_provider, obj, snap)
     base_models = {
-        name: _evaluate_model(name, obj, snap, result.providers) for name, obj in sorted(snap.models.items())
+        name: _isolated(failures, "LLMModel", name, _evaluate_model, obj, snap, result.providers)
+        for name, obj in sorted(snap.models.items())
     }
     custom = snap.custom_middleware if snap.custom_middleware is not None else installed_custom_middleware()
     valid_middleware = {
         name: spec
         for name, obj in snap.middlewares.items()
-        if (spec := _spec_or_problems(obj, LLMMiddlewareSpec)[0]) is not None
+        if (spec := _valid_spec(obj, LLMMiddlewareSpec)) is not None
     }
     chains = chain_problems(valid_middleware)
     # A critical middleware that is not ready makes its model unavailable, which can make a middleware
@@ -465,10 +505,25 @@ def evaluate(snap: Snapshot) -> Evaluation:
     final_models = dict(base_models)
     for _ in range(len(snap.models) + 1):
         result.middlewares = {
-            name: _evaluate_middleware(name, obj, base_models, final_models, custom, chains.get(name, []))
+            # The spec of one that fails: a critical one must still hold its model back.
+            name: _isolated(
+                failures,
+                "LLMMiddleware",
+                name,
+                _evaluate_middleware,
+                obj,
+                base_models,
+                final_models,
+                custom,
+                chains.get(name, []),
+                spec=valid_middleware.get(name),
+            )
             for name, obj in sorted(snap.middlewares.items())
         }
-        updated = {name: _with_critical_middleware(v, result.middlewares) for name, v in base_models.items()}
+        updated = {
+            name: _isolated(failures, "LLMModel", name, _with_critical_middleware, v, result.middlewares)
+            for name, v in base_models.items()
+        }
         if {n: v.ready for n, v in updated.items()} == {n: v.ready for n, v in final_models.items()}:
             final_models = updated
             break
@@ -477,24 +532,24 @@ def evaluate(snap: Snapshot) -> Evaluation:
     _choose_default(result, snap)
     _choose_embedding_model(result, snap)
     for name, obj in sorted(snap.mcpservers.items()):
-        result.mcpservers[name] = _evaluate_mcpserver(name, obj, snap)
+        result.mcpservers[name] = _isolated(failures, "MCPServer", name, _evaluate_mcpserver, obj, snap)
     _evaluate_runbooks(result, snap)
     return result
 
 
-def _with_critical_middleware(model: Verdict, middlewares: dict[str, Verdict]) -> Verdict:
+def _with_critical_middleware(name: str, model: Verdict, middlewares: dict[str, Verdict]) -> Verdict:
     # Each entry carries its own Ready reason, so the model's condition names the rule (SelfFallback,
     # DuplicateCounter, ...) and not only which middleware broke it.
     broken = sorted(
         f"{mw.name} ({own.reason})" if (own := mw.condition(READY)) is not None else mw.name
         for mw in middlewares.values()
         if mw.spec is not None
-        and mw.spec.model_ref.name == model.name
+        and mw.spec.model_ref.name == name
         and mw.spec.critical
         and mw.spec.active
         and not mw.ready
-        and (ref := mw.condition(MODEL_REF_VALIDATED)) is not None
-        and ref.status == TRUE
+        # No ModelRefValidated: its evaluation raised, and its model must not run without it.
+        and ((ref := mw.condition(MODEL_REF_VALIDATED)) is None or ref.status == TRUE)
     )
     if not broken or not model.ready:
         return model
@@ -585,36 +640,53 @@ def _runbook_content(
     return content, resolved
 
 
+# A runbook with no published content: the status fields describing it are removed.
+_NO_CONTENT_FIELDS: dict[str, Any] = {"contentHash": None, "sections": None}
+
+
+def _evaluate_runbook(name: str, obj: dict[str, Any], snap: Snapshot) -> tuple[Verdict, RunbookEntry | None]:
+    """A runbook's verdict, and its entry in the shards when it is Ready."""
+    spec, problems = _spec_or_problems(obj, RunbookSpec)
+    if problems:
+        verdict = Verdict("Runbook", name, [Cond(READY, FALSE, Reason.INVALID_SPEC, problems)])
+        verdict.status_fields = dict(_NO_CONTENT_FIELDS)
+        return verdict, None
+    content, resolved = _runbook_content(spec, snap.configmaps)
+    entry = runbook_entry(name, spec, content) if content is not None else None
+    fields: dict[str, Any] = {
+        "contentHash": entry.content_hash if entry else None,
+        "sections": count_sections(content) if content is not None else None,
+    }
+    published = None
+    if not spec.enabled:
+        ready = Cond(READY, FALSE, Reason.DISABLED, "the runbook is disabled (spec.enabled: false)")
+    elif entry is None:
+        ready = Cond(READY, FALSE, resolved.reason, resolved.message)
+    else:
+        sections = fields["sections"]
+        ready = Cond(
+            READY,
+            TRUE,
+            Reason.READY,
+            f"published to the agent ({sections} section{'' if sections == 1 else 's'})",
+        )
+        published = entry
+    return Verdict("Runbook", name, [resolved, ready], spec=spec, status_fields=fields), published
+
+
 def _evaluate_runbooks(result: Evaluation, snap: Snapshot) -> None:
     """Every runbook's verdict, and the shards that publish the Ready ones."""
     entries = []
     for name, obj in sorted(snap.runbooks.items()):
-        spec, problems = _spec_or_problems(obj, RunbookSpec)
-        if problems:
-            verdict = Verdict("Runbook", name, [Cond(READY, FALSE, Reason.INVALID_SPEC, problems)])
-            verdict.status_fields = {"contentHash": None, "sections": None}
-            result.runbooks[name] = verdict
-            continue
-        content, resolved = _runbook_content(spec, snap.configmaps)
-        entry = runbook_entry(name, spec, content) if content is not None else None
-        fields: dict[str, Any] = {
-            "contentHash": entry.content_hash if entry else None,
-            "sections": count_sections(content) if content is not None else None,
-        }
-        if not spec.enabled:
-            ready = Cond(READY, FALSE, Reason.DISABLED, "the runbook is disabled (spec.enabled: false)")
-        elif entry is None:
-            ready = Cond(READY, FALSE, resolved.reason, resolved.message)
-        else:
-            sections = fields["sections"]
-            ready = Cond(
-                READY,
-                TRUE,
-                Reason.READY,
-                f"published to the agent ({sections} section{'' if sections == 1 else 's'})",
-            )
+        try:
+            verdict, entry = _evaluate_runbook(name, obj, snap)
+        except Exception as exc:  # as _isolated does, for a verdict that comes with an entry
+            result.failures[("Runbook", name)] = exc
+            verdict, entry = _not_evaluated("Runbook", name, exc), None
+            verdict.status_fields = dict(_NO_CONTENT_FIELDS)
+        result.runbooks[name] = verdict
+        if entry is not None:
             entries.append(entry)
-        result.runbooks[name] = Verdict("Runbook", name, [resolved, ready], spec=spec, status_fields=fields)
     packing = pack_shards(snap.namespace, entries)
     for name, why in packing.left_out.items():
         verdict = result.runbooks[name]

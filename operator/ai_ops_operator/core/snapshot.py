@@ -103,6 +103,9 @@ class Evaluation:
     # The Ready runbooks, packed into the shards the operator publishes (in order: shard i is
     # runbook_shard_name(i)).
     runbook_shards: list[RunbookShard] = field(default_factory=list)
+    # (kind, name) -> what evaluating that object raised; the object's verdict says only the type (see
+    # evaluate._not_evaluated) and the operator logs the exception.
+    failures: dict[tuple[str, str], Exception] = field(default_factory=dict)
 
     def all(self) -> Iterable[Verdict]:
         for group in (self.providers, self.models, self.middlewares, self.mcpservers, self.runbooks):

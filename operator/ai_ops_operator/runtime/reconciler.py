@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ai_ops_api.agent_config import AgentConfig, RunbookShard, runbook_shard_name
-from ai_ops_api.conditions import FALSE, READY, Cond
+from ai_ops_api.conditions import FALSE, NOT_COMPUTED, READY, Cond
 from ai_ops_operator.core.conditions import rfc3339
 from ai_ops_operator.core.evaluate import evaluate, probeable_servers
 from ai_ops_operator.core.health import record_from_status
@@ -48,12 +48,13 @@ from ai_ops_operator.runtime.kube import KubeClient, KubeError
 from ai_ops_operator.runtime.metrics import OperatorMetrics
 from ai_ops_operator.runtime.prober import Prober
 from ai_ops_operator.runtime.settings import OperatorSettings
-from ai_ops_operator.runtime.status_writer import StatusWriter
+from ai_ops_operator.runtime.status_writer import StatusWriter, retry_delay
 
 logger = logging.getLogger("ai_ops.operator")
 
-# Namespace passes that failed (a ConfigMap or Deployment write, an error evaluating the namespace) are
-# retried after 0.5 s, doubling up to this.
+# Namespace passes that failed (a ConfigMap or Deployment write, an error in a namespace-wide step of
+# evaluate or translate; one object's failing evaluation only marks that object) are retried after 0.5 s,
+# doubling up to this.
 MAX_BACKOFF = 60.0
 
 
@@ -105,6 +106,8 @@ class Reconciler:
         # (namespace, ConfigMap) -> (resourceVersion, data) of ConfigMaps a Runbook reads that the index
         # listed before any Runbook named them (so it keeps no data of them): read once per version.
         self._fetched: dict[tuple[str, str], tuple[str | None, dict[str, str]]] = {}
+        # namespace -> the (kind, name) whose evaluation raised at its last pass (logged once per spell).
+        self._unevaluated: dict[str, set[tuple[str, str]]] = {}
         self._busy = False
         self.passes = 0
 
@@ -150,7 +153,7 @@ class Reconciler:
     def _retry_later(self, namespace: str, exc: Exception) -> None:
         """Count the failure and schedule another pass of the namespace with exponential backoff."""
         failures = self._failures[namespace] = self._failures.get(namespace, 0) + 1
-        delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+        delay = retry_delay(failures, 0.5, MAX_BACKOFF)
         self.metrics.reconcile_errors.labels(namespace).inc()
         logger.error(
             "reconcile of namespace %s failed (attempt %d, retry in %.1f s): %s",
@@ -241,8 +244,10 @@ class Reconciler:
         chat_waiting = bool(self.view.entries(DEPLOYMENT_INDEX, namespace))
         if not has_resources and not configmaps and not chat_waiting:
             self.prober.sync(namespace, {})
+            self._unevaluated.pop(namespace, None)
             return
         evaluation = evaluate(snapshot)
+        self._log_unevaluated(namespace, evaluation.failures)
         config = translate(snapshot, evaluation)
         probeable = self._sync_prober(namespace, evaluation, objects["MCPServer"])
         self.view.forget_deleted(namespace, objects)
@@ -289,6 +294,26 @@ class Reconciler:
             self.writer.offer(namespace, verdict, obj, now)
         if failure is not None:
             raise failure[1]
+
+    def _log_unevaluated(self, namespace: str, failures: Mapping[tuple[str, str], Exception]) -> None:
+        """Log, with its traceback, each object whose evaluation raised (its status names only the type);
+        once while it keeps failing, since every pass of the namespace evaluates it again."""
+        logged = self._unevaluated.get(namespace, set())
+        for (kind, name), error in sorted(failures.items()):
+            if (kind, name) not in logged:
+                logger.error(
+                    "%s %s/%s could not be evaluated; it is marked %s and the rest of the namespace "
+                    "is reconciled as usual",
+                    kind,
+                    namespace,
+                    name,
+                    NOT_COMPUTED,
+                    exc_info=error,
+                )
+        if failures:
+            self._unevaluated[namespace] = set(failures)
+        else:
+            self._unevaluated.pop(namespace, None)
 
     def _sync_prober(
         self, namespace: str, evaluation: Evaluation, servers: Mapping[str, dict[str, Any]]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ai_ops_api.conditions import ACCEPTED, FALSE, READY, TRUE, Cond
+from ai_ops_api.conditions import ACCEPTED, FALSE, NOT_COMPUTED, READY, TRUE, Cond
 from ai_ops_api.specs import API_VERSION, RESOURCES, USABLE_HEALTH, HealthState, MCPServerSpec
 from ai_ops_operator.core.conditions import Transition, merge_conditions, rfc3339
 from ai_ops_operator.core.evaluate import server_health_state
@@ -44,7 +44,6 @@ logger = logging.getLogger("ai_ops.operator")
 STATUS_WRITERS = 8
 FIRST_RETRY = 1.0
 MAX_RETRY = 300.0
-NOT_COMPUTED = "StatusNotComputed"
 
 # (kind, namespace, name)
 ObjectKey = tuple[str, str, str]
@@ -130,8 +129,11 @@ def status_events(
     return events
 
 
-def retry_delay(failures: int) -> float:
-    return min(MAX_RETRY, FIRST_RETRY * 2 ** (failures - 1))
+def retry_delay(failures: int, first: float, cap: float) -> float:
+    """``first``, doubled per failure after the first, up to ``cap``."""
+    # The exponent is bounded too: a refusal lasting days counts thousands of failures, and a float cannot
+    # hold 2 ** 1024 (the OverflowError would end the worker, or the reconciler, for good).
+    return min(cap, first * 2 ** min(failures - 1, 64))
 
 
 # --- the writer -----------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ class StatusWriter:
         """Count the failure and keep the verdict queued for a retry after the object's next delay."""
         previous = self._backoff.get(key)
         failures = (previous.failures if previous else 0) + 1
-        delay = retry_delay(failures)
+        delay = retry_delay(failures, FIRST_RETRY, MAX_RETRY)
         self._backoff[key] = Backoff(failures, time.monotonic() + delay, obj["metadata"].get("generation"))
         self._pending.setdefault(key, verdict)
         self.metrics.status_write_errors.labels(key[0]).inc()
