@@ -149,6 +149,17 @@ def test_the_retry_delay_doubles_up_to_its_cap_and_stays_there_however_long_a_re
     assert status_writer.retry_delay(5000, 0.5, reconciler.MAX_BACKOFF) == reconciler.MAX_BACKOFF
 
 
+async def a_new_model_goes_through_at_once(k8s_emulator: Any) -> None:
+    """No namespace pass is failing and backing off: a new valid model is Ready and configured at once."""
+    k8s_emulator.create(model("later"))
+    await eventually(lambda: is_ready(k8s_emulator, "llmmodels", "later"), "the new model Ready", timeout=5)
+    await eventually(
+        lambda: "later" in [m.name for m in agent_config(k8s_emulator).models],
+        "the new model in the ConfigMap",
+        timeout=5,
+    )
+
+
 async def test_an_error_computing_one_status_marks_that_object_and_the_namespace_proceeds(
     k8s_emulator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -178,16 +189,7 @@ async def test_an_error_computing_one_status_marks_that_object_and_the_namespace
         await eventually(
             lambda: is_ready(k8s_emulator, "llmproviders", "openai"), "the provider Ready", timeout=5
         )
-        # A new valid model goes through at once: no namespace pass is failing and backing off.
-        k8s_emulator.create(model("later"))
-        await eventually(
-            lambda: is_ready(k8s_emulator, "llmmodels", "later"), "the new model Ready", timeout=5
-        )
-        await eventually(
-            lambda: "later" in [m.name for m in agent_config(k8s_emulator).models],
-            "the new model in the ConfigMap",
-            timeout=5,
-        )
+        await a_new_model_goes_through_at_once(k8s_emulator)
         assert runtime.metrics.reconcile_errors.labels(NS)._value.get() == 0
     scanned = json.dumps(
         [
@@ -228,16 +230,7 @@ async def test_an_error_evaluating_one_object_marks_that_object_and_the_namespac
             lambda: is_ready(k8s_emulator, "llmmiddlewares", "on-broken", "False", "ModelNotReady"),
             "the broken model's middleware sees it not ready",
         )
-        # A new valid model goes through at once: no namespace pass is failing and backing off.
-        k8s_emulator.create(model("later"))
-        await eventually(
-            lambda: is_ready(k8s_emulator, "llmmodels", "later"), "the new model Ready", timeout=5
-        )
-        await eventually(
-            lambda: "later" in [m.name for m in agent_config(k8s_emulator).models],
-            "the new model in the ConfigMap",
-            timeout=5,
-        )
+        await a_new_model_goes_through_at_once(k8s_emulator)
         assert [m.name for m in agent_config(k8s_emulator).models] == ["fine", "later"]
         assert runtime.metrics.reconcile_errors.labels(NS)._value.get() == 0
         assert runtime.reconciler.passes >= 2
