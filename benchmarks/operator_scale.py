@@ -132,16 +132,8 @@ async def emulator_cluster(log_dir: Path) -> AsyncIterator[tuple[Cluster, str]]:
 
     from tests.harness.emulator import EmulatorHandle, KubernetesApiEmulator, write_kubeconfig
 
-    async def trim_request_log(emulator: KubernetesApiEmulator) -> None:
-        # kmock records every request and matches each new one by scanning that record (O(n) per request,
-        # O(n^2) per run): thousands of status patches would measure kmock, not the operator. Requests are
-        # matched on arrival only, so keeping the most recent ones is enough.
-        while True:
-            del emulator._requests[:-10]
-            await asyncio.sleep(0.2)
-
     async with KubernetesApiEmulator() as emulator, kmock.Server(emulator) as http_server:
-        trimmer = asyncio.create_task(trim_request_log(emulator))
+        trimmer = asyncio.create_task(emulator.keep_recent_requests())
         try:
             url = str(http_server.url).rstrip("/")
             k8s = EmulatorHandle(emulator, url, write_kubeconfig(url, log_dir))

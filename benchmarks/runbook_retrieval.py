@@ -282,15 +282,8 @@ async def end_to_end(changes: int) -> dict[str, list[float]]:
     work = Path(tempfile.mkdtemp(prefix="ai-ops-bench-runbooks-"))
     log_path = work / "operator.log"
 
-    async def trim_request_log(emulator: KubernetesApiEmulator) -> None:
-        # kmock keeps every request and scans them all for each new one: keep the last few (requests are
-        # matched on arrival only), or the emulator's own slowdown over the run would be measured.
-        while True:
-            del emulator._requests[:-10]
-            await asyncio.sleep(0.2)
-
     async with KubernetesApiEmulator() as emulator, kmock.Server(emulator) as server:
-        trimmer = asyncio.create_task(trim_request_log(emulator))
+        trimmer = asyncio.create_task(emulator.keep_recent_requests())
         url = str(server.url).rstrip("/")
         k8s = EmulatorHandle(emulator, url, write_kubeconfig(url, work))
         k8s.seed_namespace(NAMESPACE)

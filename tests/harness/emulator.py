@@ -273,6 +273,16 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             self._event_pump = None
         await super().__aexit__(*exc_info)
 
+    async def keep_recent_requests(self, count: int = 10, every: float = 0.2) -> None:
+        """Forget all but the last ``count`` requests, every ``every`` seconds, until cancelled.
+
+        kmock records every request and matches each new one by scanning that record (O(n) per request):
+        a benchmark's thousands of writes would measure kmock, not what it talks to. Requests are matched
+        on arrival only, so keeping the most recent ones is enough."""
+        while True:
+            del self._requests[:-count]
+            await asyncio.sleep(every)
+
     async def _pump_events(self) -> None:
         while True:
             await self._events_waiting.wait()
